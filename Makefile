@@ -1,0 +1,55 @@
+# The two commands that matter: `make demo` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= data/sample/hm data/sample/myntra
+# pip prints one warning per package for file:// indexes that lack it; keep the noise out of logs.
+QUIET_PIP = 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test lint format demo bench eval-baselines clean
+
+install: $(STAMP)
+
+# Idempotent: reruns only when a dependency file changes. torch comes first and alone so that no
+# later resolution can swap it for a CUDA build; torchrec/fbgemm go in without dependency resolution.
+$(STAMP): pyproject.toml constraints.txt requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0 $(QUIET_PIP)
+	$(BIN)/pip install -q -c constraints.txt --no-deps torchrec==1.8.0 fbgemm-gpu-cpu==1.8.0 $(QUIET_PIP)
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt $(QUIET_PIP)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(QUIET_PIP)
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/mrse demo --data $(DATA)
+
+# Baselines on the full datasets (needs ../shared/benchmarks); numbers go to docs/benchmarks.md.
+eval-baselines: $(STAMP)
+	$(BIN)/mrse eval --data ../shared/benchmarks/hm --model bm25 --out results/hm-bm25.json
+	$(BIN)/mrse eval --data ../shared/benchmarks/hm --model dense --out results/hm-dense.json
+	$(BIN)/mrse eval --data ../shared/benchmarks/myntra --model bm25 --out results/myntra-bm25.json
+	$(BIN)/mrse eval --data ../shared/benchmarks/myntra --model dense --out results/myntra-dense.json
+
+bench: $(STAMP)
+	$(BIN)/mrse bench-encoders --data ../shared/benchmarks/hm --out results/encoder-throughput.json
+
+clean:
+	rm -rf $(VENV) .mrse-cache results

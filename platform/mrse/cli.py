@@ -1,0 +1,195 @@
+"""The ``mrse`` command line: the user's front door. Each sub-command calls one package function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("mrse")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mrse.data import load_dataset
+    from mrse.encoders.cache import FeatureCache
+    from mrse.evaluation.harness import evaluate
+    from mrse.evaluation.report import format_table, plot_results, write_json
+    from mrse.retrieval.baselines import build_baseline
+
+    dataset = load_dataset(args.data)
+    with FeatureCache.open_default(args.cache_dir) as cache:
+        retriever = build_baseline(args.model, dataset, cache)
+        result = evaluate(dataset, retriever)
+    write_json(result, args.out)
+    plot_results([result], Path(args.out).with_suffix(".png"))
+    print(format_table([result]))
+    return 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from mrse.data import load_dataset
+    from mrse.encoders.cache import FeatureCache
+    from mrse.encoders.features import encode_items
+
+    dataset = load_dataset(args.data)
+    with FeatureCache.open_default(args.cache_dir) as cache:
+        _, stats = encode_items(dataset, cache, images=not args.no_images)
+    summary = {
+        name: {
+            "total": s.total,
+            "cached": s.cached,
+            "encoded": s.encoded,
+            "failed": len(s.failed),
+            "per_second": round(s.per_second, 1),
+        }
+        for name, s in stats.items()
+    }
+    print(json.dumps({"dataset": dataset.name, **summary}, indent=2))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from mrse.data.importer import ImportConfig, import_catalog
+
+    config = ImportConfig(
+        catalog=Path(args.catalog),
+        out=Path(args.out),
+        interactions=Path(args.interactions) if args.interactions else None,
+        queries=Path(args.queries) if args.queries else None,
+        qrels=Path(args.qrels) if args.qrels else None,
+        image_root=Path(args.image_root) if args.image_root else None,
+        columns=dict(kv.split("=", 1) for kv in args.column),
+    )
+    dataset = import_catalog(config)
+    print(f"imported {len(dataset.items)} items and {len(dataset.events)} events into {args.out}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from mrse.data.sample import SampleConfig, make_sample
+
+    make_sample(
+        SampleConfig(
+            source=Path(args.source),
+            out=Path(args.out),
+            queries=args.queries,
+            max_items=args.max_items,
+            seed=args.seed,
+        )
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mrse.demo import DemoConfig, run_demo
+
+    data = tuple(Path(d) for d in args.data)
+    run_demo(DemoConfig(data=data, out=Path(args.out), cache_dir=args.cache_dir))
+    return 0
+
+
+def _cmd_bench_encoders(args: argparse.Namespace) -> int:
+    from mrse.encoders.benchmark import benchmark_encoders
+
+    result = benchmark_encoders(Path(args.data), n=args.n)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mrse", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache directory (default $MRSE_CACHE_DIR or ~/.cache/mrse)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="evaluate a baseline on a dataset directory")
+    p.add_argument("--data", required=True, help="dataset directory in the benchmark layout")
+    p.add_argument("--model", choices=["bm25", "dense"], required=True)
+    p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
+    p.add_argument("--data", required=True)
+    p.add_argument("--no-images", action="store_true", help="text only")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("import", help="turn your own catalog (CSV/JSONL) into the dataset layout")
+    p.add_argument("--catalog", required=True, help="CSV or JSONL with one item per row")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--interactions", help="CSV or JSONL interaction log (user, item, ts, ...)")
+    p.add_argument("--queries", help="CSV or JSONL test queries (qid, query, user_id, ts)")
+    p.add_argument("--qrels", help="CSV or JSONL judgements (qid, item_id, relevance)")
+    p.add_argument("--image-root", help="directory that relative image paths are relative to")
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="OURS=YOURS",
+        help="map a layout column to your column name, e.g. item_id=sku (repeatable)",
+    )
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("sample", help="cut a small, self-consistent sample from a dataset")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--queries", type=int, default=40)
+    p.add_argument("--max-items", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("demo", help="the main job on a dataset (default: the bundled sample)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["data/sample/hm", "data/sample/myntra"],
+        help="one or more dataset directories (default: the bundled samples)",
+    )
+    p.add_argument("--out", default="results/demo")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench-encoders", help="measure text and image encoder throughput")
+    p.add_argument("--data", required=True)
+    p.add_argument("--n", type=int, default=512, help="items to encode per modality")
+    p.add_argument("--out", default="results/encoder-throughput.json")
+    p.set_defaults(func=_cmd_bench_encoders)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from mrse.data.dataset import DataValidationError
+    from mrse.evaluation.harness import EvaluationError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataValidationError, EvaluationError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

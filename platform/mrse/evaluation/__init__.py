@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics, the evaluation loop and its reports."""

@@ -1,0 +1,83 @@
+"""Ranking metrics as pure functions of one ranked list and its graded relevance judgements.
+
+Conventions: ``ranked`` is the retrieved item ids, best first; ``rels`` maps item id to a
+graded relevance (missing = 0). Gains are exponential (``2**rel - 1``), the usual choice for
+graded judgements, so a bought item (grade 2) counts three times a merely matching one (grade 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+METRIC_NAMES = ("ndcg@10", "recall@10", "recall@100", "recall@500", "mrr@10", "hr@10")
+
+
+def dcg_at_k(gains: Sequence[float], k: int) -> float:
+    """Discounted cumulative gain of the first ``k`` gains, rank 1 undiscounted."""
+    return float(sum(g / math.log2(i + 2) for i, g in enumerate(gains[:k])))
+
+
+def ndcg_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int) -> float:
+    """Normalised DCG with exponential gain; 0.0 when nothing is relevant."""
+    ideal = sorted((2.0**r - 1.0 for r in rels.values() if r > 0), reverse=True)
+    idcg = dcg_at_k(ideal, k)
+    if idcg == 0.0:
+        return 0.0
+    gains = [2.0 ** rels.get(item, 0) - 1.0 for item in ranked[:k]]
+    return dcg_at_k(gains, k) / idcg
+
+
+def recall_at_k(
+    ranked: Sequence[str], rels: Mapping[str, int], k: int, min_grade: int = 1
+) -> float:
+    """Fraction of items with relevance >= ``min_grade`` found in the top ``k``."""
+    relevant = {item for item, r in rels.items() if r >= min_grade}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked[:k])) / len(relevant)
+
+
+def first_hit_rank(ranked: Sequence[str], rels: Mapping[str, int], min_grade: int) -> int | None:
+    """1-based rank of the first item with relevance >= ``min_grade``, or None."""
+    for i, item in enumerate(ranked):
+        if rels.get(item, 0) >= min_grade:
+            return i + 1
+    return None
+
+
+def mrr_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int, min_grade: int) -> float:
+    """Reciprocal rank of the first item of grade >= ``min_grade`` within the top ``k``."""
+    rank = first_hit_rank(ranked[:k], rels, min_grade)
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def hit_rate_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int, min_grade: int) -> float:
+    """1.0 if an item of grade >= ``min_grade`` is in the top ``k``, else 0.0."""
+    return 0.0 if first_hit_rank(ranked[:k], rels, min_grade) is None else 1.0
+
+
+def query_metrics(ranked: Sequence[str], rels: Mapping[str, int]) -> dict[str, float]:
+    """All reported metrics for one query.
+
+    MRR@10 and HR@10 look for the query's highest relevance grade (for ``hm``: the item the
+    shopper actually bought), recall for any relevant item (grade >= 1).
+    """
+    top = max(rels.values(), default=0)
+    return {
+        "ndcg@10": ndcg_at_k(ranked, rels, 10),
+        "recall@10": recall_at_k(ranked, rels, 10),
+        "recall@100": recall_at_k(ranked, rels, 100),
+        "recall@500": recall_at_k(ranked, rels, 500),
+        "mrr@10": mrr_at_k(ranked, rels, 10, min_grade=max(top, 1)),
+        "hr@10": hit_rate_at_k(ranked, rels, 10, min_grade=max(top, 1)),
+    }
+
+
+def mean_metrics(per_query: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Macro average over queries."""
+    if not per_query:
+        return {name: 0.0 for name in METRIC_NAMES}
+    return {name: float(np.mean([m[name] for m in per_query])) for name in METRIC_NAMES}
