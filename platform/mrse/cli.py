@@ -12,6 +12,10 @@ from pathlib import Path
 logger = logging.getLogger("mrse")
 
 
+class UsageError(ValueError):
+    """The command line asks for something inconsistent."""
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -29,13 +33,43 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mrse.evaluation.report import format_table, plot_results, write_json
     from mrse.retrieval.baselines import build_baseline
 
+    if (args.model is None) == (args.run is None):
+        raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
-        retriever = build_baseline(args.model, dataset, cache)
+        if args.run is not None:
+            from mrse.retrieval.model import ModelRetriever
+            from mrse.training.checkpoint import load_run
+
+            retriever = ModelRetriever(load_run(args.run), dataset, cache)
+        else:
+            retriever = build_baseline(args.model, dataset, cache)
         result = evaluate(dataset, retriever)
     write_json(result, args.out)
     plot_results([result], Path(args.out).with_suffix(".png"))
     print(format_table([result]))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mrse.training.config import apply_overrides, load_config
+    from mrse.training.trainer import train
+
+    config = load_config(args.model, args.config)
+    overrides = {}
+    for name in ("epochs", "seed", "max_minutes"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = apply_overrides(config, overrides)
+    summary = train(
+        config,
+        Path(args.data),
+        Path(args.out),
+        name=args.name or args.model,
+        resume=args.resume,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     return 0
 
 
@@ -122,11 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("eval", help="evaluate a baseline on a dataset directory")
+    p = sub.add_parser("eval", help="evaluate a baseline or a trained run on a dataset")
     p.add_argument("--data", required=True, help="dataset directory in the benchmark layout")
-    p.add_argument("--model", choices=["bm25", "dense"], required=True)
+    p.add_argument("--model", choices=["bm25", "dense"], help="a baseline")
+    p.add_argument("--run", help="a run directory written by `mrse train`")
     p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("train", help="train MRSE or a baseline/ablation tower on a dataset")
+    p.add_argument("--data", required=True)
+    p.add_argument(
+        "--model",
+        default="mrse",
+        choices=["mrse", "text-tower", "no-image", "no-profile", "no-lmoe", "no-hard-negatives"],
+    )
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="YAML file overriding the preset (see configs/)")
+    p.add_argument("--name", help="run name (default: the --model preset)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
     p.add_argument("--data", required=True)
@@ -183,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     from mrse.data.dataset import DataValidationError
     from mrse.evaluation.harness import EvaluationError
+    from mrse.training.checkpoint import RunError
 
     try:
         return int(args.func(args) or 0)
-    except (DataValidationError, EvaluationError) as exc:
+    except (DataValidationError, EvaluationError, RunError, UsageError) as exc:
         logger.error("%s", exc)
         return 2
 

@@ -120,3 +120,15 @@ def test_encode_items_aligns_rows_and_reports(make_dataset, tmp_path, text_encod
     assert feats.has_image.tolist() == [True, True, False]
     assert ds.report.unreadable_images == [str((root / "images" / "i3.jpg").resolve())]
     assert stats["image"].encoded == 2
+
+
+def test_onnx_backend_matches_eager_torch(sample_hm, tmp_path):
+    from mrse.encoders.image import ImageEncoder
+
+    photos = sorted((sample_hm / "images").iterdir())[:6]
+    batch = torch.stack([preprocess(p) for p in photos])
+    onnx = ImageEncoder(backend="onnx", cache_dir=tmp_path).encode_tensors(batch)
+    eager = ImageEncoder(backend="torch").encode_tensors(batch)
+    np.testing.assert_allclose(onnx, eager, atol=1e-3)
+    with pytest.raises(ValueError, match="backend"):
+        ImageEncoder(backend="tpu")

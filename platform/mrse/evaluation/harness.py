@@ -32,6 +32,7 @@ class EvalResult:
     queries: int
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    explanations: dict[str, list[dict]] = field(default_factory=dict)
     skipped_queries: int = 0
     seconds: float = 0.0
 
@@ -46,6 +47,8 @@ class EvalResult:
         }
         if per_query:
             out["per_query"] = self.per_query
+        if per_query and self.explanations:
+            out["explanations"] = self.explanations
         return out
 
 
@@ -90,6 +93,7 @@ def evaluate(
         )
     start = time.perf_counter()
     per_query: dict[str, dict[str, float]] = {}
+    explanations: dict[str, list[dict]] = {}
     with tqdm(
         total=len(contexts), desc=f"eval {retriever.name} on {dataset.name}", unit="q"
     ) as bar:
@@ -97,6 +101,13 @@ def evaluate(
             chunk = contexts[s : s + batch_size]
             for ctx, ranking in zip(chunk, retriever.search(chunk, k), strict=True):
                 per_query[ctx.qid] = query_metrics(list(ranking.item_ids), judged[ctx.qid])
+                if ranking.explanations:
+                    explanations[ctx.qid] = [
+                        {"item_id": str(i), "score": round(float(s), 5), **e}
+                        for i, s, e in zip(
+                            ranking.item_ids, ranking.scores, ranking.explanations, strict=False
+                        )
+                    ]
             bar.update(len(chunk))
     return EvalResult(
         dataset=dataset.name,
@@ -104,6 +115,7 @@ def evaluate(
         queries=len(contexts),
         metrics=mean_metrics(list(per_query.values())),
         per_query=per_query,
+        explanations=explanations,
         skipped_queries=skipped,
         seconds=time.perf_counter() - start,
     )

@@ -28,10 +28,15 @@ class QueryContext:
 
 @dataclass(frozen=True)
 class Ranking:
-    """Top-k result of one query: ``item_ids`` (k,) best first and their ``scores`` (k,)."""
+    """Top-k result of one query: ``item_ids`` (k,) best first and their ``scores`` (k,).
+
+    ``explanations``, when the retriever gives them, holds one dict per leading result with
+    each modality's and expert pair's additive share of the score.
+    """
 
     item_ids: np.ndarray
     scores: np.ndarray
+    explanations: list[dict[str, float]] | None = None
 
 
 class Retriever(Protocol):

@@ -1,0 +1,1 @@
+"""Feature computation shared by training, offline evaluation, the stream worker and serving."""

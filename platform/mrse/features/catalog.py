@@ -1,0 +1,140 @@
+"""Model-ready item features for a whole catalog, and batches of them as ``ItemInputs``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchrec import KeyedJaggedTensor
+
+from mrse.data.dataset import Dataset
+from mrse.encoders.features import ItemFeatures
+from mrse.features.ngrams import hashed_id, ngram_ids
+from mrse.models.config import ModelConfig
+from mrse.models.two_tower import ItemInputs
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Catalog means subtracted from frozen-encoder vectors before normalising them.
+
+    Centring removes the large shared component of MiniLM and (all-positive) EfficientNet
+    features, so cosine and profile coherence measure what differs between items. Computed
+    on the training catalog and stored with the run, so serving applies the same transform.
+    """
+
+    text_mean: np.ndarray  # (384,)
+    image_mean: np.ndarray  # (1280,)
+
+    @classmethod
+    def fit(cls, feats: ItemFeatures) -> FeatureStats:
+        text = feats.text[feats.has_text]
+        image = feats.image[feats.has_image]
+        return cls(
+            text_mean=text.mean(0) if len(text) else np.zeros(feats.text.shape[1], np.float32),
+            image_mean=image.mean(0) if len(image) else np.zeros(feats.image.shape[1], np.float32),
+        )
+
+
+def centre_unit(x: np.ndarray, mean: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """unit(x - mean) row-wise (N, D); rows not ``present`` stay zero."""
+    out = x.astype(np.float32) - mean.astype(np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+    if present is not None:
+        out[~present] = 0.0
+    return out
+
+
+def jagged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged int lists -> (values, offsets (N+1,))."""
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(offsets[-1]))
+    return values, offsets
+
+
+def gather_jagged(
+    values: np.ndarray, offsets: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ragged rows ``rows`` -> (values, lengths)."""
+    starts, ends = offsets[rows], offsets[rows + 1]
+    lengths = ends - starts
+    if lengths.sum() == 0:
+        return np.zeros(0, np.int64), lengths
+    return np.concatenate([values[s:e] for s, e in zip(starts, ends, strict=True)]), lengths
+
+
+@dataclass
+class CatalogFeatures:
+    """Row-aligned features of every catalog item.
+
+    Attributes:
+        item_ids: (N,) ids; ``index`` maps id -> row.
+        text: (N, 384) centred unit MiniLM vectors; image: (N, 1280) centred unit photo vectors.
+        has_text / has_image: (N,) bool.
+        ngram_values / ngram_offsets: hashed n-grams of title + category, ragged.
+        category_id / brand_id: (N,) hashed ids (0 = none); categories: (N,) raw strings.
+    """
+
+    item_ids: np.ndarray
+    index: dict[str, int]
+    text: torch.Tensor
+    has_text: torch.Tensor
+    image: torch.Tensor
+    has_image: torch.Tensor
+    ngram_values: np.ndarray
+    ngram_offsets: np.ndarray
+    category_id: np.ndarray
+    brand_id: np.ndarray
+    categories: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def inputs(self, rows: np.ndarray | torch.Tensor) -> ItemInputs:
+        """Model inputs for catalog rows ``rows`` (n,)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        values, lengths = gather_jagged(self.ngram_values, self.ngram_offsets, rows)
+        cat, brand = self.category_id[rows], self.brand_id[rows]
+        cat_len, brand_len = (cat > 0).astype(np.int64), (brand > 0).astype(np.int64)
+        sparse = KeyedJaggedTensor.from_lengths_sync(
+            keys=["item_ngrams", "item_category", "item_brand"],
+            values=torch.from_numpy(np.concatenate([values, cat[cat > 0], brand[brand > 0]])),
+            lengths=torch.from_numpy(np.concatenate([lengths, cat_len, brand_len])),
+        )
+        t = torch.from_numpy(rows)
+        return ItemInputs(
+            text=self.text[t],
+            has_text=self.has_text[t],
+            image=self.image[t],
+            has_image=self.has_image[t],
+            sparse=sparse,
+        )
+
+
+def build_catalog_features(
+    dataset: Dataset, feats: ItemFeatures, stats: FeatureStats, config: ModelConfig
+) -> CatalogFeatures:
+    """Turn a dataset's frozen-encoder features into model inputs (any catalog, seen or not)."""
+    items = dataset.items
+    texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
+    values, offsets = jagged([ngram_ids(t, config.ngram_buckets) for t in texts])
+    return CatalogFeatures(
+        item_ids=items["item_id"].to_numpy(dtype=object),
+        index=dict(dataset.item_index),
+        text=torch.from_numpy(centre_unit(feats.text, stats.text_mean, feats.has_text)),
+        has_text=torch.from_numpy(feats.has_text.copy()),
+        image=torch.from_numpy(centre_unit(feats.image, stats.image_mean, feats.has_image)),
+        has_image=torch.from_numpy(feats.has_image.copy()),
+        ngram_values=values,
+        ngram_offsets=offsets,
+        category_id=np.array(
+            [hashed_id(c, config.category_buckets) for c in items["category"]], dtype=np.int64
+        ),
+        brand_id=np.array(
+            [hashed_id(b, config.brand_buckets) for b in items["brand"]], dtype=np.int64
+        ),
+        categories=items["category"].to_numpy(dtype=object),
+    )

@@ -1,0 +1,42 @@
+"""Model configuration: the only constructor input of the towers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Fusion = Literal["lmoe", "concat"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and switches of the two towers.
+
+    ``use_image`` / ``use_profile`` turn a modality off everywhere (the ablations and the
+    text-tower baseline); ``fusion="concat"`` replaces the gated experts with concat + MLP.
+    """
+
+    dim: int = 128
+    hidden: int = 256
+    text_dim: int = 384
+    image_dim: int = 1280
+    sparse_dim: int = 64
+    ngram_buckets: int = 1 << 17
+    category_buckets: int = 1 << 12
+    brand_buckets: int = 1 << 12
+    recent_items: int = 20
+    use_image: bool = True
+    use_profile: bool = True
+    fusion: Fusion = "lmoe"
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.dim < 8 or self.hidden < 8:
+            raise ValueError("dim and hidden must be >= 8")
+        if self.fusion not in ("lmoe", "concat"):
+            raise ValueError(f"fusion must be 'lmoe' or 'concat', got {self.fusion!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,46 @@
+"""Batch inference helpers: whole catalogs and query sets through the towers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mrse.features.catalog import CatalogFeatures
+from mrse.features.queries import QueryFeatures
+from mrse.models.towers import TowerOutput
+from mrse.models.two_tower import MRSEModel
+
+
+@torch.no_grad()
+def encode_catalog(
+    model: MRSEModel, catalog: CatalogFeatures, batch_size: int = 4096
+) -> torch.Tensor:
+    """Every catalog item -> (N, D) unit vectors (model put in eval mode and restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(catalog), batch_size):
+        rows = np.arange(s, min(s + batch_size, len(catalog)))
+        out.append(model.encode_items(catalog.inputs(rows)).embedding)
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, model.config.dim)
+
+
+@torch.no_grad()
+def encode_queries(
+    model: MRSEModel,
+    queries: QueryFeatures,
+    item_embeddings: torch.Tensor,
+    rows: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> list[TowerOutput]:
+    """Queries (all, or ``rows``) -> tower outputs in batches; recent items read ``item_embeddings``."""
+    was_training = model.training
+    model.eval()
+    rows = np.arange(len(queries)) if rows is None else np.asarray(rows)
+    out = [
+        model.encode_queries(queries.inputs(rows[s : s + batch_size]), item_embeddings)
+        for s in range(0, len(rows), batch_size)
+    ]
+    model.train(was_training)
+    return out

@@ -1,0 +1,281 @@
+"""Item and query towers built from lightweight mixture-of-experts (LMoE) modules.
+
+Every expert maps one kind of input to a unit vector in the shared space; a per-example gate
+mixes them. A missing modality (an image-only item, a user with no history) masks its experts
+out of the gate inside the module, so call sites never special-case it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
+from torchrec.modules.embedding_configs import PoolingType
+
+from mrse.models.config import ModelConfig
+
+ITEM_EXPERTS = ("text", "ngram", "image", "category")
+QUERY_EXPERTS = ("text", "ngram", "profile")
+ITEM_SPARSE_KEYS = ("item_ngrams", "item_category", "item_brand")
+QUERY_SPARSE_KEYS = ("query_ngrams", "profile_categories")
+
+
+def mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
+    """Two-layer perceptron: (.., d_in) -> (.., d_out)."""
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, d_out)
+    )
+
+
+@dataclass
+class TowerOutput:
+    """A tower's output and what it is made of.
+
+    Attributes:
+        embedding: (N, D) unit vectors.
+        experts: (N, E, D) unit expert vectors (zeros where masked), None for concat fusion.
+        gates: (N, E) mixture weights (0 where masked), None for concat fusion.
+        norm: (N,) length of the mixture before normalisation, None for concat fusion.
+    """
+
+    embedding: torch.Tensor
+    experts: torch.Tensor | None = None
+    gates: torch.Tensor | None = None
+    norm: torch.Tensor | None = None
+
+
+class GatedMixture(nn.Module):
+    """LMoE combiner: softmax gate over the available experts, conditioned on ``gate_input``."""
+
+    def __init__(self, gate_in: int, n_experts: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(gate_in, n_experts)
+
+    def forward(
+        self, experts: torch.Tensor, available: torch.Tensor, gate_input: torch.Tensor
+    ) -> TowerOutput:
+        """experts (N, E, D) unit, available (N, E) bool, gate_input (N, G) -> (N, D)."""
+        logits = self.gate(gate_input)  # (N, E)
+        logits = logits.masked_fill(~available, float("-inf"))
+        # A row with nothing available (no text, no photo, no ids) gets a zero vector.
+        none = ~available.any(dim=1, keepdim=True)  # (N, 1)
+        gates = torch.softmax(logits.masked_fill(none, 0.0), dim=1) * (~none)  # (N, E)
+        mixed = (gates.unsqueeze(-1) * experts).sum(dim=1)  # (N, D)
+        norm = mixed.norm(dim=1).clamp_min(1e-6)  # (N,)
+        return TowerOutput(mixed / norm.unsqueeze(1), experts, gates, norm)
+
+
+class ItemTower(nn.Module):
+    """Items -> (N, D). Experts: MiniLM text, hashed n-grams, EfficientNet photo, category+brand."""
+
+    def __init__(self, config: ModelConfig, device: torch.device | None = None) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.ebc = EmbeddingBagCollection(
+            tables=[
+                EmbeddingBagConfig(
+                    name="item_ngram",
+                    embedding_dim=c.sparse_dim,
+                    num_embeddings=c.ngram_buckets,
+                    feature_names=["item_ngrams"],
+                    pooling=PoolingType.MEAN,
+                ),
+                EmbeddingBagConfig(
+                    name="category",
+                    embedding_dim=c.sparse_dim,
+                    num_embeddings=c.category_buckets,
+                    feature_names=["item_category"],
+                    pooling=PoolingType.MEAN,
+                ),
+                EmbeddingBagConfig(
+                    name="brand",
+                    embedding_dim=c.sparse_dim,
+                    num_embeddings=c.brand_buckets,
+                    feature_names=["item_brand"],
+                    pooling=PoolingType.MEAN,
+                ),
+            ],
+            device=device,
+        )
+        self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
+        self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
+        self.image = mlp(c.image_dim, c.hidden, c.dim, c.dropout) if c.use_image else None
+        self.category = mlp(2 * c.sparse_dim, c.hidden, c.dim, c.dropout)
+        n = len(ITEM_EXPERTS)
+        if c.fusion == "lmoe":
+            self.mixture = GatedMixture(n * c.dim + n, n)
+        else:
+            self.concat = mlp(n * c.dim, c.hidden, c.dim, c.dropout)
+
+    def experts(
+        self,
+        text: torch.Tensor,
+        has_text: torch.Tensor,
+        image: torch.Tensor,
+        has_image: torch.Tensor,
+        sparse: KeyedJaggedTensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit expert vectors (N, 4, D) and their availability (N, 4)."""
+        pooled = self.ebc(sparse).to_dict()
+        ngram_bag = pooled["item_ngrams"]  # (N, S)
+        ids = torch.cat([pooled["item_category"], pooled["item_brand"]], dim=1)  # (N, 2S)
+        has_ids = ids.abs().sum(dim=1) > 0
+        zeros = text.new_zeros(text.shape[0], self.config.dim)
+        if self.image is not None:
+            img = F.normalize(self.image(image), dim=-1)
+            has_img = has_image
+        else:
+            img, has_img = zeros, torch.zeros_like(has_image)
+        experts = torch.stack(
+            [
+                F.normalize(self.text(text), dim=-1),
+                F.normalize(self.ngram(ngram_bag), dim=-1),
+                img,
+                F.normalize(self.category(ids), dim=-1),
+            ],
+            dim=1,
+        )  # (N, 4, D)
+        has_ngrams = ngram_bag.abs().sum(dim=1) > 0
+        available = torch.stack([has_text, has_ngrams, has_img, has_ids], dim=1)  # (N, 4)
+        return experts * available.unsqueeze(-1), available
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        has_text: torch.Tensor,
+        image: torch.Tensor,
+        has_image: torch.Tensor,
+        sparse: KeyedJaggedTensor,
+    ) -> TowerOutput:
+        """text (N, 384), has_text (N,), image (N, 1280), has_image (N,), sparse (stride N)."""
+        experts, available = self.experts(text, has_text, image, has_image, sparse)
+        if self.config.fusion == "concat":
+            return TowerOutput(F.normalize(self.concat(experts.flatten(1)), dim=-1))
+        gate_in = torch.cat([experts.flatten(1), available.float()], dim=1)
+        return self.mixture(experts, available, gate_in)
+
+    def text_and_image_views(
+        self,
+        text: torch.Tensor,
+        has_text: torch.Tensor,
+        image: torch.Tensor,
+        has_image: torch.Tensor,
+        sparse: KeyedJaggedTensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the consistency loss: text view (N, D), image view (N, D), both-present (N,)."""
+        experts, available = self.experts(text, has_text, image, has_image, sparse)
+        text_view = F.normalize(experts[:, 0] + experts[:, 1], dim=-1)
+        both = available[:, 0] & available[:, 2]
+        return text_view, experts[:, 2], both
+
+
+class QueryTower(nn.Module):
+    """Query + user -> (N, D). Experts: MiniLM query text, query n-grams, the user's profile.
+
+    The profile expert reuses the item tower's text and photo experts on the user's pooled
+    history (so "like what I bought" is measured in the item space), attends over the
+    embeddings of the user's recent items with the query-only vector, and adds their recent
+    categories. The gate sees the query and the user's modality preference.
+    """
+
+    def __init__(self, config: ModelConfig, device: torch.device | None = None) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.ebc = EmbeddingBagCollection(
+            tables=[
+                EmbeddingBagConfig(
+                    name="query_ngram",
+                    embedding_dim=c.sparse_dim,
+                    num_embeddings=c.ngram_buckets,
+                    feature_names=["query_ngrams"],
+                    pooling=PoolingType.MEAN,
+                ),
+                EmbeddingBagConfig(
+                    name="profile_category",
+                    embedding_dim=c.sparse_dim,
+                    num_embeddings=c.category_buckets,
+                    feature_names=["profile_categories"],
+                    pooling=PoolingType.MEAN,
+                ),
+            ],
+            device=device,
+        )
+        self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
+        self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
+        self.base_gate = nn.Linear(c.text_dim, 2)
+        if c.use_profile:
+            self.profile_categories = nn.Linear(c.sparse_dim, c.dim)
+            self.profile = mlp(4 * c.dim + 4, c.hidden, c.dim, c.dropout)
+            self.attention_scale = nn.Parameter(torch.tensor(10.0))
+        n = len(QUERY_EXPERTS)
+        if c.fusion == "lmoe":
+            self.mixture = GatedMixture(c.text_dim + 4 + 1, n)
+        else:
+            self.concat = mlp(n * c.dim + 4, c.hidden, c.dim, c.dropout)
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        sparse: KeyedJaggedTensor,
+        profile_text: torch.Tensor,
+        profile_image: torch.Tensor,
+        modality: torch.Tensor,
+        has_history: torch.Tensor,
+        recent: torch.Tensor,
+        recent_mask: torch.Tensor,
+        item_tower: ItemTower,
+    ) -> TowerOutput:
+        """Encode queries.
+
+        Args:
+            text: (B, 384) MiniLM query vectors.
+            sparse: KJT with ``query_ngrams`` and ``profile_categories`` (stride B).
+            profile_text: (B, 384) pooled history text; profile_image: (B, 1280) pooled photos.
+            modality: (B, 4) modality preference features; has_history: (B,) bool.
+            recent: (B, K, D) item-tower embeddings of the user's recent items.
+            recent_mask: (B, K) bool, True where ``recent`` holds an item.
+            item_tower: the item tower, whose text/photo experts embed the pooled history.
+        """
+        c = self.config
+        if not c.use_profile:  # the text-only tower must not see anything about the user
+            modality = torch.zeros_like(modality)
+        pooled = self.ebc(sparse).to_dict()
+        q_text = F.normalize(self.text(text), dim=-1)  # (B, D)
+        q_ngram = F.normalize(self.ngram(pooled["query_ngrams"]), dim=-1)  # (B, D)
+        has_ngrams = pooled["query_ngrams"].abs().sum(dim=1) > 0
+        if c.use_profile:
+            w = torch.softmax(self.base_gate(text), dim=1)  # (B, 2)
+            base = F.normalize(w[:, :1] * q_text + w[:, 1:] * q_ngram, dim=-1)  # (B, D)
+            att = torch.einsum("bd,bkd->bk", base, recent) * self.attention_scale  # (B, K)
+            att = att.masked_fill(~recent_mask, float("-inf"))
+            any_recent = recent_mask.any(dim=1, keepdim=True)
+            att = torch.softmax(att.masked_fill(~any_recent, 0.0), dim=1) * any_recent
+            attended = torch.einsum("bk,bkd->bd", att, recent)  # (B, D)
+            p_text = F.normalize(item_tower.text(profile_text), dim=-1)
+            if item_tower.image is not None:
+                p_image = F.normalize(item_tower.image(profile_image), dim=-1)
+            else:
+                p_image = torch.zeros_like(p_text)
+            p_cat = self.profile_categories(pooled["profile_categories"])  # (B, D)
+            p_in = torch.cat([p_text, p_image, attended, p_cat, modality], dim=1)
+            profile = F.normalize(self.profile(p_in), dim=-1)  # (B, D)
+            has_profile = has_history
+        else:
+            profile = torch.zeros_like(q_text)
+            has_profile = torch.zeros_like(has_history)
+        experts = torch.stack([q_text, q_ngram, profile], dim=1)  # (B, 3, D)
+        available = torch.stack(
+            [torch.ones_like(has_ngrams), has_ngrams, has_profile], dim=1
+        )  # (B, 3)
+        experts = experts * available.unsqueeze(-1)
+        if c.fusion == "concat":
+            return TowerOutput(
+                F.normalize(self.concat(torch.cat([experts.flatten(1), modality], 1)), dim=-1)
+            )
+        gate_in = torch.cat([text, modality, has_profile.float().unsqueeze(1)], dim=1)
+        return self.mixture(experts, available, gate_in)

@@ -1,0 +1,114 @@
+"""The MRSE model: item tower + query tower, scores and per-expert explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchrec import KeyedJaggedTensor
+
+from mrse.models.config import ModelConfig
+from mrse.models.towers import ITEM_EXPERTS, QUERY_EXPERTS, ItemTower, QueryTower, TowerOutput
+
+
+@dataclass
+class ItemInputs:
+    """Item features for N items (see ``mrse.features.catalog``)."""
+
+    text: torch.Tensor  # (N, 384)
+    has_text: torch.Tensor  # (N,) bool
+    image: torch.Tensor  # (N, 1280)
+    has_image: torch.Tensor  # (N,) bool
+    sparse: KeyedJaggedTensor  # item_ngrams, item_category, item_brand; stride N
+
+
+@dataclass
+class QueryInputs:
+    """Query and profile features for B queries; ``recent`` indexes items (-1 = none)."""
+
+    text: torch.Tensor  # (B, 384)
+    sparse: KeyedJaggedTensor  # query_ngrams, profile_categories; stride B
+    profile_text: torch.Tensor  # (B, 384)
+    profile_image: torch.Tensor  # (B, 1280)
+    modality: torch.Tensor  # (B, 4)
+    has_history: torch.Tensor  # (B,) bool
+    recent: torch.Tensor  # (B, K) long catalog rows, -1 padding
+
+
+class MRSEModel(nn.Module):
+    """Two towers in one space. Returns embeddings; the loss lives in ``mrse.losses``.
+
+    Example:
+        >>> model = MRSEModel(ModelConfig(dim=64))
+        >>> items = model.encode_items(item_inputs)            # (N, 64)
+        >>> queries = model.encode_queries(query_inputs, items.embedding)  # (B, 64)
+        >>> scores = queries.embedding @ items.embedding.T     # (B, N)
+    """
+
+    def __init__(self, config: ModelConfig, device: torch.device | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.item_tower = ItemTower(config, device)
+        self.query_tower = QueryTower(config, device)
+
+    def encode_items(self, items: ItemInputs) -> TowerOutput:
+        return self.item_tower(
+            items.text, items.has_text, items.image, items.has_image, items.sparse
+        )
+
+    def encode_queries(
+        self, queries: QueryInputs, recent_item_embeddings: torch.Tensor
+    ) -> TowerOutput:
+        """Queries -> (B, D). ``recent_item_embeddings`` (M, D) are rows ``queries.recent`` indexes."""
+        mask = queries.recent >= 0  # (B, K)
+        idx = queries.recent.clamp_min(0)
+        if recent_item_embeddings.shape[0] == 0:
+            recent = recent_item_embeddings.new_zeros(*idx.shape, self.config.dim)
+            mask = torch.zeros_like(mask)
+        else:
+            recent = recent_item_embeddings[idx] * mask.unsqueeze(-1)  # (B, K, D)
+        return self.query_tower(
+            queries.text,
+            queries.sparse,
+            queries.profile_text,
+            queries.profile_image,
+            queries.modality,
+            queries.has_history,
+            recent,
+            mask,
+            self.item_tower,
+        )
+
+
+def explain(query: TowerOutput, items: TowerOutput) -> dict[str, torch.Tensor] | None:
+    """Split each (query, item) score into expert contributions that sum to the score.
+
+    Args:
+        query: B query outputs; items: the B items paired with them (row i with row i).
+
+    Returns:
+        ``{"q:<expert>|i:<expert>": (B,)}`` for every expert pair, plus per-modality sums
+        ``text``, ``image``, ``profile`` (B,) each; None for concat fusion (no experts).
+        Modality: ``profile`` is everything the query-side profile expert contributes,
+        ``image`` the item photo expert against the query's own text experts, ``text`` the rest.
+    """
+    if query.experts is None or items.experts is None:
+        return None
+    qg = query.gates.unsqueeze(-1) * query.experts  # (B, Eq, D)
+    ig = items.gates.unsqueeze(-1) * items.experts  # (B, Ei, D)
+    pair = torch.einsum("bqd,bid->bqi", qg, ig)  # (B, Eq, Ei)
+    pair = pair / (query.norm * items.norm)[:, None, None]
+    out = {
+        f"q:{qe}|i:{ie}": pair[:, a, b]
+        for a, qe in enumerate(QUERY_EXPERTS)
+        for b, ie in enumerate(ITEM_EXPERTS)
+    }
+    p = QUERY_EXPERTS.index("profile")
+    img = ITEM_EXPERTS.index("image")
+    profile = pair[:, p, :].sum(dim=1)
+    image = pair[:, :, img].sum(dim=1) - pair[:, p, img]
+    out["profile"] = profile
+    out["image"] = image
+    out["text"] = pair.sum(dim=(1, 2)) - profile - image
+    return out

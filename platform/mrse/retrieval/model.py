@@ -1,0 +1,83 @@
+"""A trained run as a retriever: encode the dataset's catalog, then exact search per query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mrse.data.dataset import Dataset
+from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import encode_items
+from mrse.features.catalog import build_catalog_features
+from mrse.features.queries import build_query_features, snapshot_profiles
+from mrse.models.inference import encode_catalog, encode_queries
+from mrse.models.two_tower import explain
+from mrse.retrieval.base import QueryContext, Ranking
+from mrse.training.checkpoint import Run
+from mrse.training.trainer import query_text_vectors
+
+EXPLAIN_TOP = 10
+
+
+class ModelRetriever:
+    """Exact inner-product search with a trained run over any dataset's catalog.
+
+    Items and users never seen in training are fine: everything is computed from their
+    features (text, photo, hashed n-grams and ids) and the user's events before the query.
+    """
+
+    def __init__(self, run: Run, dataset: Dataset, cache: FeatureCache) -> None:
+        self.run = run
+        self.name = run.name
+        self.dataset = dataset
+        self.cache = cache
+        cfg = run.config
+        feats, _ = encode_items(dataset, cache, images=cfg.model.use_image or cfg.model.use_profile)
+        self.catalog = build_catalog_features(dataset, feats, run.stats, cfg.model)
+        self.items = encode_catalog(run.model, self.catalog)  # (N, D)
+
+    def search(self, queries: Sequence[QueryContext], k: int) -> list[Ranking]:
+        cfg = self.run.config
+        texts = [q.query for q in queries]
+        requests = [(q.user_id, q.ts) for q in queries]
+        profiles = snapshot_profiles(self.dataset.events, self.catalog, requests, cfg.profile)
+        qf = build_query_features(
+            texts,
+            query_text_vectors(texts, self.cache),
+            profiles,
+            self.catalog,
+            self.run.stats,
+            cfg.model,
+        )
+        (out,) = encode_queries(self.run.model, qf, self.items, batch_size=len(texts))
+        scores = out.embedding @ self.items.T  # (Q, N)
+        k = min(k, scores.shape[1])
+        top_scores, top_rows = scores.topk(k, dim=1)
+        rankings = []
+        with torch.no_grad():
+            for qi in range(len(queries)):
+                rows = top_rows[qi].numpy()
+                expl = None
+                n = min(EXPLAIN_TOP, k)
+                if out.experts is not None and n:
+                    item_out = self.run.model.encode_items(self.catalog.inputs(rows[:n]))
+                    q_rep = type(out)(
+                        embedding=out.embedding[qi : qi + 1].expand(n, -1),
+                        experts=out.experts[qi : qi + 1].expand(n, -1, -1),
+                        gates=out.gates[qi : qi + 1].expand(n, -1),
+                        norm=out.norm[qi : qi + 1].expand(n),
+                    )
+                    parts = explain(q_rep, item_out)
+                    expl = [
+                        {key: round(float(v[j]), 5) for key, v in parts.items()} for j in range(n)
+                    ]
+                rankings.append(
+                    Ranking(
+                        item_ids=self.catalog.item_ids[rows],
+                        scores=top_scores[qi].numpy().astype(np.float32),
+                        explanations=expl,
+                    )
+                )
+        return rankings

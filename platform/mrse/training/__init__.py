@@ -1,0 +1,1 @@
+"""Training: configs, examples and splits, the loop, checkpoints."""

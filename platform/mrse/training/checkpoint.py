@@ -1,0 +1,81 @@
+"""Run directories: weights, config and feature statistics, loadable without unpickling.
+
+Layout: ``run.json`` (config, dataset, metrics), ``model.pt`` (a plain state dict, loaded with
+``weights_only=True``), ``stats.npz`` (feature means, loaded with ``allow_pickle=False``),
+``train_state.pt`` (optimizer and progress, for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mrse.features.catalog import FeatureStats
+from mrse.models.two_tower import MRSEModel
+from mrse.training.config import TrainConfig, config_from_dict
+
+
+class RunError(ValueError):
+    """A run directory is missing or incomplete."""
+
+
+@dataclass
+class Run:
+    """A trained model, ready to encode."""
+
+    path: Path
+    name: str
+    config: TrainConfig
+    model: MRSEModel
+    stats: FeatureStats
+    info: dict[str, Any]
+
+
+def save_run(
+    path: Path,
+    name: str,
+    config: TrainConfig,
+    model: MRSEModel,
+    stats: FeatureStats,
+    info: dict[str, Any],
+) -> None:
+    """Write (atomically per file) everything needed to reload the model."""
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "model.pt.tmp"
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path / "model.pt")
+    np.savez(path / "stats.npz", text_mean=stats.text_mean, image_mean=stats.image_mean)
+    payload = {"name": name, "config": config.to_dict(), **info}
+    (path / "run.json.tmp").write_text(json.dumps(payload, indent=2, default=str))
+    (path / "run.json.tmp").replace(path / "run.json")
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory written by ``save_run`` (model in eval mode)."""
+    path = Path(path)
+    for f in ("run.json", "model.pt", "stats.npz"):
+        if not (path / f).exists():
+            raise RunError(
+                f"{path}: not a complete run directory ({f} is missing); train one with `mrse train`"
+            )
+    info = json.loads((path / "run.json").read_text())
+    config = config_from_dict(info["config"])
+    model = MRSEModel(config.model)
+    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    with np.load(path / "stats.npz", allow_pickle=False) as z:
+        stats = FeatureStats(text_mean=z["text_mean"], image_mean=z["image_mean"])
+    return Run(
+        path=path,
+        name=info.get("name", path.name),
+        config=config,
+        model=model,
+        stats=stats,
+        info=info,
+    )

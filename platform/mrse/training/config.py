@@ -1,0 +1,120 @@
+"""Training configuration: frozen dataclasses loaded from YAML, validated, logged once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrse.features.profile import ProfileConfig
+from mrse.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the hybrid loss terms; a weight of 0 switches a term off."""
+
+    softmax_weight: float = 1.0
+    temperature: float = 0.05
+    random_negatives: int = 1024
+    triplet_weight: float = 0.5
+    margin: float = 0.1
+    hard_negatives: int = 8
+    hard_pool: int = 64
+    consistency_weight: float = 0.1
+    consistency_temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("softmax_weight", "triplet_weight", "consistency_weight", "random_negatives"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss.{name} must be >= 0")
+        if self.temperature <= 0 or self.consistency_temperature <= 0:
+            raise ValueError("temperatures must be > 0")
+        if self.softmax_weight == 0 and self.triplet_weight == 0:
+            raise ValueError("at least one of softmax_weight and triplet_weight must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    val_fraction: float = 0.1
+    patience: int = 4
+    refresh_every: int = 20
+    seed: int = 0
+    max_minutes: float = 14.0
+    threads: int = 0  # 0: torch default
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError("val_fraction must be in (0, 0.5)")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Presets for `mrse train --model`: the baseline and the ablations differ only in switches.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "mrse": {},
+    "text-tower": {
+        "model": {"use_image": False, "use_profile": False},
+        "loss": {"consistency_weight": 0.0},
+    },
+    "no-image": {"model": {"use_image": False}, "loss": {"consistency_weight": 0.0}},
+    "no-profile": {"model": {"use_profile": False}},
+    "no-lmoe": {"model": {"fusion": "concat"}},
+    "no-hard-negatives": {"loss": {"triplet_weight": 0.0}},
+}
+
+
+def _merge(cls: type, base: Any, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return replace(base, **values)
+
+
+def apply_overrides(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """Nested dict (as in the YAML file) over ``config``."""
+    values = dict(values)
+    nested = {}
+    for key, cls in (("model", ModelConfig), ("loss", LossConfig), ("profile", ProfileConfig)):
+        if key in values:
+            nested[key] = _merge(cls, getattr(config, key), values.pop(key) or {})
+    return _merge(TrainConfig, replace(config, **nested), values)
+
+
+def load_config(preset: str = "mrse", path: str | Path | None = None) -> TrainConfig:
+    """The ``preset`` defaults, then the YAML file at ``path`` (if any) on top."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = apply_overrides(TrainConfig(), PRESETS[preset])
+    if path is not None:
+        with Path(path).open() as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        config = apply_overrides(config, values)
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Inverse of ``TrainConfig.to_dict`` (used to reload a run)."""
+    return apply_overrides(TrainConfig(), values)
