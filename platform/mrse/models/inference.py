@@ -34,7 +34,10 @@ def encode_queries(
     rows: np.ndarray | None = None,
     batch_size: int = 1024,
 ) -> list[TowerOutput]:
-    """Queries (all, or ``rows``) -> tower outputs in batches; recent items read ``item_embeddings``."""
+    """Queries (all, or ``rows``) -> tower outputs in batches.
+
+    Recent history items are looked up in ``item_embeddings`` (N, D).
+    """
     was_training = model.training
     model.eval()
     rows = np.arange(len(queries)) if rows is None else np.asarray(rows)

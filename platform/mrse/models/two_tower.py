@@ -60,7 +60,7 @@ class MRSEModel(nn.Module):
     def encode_queries(
         self, queries: QueryInputs, recent_item_embeddings: torch.Tensor
     ) -> TowerOutput:
-        """Queries -> (B, D). ``recent_item_embeddings`` (M, D) are rows ``queries.recent`` indexes."""
+        """Queries -> (B, D); ``queries.recent`` indexes ``recent_item_embeddings`` (M, D)."""
         mask = queries.recent >= 0  # (B, K)
         idx = queries.recent.clamp_min(0)
         if recent_item_embeddings.shape[0] == 0:

@@ -1,1 +1,1 @@
-"""Negative sampling: random catalog negatives with their log-Q, hard negatives mined from an index."""
+"""Negative sampling: random catalog negatives with log-Q, hard negatives mined from an index."""

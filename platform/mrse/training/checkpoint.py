@@ -61,7 +61,8 @@ def load_run(path: str | Path) -> Run:
     for f in ("run.json", "model.pt", "stats.npz"):
         if not (path / f).exists():
             raise RunError(
-                f"{path}: not a complete run directory ({f} is missing); train one with `mrse train`"
+                f"{path}: not a complete run directory ({f} is missing); "
+                "train one with `mrse train`"
             )
     info = json.loads((path / "run.json").read_text())
     config = config_from_dict(info["config"])

@@ -116,10 +116,11 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
-    gen = seed_everything(config.seed)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
         prep = prepare(dataset, config, cache)
+    # Seed after preparing: loading an encoder (only on a cold cache) draws random numbers.
+    gen = seed_everything(config.seed)
     ex = prep.examples
     train_idx, val_idx = split_examples(ex, config.val_fraction, config.seed)
     reps, rels = validation_qrels(ex, val_idx)
@@ -214,7 +215,7 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             examples_seen += len(rows)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         bar.close()

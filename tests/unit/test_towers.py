@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchrec import KeyedJaggedTensor
+
+from mrse.models.config import ModelConfig
+from mrse.models.two_tower import ItemInputs, MRSEModel, QueryInputs, explain
+
+CFG = ModelConfig(
+    dim=16,
+    hidden=32,
+    sparse_dim=8,
+    ngram_buckets=512,
+    category_buckets=64,
+    brand_buckets=64,
+    recent_items=3,
+    dropout=0.0,
+)
+
+
+def _items(has_text, has_image, with_ngrams=None):
+    n = len(has_text)
+    with_ngrams = has_text if with_ngrams is None else with_ngrams
+    g = torch.Generator().manual_seed(0)
+    ng_len = [3 if t else 0 for t in with_ngrams]
+    sparse = KeyedJaggedTensor.from_lengths_sync(
+        keys=["item_ngrams", "item_category", "item_brand"],
+        values=torch.randint(1, 64, (sum(ng_len) + 2 * n,), generator=g),
+        lengths=torch.tensor(ng_len + [1] * n + [1] * n),
+    )
+    ht, hi = torch.tensor(has_text), torch.tensor(has_image)
+    return ItemInputs(
+        text=torch.randn(n, 384, generator=g) * ht[:, None],
+        has_text=ht,
+        image=torch.randn(n, 1280, generator=g) * hi[:, None],
+        has_image=hi,
+        sparse=sparse,
+    )
+
+
+def _queries(b, has_history):
+    g = torch.Generator().manual_seed(1)
+    sparse = KeyedJaggedTensor.from_lengths_sync(
+        keys=["query_ngrams", "profile_categories"],
+        values=torch.randint(1, 64, (2 * b + b,), generator=g),
+        lengths=torch.tensor([2] * b + [1] * b),
+    )
+    hh = torch.tensor(has_history)
+    recent = torch.tensor([[0, -1, -1] if h else [-1, -1, -1] for h in has_history])
+    return QueryInputs(
+        text=torch.randn(b, 384, generator=g),
+        sparse=sparse,
+        profile_text=torch.randn(b, 384, generator=g) * hh[:, None],
+        profile_image=torch.randn(b, 1280, generator=g) * hh[:, None],
+        modality=torch.rand(b, 4, generator=g),
+        has_history=hh,
+        recent=recent,
+    )
+
+
+def test_gate_masks_missing_modalities_and_outputs_unit_vectors():
+    model = MRSEModel(CFG).eval()
+    # text+photo, image-only, text-only
+    out = model.encode_items(_items([True, False, True], [True, True, False]))
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(3))
+    gates = out.gates
+    text, ngram, image, _ = range(4)
+    assert gates[1, text] == 0 and gates[1, ngram] == 0 and gates[1, image] > 0
+    assert gates[2, image] == 0 and gates[2, text] > 0
+    torch.testing.assert_close(gates.sum(dim=1), torch.ones(3))
+
+
+def test_image_only_item_does_not_depend_on_garbage_text_inputs():
+    model = MRSEModel(CFG).eval()
+    a = _items([False], [True])
+    b = _items([False], [True])
+    b.text = torch.randn(1, 384) * 100  # junk in a masked slot must not leak
+    torch.testing.assert_close(model.encode_items(a).embedding, model.encode_items(b).embedding)
+
+
+def test_item_with_nothing_gets_zero_vector_not_nan():
+    model = MRSEModel(CFG).eval()
+    items = _items([False], [False])
+    items.sparse = KeyedJaggedTensor.from_lengths_sync(
+        keys=["item_ngrams", "item_category", "item_brand"],
+        values=torch.zeros(0, dtype=torch.long),
+        lengths=torch.tensor([0, 0, 0]),
+    )
+    out = model.encode_items(items).embedding
+    assert torch.isfinite(out).all()
+
+
+def test_cold_start_query_masks_profile_expert():
+    model = MRSEModel(CFG).eval()
+    items = model.encode_items(_items([True, True], [True, True])).embedding
+    out = model.encode_queries(_queries(2, [True, False]), items)
+    assert out.gates[0, 2] > 0 and out.gates[1, 2] == 0
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(2))
+
+
+def test_text_tower_ignores_user_and_photos():
+    cfg = ModelConfig(**{**CFG.to_dict(), "use_image": False, "use_profile": False})
+    model = MRSEModel(cfg).eval()
+    items = _items([True], [True])
+    e1 = model.encode_items(items).embedding
+    items.image = torch.randn(1, 1280)
+    torch.testing.assert_close(e1, model.encode_items(items).embedding)
+    q = _queries(1, [True])
+    a = model.encode_queries(q, e1).embedding
+    q.profile_image, q.modality = torch.randn(1, 1280), torch.rand(1, 4)
+    torch.testing.assert_close(a, model.encode_queries(q, e1).embedding)
+
+
+def test_explanations_sum_to_the_score():
+    model = MRSEModel(CFG).eval()
+    items_out = model.encode_items(_items([True, False], [True, True]))
+    q_out = model.encode_queries(_queries(2, [True, True]), items_out.embedding)
+    parts = explain(q_out, items_out)
+    score = (q_out.embedding * items_out.embedding).sum(1)
+    torch.testing.assert_close(parts["text"] + parts["image"] + parts["profile"], score)
+    pair_sum = sum(v for k, v in parts.items() if k.startswith("q:"))
+    torch.testing.assert_close(pair_sum, score)
+    concat = MRSEModel(ModelConfig(**{**CFG.to_dict(), "fusion": "concat"})).eval()
+    it = concat.encode_items(_items([True], [True]))
+    assert explain(concat.encode_queries(_queries(1, [True]), it.embedding), it) is None
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="fusion"):
+        ModelConfig(fusion="sum")
+    with pytest.raises(ValueError):
+        ModelConfig(dim=2)
+    assert np.isclose(ModelConfig().dropout, 0.1)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from mrse.cli import main
+from mrse.training.checkpoint import RunError, load_run
+from mrse.training.config import PRESETS, load_config
+
+SMALL = {
+    "model": {"dim": 32, "hidden": 64, "sparse_dim": 16, "ngram_buckets": 4096, "recent_items": 5},
+    "loss": {"random_negatives": 64, "hard_negatives": 4, "hard_pool": 16},
+    "batch_size": 64,
+    "epochs": 2,
+}
+
+
+@pytest.fixture
+def small_config(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    return path
+
+
+def _train(sample, out, config, cache, *extra):
+    argv = ["--cache-dir", str(cache), "train", "--data", str(sample), "--out", str(out)]
+    return main([*argv, "--config", str(config), *extra])
+
+
+def test_train_eval_resume_roundtrip(sample_hm, tmp_path, small_config):
+    cache = tmp_path / "cache"
+    run = tmp_path / "run"
+    assert _train(sample_hm, run, small_config, cache) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["training"]["examples"]["validation"] > 0
+    assert info["training"]["examples_per_s"] > 0
+    assert len(info["training"]["history"]) == 2
+    # weights load without unpickling arbitrary objects
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    loaded = load_run(run)
+    assert loaded.config.model.dim == 32 and not loaded.model.training
+
+    out = tmp_path / "eval.json"
+    argv = ["--cache-dir", str(cache), "eval", "--data", str(sample_hm), "--run", str(run)]
+    assert main([*argv, "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["model"] == "mrse" and payload["queries"] > 0
+    assert set(payload["metrics"]) >= {"ndcg@10", "recall@100", "mrr@10", "hr@10"}
+    first = next(iter(payload["explanations"].values()))[0]
+    assert first["text"] + first["image"] + first["profile"] == pytest.approx(
+        first["score"], abs=1e-3
+    )
+
+    # resume: two more epochs continue the same history
+    assert _train(sample_hm, run, small_config, cache, "--resume", "--epochs", "4") == 0
+    history = json.loads((run / "run.json").read_text())["training"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+
+def test_training_is_deterministic(sample_myntra, tmp_path, small_config):
+    cache = tmp_path / "cache"
+    vals = []
+    for name in ("a", "b"):
+        assert _train(sample_myntra, tmp_path / name, small_config, cache, "--epochs", "1") == 0
+        vals.append(json.loads((tmp_path / name / "run.json").read_text())["val"])
+    assert vals[0] == vals[1]
+
+
+def test_config_errors_are_actionable(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"model": {"dimension": 8}}))
+    with pytest.raises(ValueError, match="unknown ModelConfig option.*dimension"):
+        load_config("mrse", bad)
+    with pytest.raises(ValueError, match="unknown model"):
+        load_config("bert")
+    with pytest.raises(ValueError, match="at least one"):
+        load_config("mrse", _yaml(tmp_path, {"loss": {"softmax_weight": 0, "triplet_weight": 0}}))
+    assert not load_config("text-tower").model.use_image
+    assert set(PRESETS) >= {
+        "mrse",
+        "text-tower",
+        "no-image",
+        "no-profile",
+        "no-lmoe",
+        "no-hard-negatives",
+    }
+
+
+def test_eval_of_missing_run_is_a_clear_error(sample_hm, tmp_path, caplog):
+    argv = [
+        "eval",
+        "--data",
+        str(sample_hm),
+        "--run",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o.json"),
+    ]
+    assert main(argv) == 2
+    assert "not a complete run directory" in caplog.text
+    with pytest.raises(RunError):
+        load_run(tmp_path)
+
+
+def _yaml(tmp_path, values):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(values))
+    return p
