@@ -40,14 +40,14 @@ def save_run(
     path: Path,
     name: str,
     config: TrainConfig,
-    model: MRSEModel,
+    state: dict[str, torch.Tensor],
     stats: FeatureStats,
     info: dict[str, Any],
 ) -> None:
     """Write (atomically per file) everything needed to reload the model."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
+    torch.save(state, tmp)
     tmp.replace(path / "model.pt")
     np.savez(path / "stats.npz", text_mean=stats.text_mean, image_mean=stats.image_mean)
     payload = {"name": name, "config": config.to_dict(), **info}

@@ -27,6 +27,14 @@ from mrse.sampling.hard_negatives import mine_hard_negatives
 from mrse.sampling.negatives import popularity_log_q, uniform_negatives
 from mrse.training.checkpoint import save_run
 from mrse.training.config import TrainConfig
+from mrse.training.distributed import (
+    agree,
+    average_dense_gradients,
+    dense_parameters,
+    full_state_dict,
+    init_from_env,
+    shard_model,
+)
 from mrse.training.examples import Examples, build_examples, split_examples, validation_qrels
 
 logger = logging.getLogger(__name__)
@@ -110,12 +118,21 @@ def train(
 ) -> dict:
     """Train on the events of ``data``; write the best (validation nDCG@10) model to ``out``.
 
+    Runs alone, or sharded when started by ``torchrun`` (see ``mrse.training.distributed``).
     Returns the run summary (also in ``out/run.json``).
     """
     start = time.perf_counter()
+    parallel = init_from_env()
+    if parallel.sharded and resume:
+        raise ValueError("--resume is supported for single-process training only")
+    if parallel.sharded and config.batch_size < 2 * parallel.world:
+        raise ValueError(
+            f"batch_size must be >= {2 * parallel.world} for {parallel.world} processes"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
-    logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
+    if parallel.is_main:
+        logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
         prep = prepare(dataset, config, cache)
@@ -130,24 +147,34 @@ def train(
         known.setdefault(ex.texts[i], set()).add(int(ex.item_rows[i]))
     log_q = popularity_log_q(ex.item_rows[train_idx], n_items)
 
-    model = MRSEModel(config.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    lc = config.loss
+    if parallel.sharded:
+        model = shard_model(config.model, config.lr, parallel)
+        dense = dense_parameters(model)
+        opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        model = MRSEModel(config.model)
+        dense = []
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = out / "train_state.pt"
     first_epoch, best, best_epoch, history = 0, -1.0, -1, []
     if resume and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        first_epoch, best, best_epoch = (
-            int(st["epoch"]) + 1,
-            float(st["best"]),
-            int(st["best_epoch"]),
-        )
+        first_epoch, best = int(st["epoch"]) + 1, float(st["best"])
+        best_epoch = int(st["best_epoch"])
         history = json.loads(st["history"])
         gen.set_state(st["generator"])
         logger.info("resumed from epoch %d (best val nDCG@10 %.4f)", first_epoch, best)
-    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    # Sharded: every rank must make the same collective calls, so drop the ragged last batch.
+    n_train = len(train_idx)
+    steps_per_epoch = (
+        n_train // config.batch_size if parallel.sharded else math.ceil(n_train / config.batch_size)
+    )
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{n_train} training examples do not fill one batch of {config.batch_size}"
+        )
     examples_seen, train_seconds = 0, 0.0
     stopped = "epochs"
     for epoch in range(first_epoch, config.epochs):
@@ -161,62 +188,23 @@ def train(
             desc=f"{name} epoch {epoch + 1}/{config.epochs}",
             unit="step",
             leave=False,
+            disable=not parallel.is_main,
         )
         for step in bar:
             rows = perm[step * config.batch_size : (step + 1) * config.batch_size]
+            rows = rows[parallel.rank :: parallel.world]
             if len(rows) < 2:
                 continue
             if step and step % config.refresh_every == 0:
                 index = encode_catalog(model, prep.catalog)
-            pos = ex.item_rows[rows]
-            q = model.encode_queries(prep.queries.inputs(rows), index).embedding  # (B, D)
-            rand_rows, rand_log_q = uniform_negatives(n_items, lc.random_negatives, gen)
-            hard_rows = valid = None
-            if lc.triplet_weight > 0:
-                exclude = [
-                    known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)
-                ]
-                hard_rows, valid = mine_hard_negatives(
-                    q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
-                )
-            parts = [torch.from_numpy(pos), rand_rows] + (
-                [hard_rows[valid]] if hard_rows is not None else []
-            )
-            uniq, inverse = torch.unique(torch.cat(parts), return_inverse=True)
-            item_out = model.encode_items(prep.catalog.inputs(uniq.numpy())).embedding  # (U, D)
-            b, m = len(rows), len(rand_rows)
-            pos_emb = item_out[inverse[:b]]
-            loss = q.new_zeros(())
-            if lc.softmax_weight > 0:
-                loss = loss + lc.softmax_weight * sampled_softmax.compute_loss_from_embeddings(
-                    q,
-                    pos_emb,
-                    log_q[pos],
-                    torch.from_numpy(pos),
-                    item_out[inverse[b : b + m]],
-                    rand_log_q,
-                    rand_rows,
-                    lc.temperature,
-                )
-            if hard_rows is not None:
-                neg = q.new_zeros(b, lc.hard_negatives, q.shape[1])
-                neg[valid] = item_out[inverse[b + m :]]
-                loss = loss + lc.triplet_weight * triplet.compute_loss_from_embeddings(
-                    q, pos_emb, neg, valid, lc.margin
-                )
-            if lc.consistency_weight > 0 and config.model.use_image:
-                it = prep.catalog.inputs(uniq.numpy())
-                tv, iv, both = model.item_tower.text_and_image_views(
-                    it.text, it.has_text, it.image, it.has_image, it.sparse
-                )
-                loss = loss + lc.consistency_weight * consistency.compute_loss_from_embeddings(
-                    tv, iv, both, lc.consistency_temperature
-                )
+            loss = hybrid_loss(model, prep, rows, index, known, log_q, config, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if parallel.sharded:
+                average_dense_gradients(dense, parallel.world)
             opt.step()
             losses.append(float(loss.detach()))
-            examples_seen += len(rows)
+            examples_seen += len(rows) * parallel.world
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         bar.close()
         train_seconds += time.perf_counter() - t0
@@ -228,40 +216,39 @@ def train(
                 **{f"val_{k}": v for k, v in val.items()},
             }
         )
-        logger.info(
-            "%s epoch %d: loss %.4f, val nDCG@10 %.4f, val recall@100 %.4f",
-            name,
-            epoch + 1,
-            history[-1]["loss"],
-            val["ndcg@10"],
-            val["recall@100"],
-        )
-        if val["ndcg@10"] > best:
-            best, best_epoch = val["ndcg@10"], epoch + 1
-            save_run(
-                out,
+        if parallel.is_main:
+            logger.info(
+                "%s epoch %d: loss %.4f, val nDCG@10 %.4f, val recall@100 %.4f",
                 name,
-                config,
-                model,
-                prep.stats,
-                {"dataset": str(data), "best_epoch": best_epoch, "val": val},
+                epoch + 1,
+                history[-1]["loss"],
+                val["ndcg@10"],
+                val["recall@100"],
             )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "best": best,
-                "best_epoch": best_epoch,
-                "history": json.dumps(history),
-                "generator": gen.get_state(),
-            },
-            state_path,
-        )
-        if epoch + 1 - best_epoch >= config.patience:
+        improved = agree(val["ndcg@10"] > best, parallel)
+        if improved:
+            best, best_epoch = val["ndcg@10"], epoch + 1
+            state = full_state_dict(parallel) if parallel.sharded else model.state_dict()
+            if parallel.is_main:
+                info = {"dataset": str(data), "best_epoch": best_epoch, "val": val}
+                save_run(out, name, config, state, prep.stats, info)
+        if not parallel.sharded:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "history": json.dumps(history),
+                    "generator": gen.get_state(),
+                },
+                state_path,
+            )
+        if agree(epoch + 1 - best_epoch >= config.patience, parallel):
             stopped = "early stopping"
             break
-        if (time.perf_counter() - start) / 60 > config.max_minutes:
+        if agree((time.perf_counter() - start) / 60 > config.max_minutes, parallel):
             stopped = "time budget"
             logger.warning("stopping: time budget of %.1f minutes reached", config.max_minutes)
             break
@@ -277,18 +264,87 @@ def train(
         "best_val_ndcg@10": best,
         "stopped_by": stopped,
         "history": history,
+        "world_size": parallel.world,
+        "sharding": parallel.plan,
         "examples_per_s": round(examples_seen / train_seconds, 1) if train_seconds else 0.0,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    info = json.loads((out / "run.json").read_text())
-    info.update({"training": summary})
-    (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
-    logger.info(
-        "%s: best val nDCG@10 %.4f at epoch %d; %.0f examples/s; %.0fs",
-        name,
-        best,
-        best_epoch,
-        summary["examples_per_s"],
-        summary["seconds"],
-    )
+    if parallel.is_main:
+        info = json.loads((out / "run.json").read_text())
+        info.update({"training": summary})
+        (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+        logger.info(
+            "%s: best val nDCG@10 %.4f at epoch %d; %.0f examples/s; %.0fs",
+            name,
+            best,
+            best_epoch,
+            summary["examples_per_s"],
+            summary["seconds"],
+        )
+    if parallel.sharded:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return summary
+
+
+def hybrid_loss(
+    model: MRSEModel,
+    prep: PreparedData,
+    rows: np.ndarray,
+    index: torch.Tensor,
+    known: dict[str, set[int]],
+    log_q: torch.Tensor,
+    config: TrainConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """The configured sum of softmax, hard-negative triplet and consistency terms for a batch.
+
+    Args:
+        rows: (B,) example indices; index: (N, D) current (stale) item embeddings, used for
+            mining and for the users' recent items.
+    """
+    lc, ex = config.loss, prep.examples
+    n_items = len(prep.catalog)
+    pos = ex.item_rows[rows]
+    q = model.encode_queries(prep.queries.inputs(rows), index).embedding  # (B, D)
+    rand_rows, rand_log_q = uniform_negatives(n_items, lc.random_negatives, gen)
+    hard_rows = valid = None
+    if lc.triplet_weight > 0:
+        exclude = [known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)]
+        hard_rows, valid = mine_hard_negatives(
+            q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
+        )
+    parts = [torch.from_numpy(pos), rand_rows]
+    if hard_rows is not None:
+        parts.append(hard_rows[valid])
+    uniq, inverse = torch.unique(torch.cat(parts), return_inverse=True)
+    item_in = prep.catalog.inputs(uniq.numpy())
+    item_out = model.encode_items(item_in).embedding  # (U, D)
+    b, m = len(rows), len(rand_rows)
+    pos_emb = item_out[inverse[:b]]  # (B, D)
+    loss = q.new_zeros(())
+    if lc.softmax_weight > 0:
+        loss = loss + lc.softmax_weight * sampled_softmax.compute_loss_from_embeddings(
+            q,
+            pos_emb,
+            log_q[pos],
+            torch.from_numpy(pos),
+            item_out[inverse[b : b + m]],
+            rand_log_q,
+            rand_rows,
+            lc.temperature,
+        )
+    if hard_rows is not None:
+        neg = q.new_zeros(b, lc.hard_negatives, q.shape[1])  # (B, K, D)
+        neg[valid] = item_out[inverse[b + m :]]
+        loss = loss + lc.triplet_weight * triplet.compute_loss_from_embeddings(
+            q, pos_emb, neg, valid, lc.margin
+        )
+    if lc.consistency_weight > 0 and config.model.use_image:
+        tv, iv, both = model.item_tower.text_and_image_views(
+            item_in.text, item_in.has_text, item_in.image, item_in.has_image, item_in.sparse
+        )
+        loss = loss + lc.consistency_weight * consistency.compute_loss_from_embeddings(
+            tv, iv, both, lc.consistency_temperature
+        )
+    return loss
