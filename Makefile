@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test lint format demo bench eval-baselines clean
+.PHONY: install test lint format demo bench ablation eval-baselines clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ eval-baselines: $(STAMP)
 	$(BIN)/mrse eval --data ../shared/benchmarks/hm --model dense --out results/hm-dense.json
 	$(BIN)/mrse eval --data ../shared/benchmarks/myntra --model bm25 --out results/myntra-bm25.json
 	$(BIN)/mrse eval --data ../shared/benchmarks/myntra --model dense --out results/myntra-dense.json
+
+# Trains text-tower, MRSE and the ablations on both full datasets, evaluates them with the
+# baselines, and rewrites the ablation section of docs/benchmarks.md (about an hour on 2 cores).
+ablation: $(STAMP)
+	$(BIN)/mrse ablation --data ../shared/benchmarks/hm ../shared/benchmarks/myntra --retrain
 
 bench: $(STAMP)
 	$(BIN)/mrse bench-encoders --data ../shared/benchmarks/hm --out results/encoder-throughput.json

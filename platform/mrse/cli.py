@@ -73,6 +73,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from mrse.evaluation.ablation import AblationConfig, run_ablation
+
+    run_ablation(
+        AblationConfig(
+            datasets=tuple(Path(d) for d in args.data),
+            variants=tuple(args.variants),
+            runs_dir=Path(args.runs),
+            out=Path(args.out),
+            doc=Path(args.doc) if args.doc else None,
+            config=Path(args.config) if args.config else None,
+            retrain=args.retrain,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        )
+    )
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -178,6 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
     p.set_defaults(func=_cmd_train)
+
+    from mrse.evaluation.ablation import VARIANTS
+
+    p = sub.add_parser("ablation", help="train + evaluate text-tower, MRSE and its ablations")
+    p.add_argument("--data", nargs="+", required=True, help="dataset directories")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--runs", default="runs", help="where run directories go (reused if complete)")
+    p.add_argument("--out", default="results/ablation")
+    p.add_argument(
+        "--doc",
+        default="docs/benchmarks.md",
+        help="doc whose ablation section to rewrite ('' for none)",
+    )
+    p.add_argument("--config", help="YAML overrides applied to every variant")
+    p.add_argument("--retrain", action="store_true", help="retrain even if a complete run exists")
+    p.set_defaults(func=_cmd_ablation)
 
     p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
     p.add_argument("--data", required=True)

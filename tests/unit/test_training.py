@@ -110,3 +110,9 @@ def _yaml(tmp_path, values):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(values))
     return p
+
+
+def test_documented_config_file_matches_the_defaults():
+    from ..conftest import REPO
+
+    assert load_config("mrse", REPO / "configs" / "mrse.yaml") == load_config("mrse")

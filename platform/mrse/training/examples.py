@@ -70,10 +70,16 @@ def split_examples(
         last = df.sort_values(["u", "ts"], kind="stable").groupby("u").tail(1)
         counts = df.groupby("u").size()
         last = last[last["u"].map(counts) >= 2]
-        # every held-out event of that user at that same time too (same-day baskets)
-        pick = rng.permutation(len(last))[: int(val_fraction * n)]
-        chosen = last.iloc[pick]
-        keys = set(zip(chosen["u"], chosen["ts"], strict=True))
+        # Hold out whole same-time baskets until the validation share is reached.
+        basket = df.groupby(["u", "ts"]).size()
+        keys: set[tuple] = set()
+        count = 0
+        for j in rng.permutation(len(last)):
+            if count >= val_fraction * n:
+                break
+            key = (last["u"].iloc[j], last["ts"].iloc[j])
+            keys.add(key)
+            count += int(basket[key])
         val = [i for u, t, i in df.itertuples(index=False) if (u, t) in keys]
     else:
         texts = np.unique(examples.texts)
