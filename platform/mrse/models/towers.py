@@ -36,13 +36,15 @@ class TowerOutput:
 
     Attributes:
         embedding: (N, D) unit vectors.
-        experts: (N, E, D) unit expert vectors (zeros where masked), None for concat fusion.
+        experts: (N, E, D) unit expert vectors (zeros where masked).
+        available: (N, E) bool, which experts had an input.
         gates: (N, E) mixture weights (0 where masked), None for concat fusion.
         norm: (N,) length of the mixture before normalisation, None for concat fusion.
     """
 
     embedding: torch.Tensor
     experts: torch.Tensor | None = None
+    available: torch.Tensor | None = None
     gates: torch.Tensor | None = None
     norm: torch.Tensor | None = None
 
@@ -65,7 +67,7 @@ class GatedMixture(nn.Module):
         gates = torch.softmax(logits.masked_fill(none, 0.0), dim=1) * (~none)  # (N, E)
         mixed = (gates.unsqueeze(-1) * experts).sum(dim=1)  # (N, D)
         norm = mixed.norm(dim=1).clamp_min(1e-6)  # (N,)
-        return TowerOutput(mixed / norm.unsqueeze(1), experts, gates, norm)
+        return TowerOutput(mixed / norm.unsqueeze(1), experts, available, gates, norm)
 
 
 class ItemTower(nn.Module):
@@ -154,23 +156,19 @@ class ItemTower(nn.Module):
         """text (N, 384), has_text (N,), image (N, 1280), has_image (N,), sparse (stride N)."""
         experts, available = self.experts(text, has_text, image, has_image, sparse)
         if self.config.fusion == "concat":
-            return TowerOutput(F.normalize(self.concat(experts.flatten(1)), dim=-1))
+            emb = F.normalize(self.concat(experts.flatten(1)), dim=-1)
+            return TowerOutput(emb, experts, available)
         gate_in = torch.cat([experts.flatten(1), available.float()], dim=1)
         return self.mixture(experts, available, gate_in)
 
-    def text_and_image_views(
-        self,
-        text: torch.Tensor,
-        has_text: torch.Tensor,
-        image: torch.Tensor,
-        has_image: torch.Tensor,
-        sparse: KeyedJaggedTensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For the consistency loss: text view (N, D), image view (N, D), both-present (N,)."""
-        experts, available = self.experts(text, has_text, image, has_image, sparse)
-        text_view = F.normalize(experts[:, 0] + experts[:, 1], dim=-1)
-        both = available[:, 0] & available[:, 2]
-        return text_view, experts[:, 2], both
+
+def text_and_image_views(out: TowerOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the consistency loss, from an item tower output: text view (N, D) (text + n-gram
+    experts), image view (N, D) (photo expert), and (N,) True where the item has both."""
+    assert out.experts is not None and out.available is not None
+    text_view = F.normalize(out.experts[:, 0] + out.experts[:, 1], dim=-1)
+    both = out.available[:, 0] & out.available[:, 2]
+    return text_view, out.experts[:, 2], both
 
 
 class QueryTower(nn.Module):
@@ -274,8 +272,7 @@ class QueryTower(nn.Module):
         )  # (B, 3)
         experts = experts * available.unsqueeze(-1)
         if c.fusion == "concat":
-            return TowerOutput(
-                F.normalize(self.concat(torch.cat([experts.flatten(1), modality], 1)), dim=-1)
-            )
+            emb = F.normalize(self.concat(torch.cat([experts.flatten(1), modality], 1)), dim=-1)
+            return TowerOutput(emb, experts, available)
         gate_in = torch.cat([text, modality, has_profile.float().unsqueeze(1)], dim=1)
         return self.mixture(experts, available, gate_in)

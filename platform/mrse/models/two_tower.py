@@ -93,7 +93,7 @@ def explain(query: TowerOutput, items: TowerOutput) -> dict[str, torch.Tensor] |
         Modality: ``profile`` is everything the query-side profile expert contributes,
         ``image`` the item photo expert against the query's own text experts, ``text`` the rest.
     """
-    if query.experts is None or items.experts is None:
+    if query.gates is None or items.gates is None:
         return None
     qg = query.gates.unsqueeze(-1) * query.experts  # (B, Eq, D)
     ig = items.gates.unsqueeze(-1) * items.experts  # (B, Ei, D)

@@ -61,11 +61,12 @@ class ModelRetriever:
                 rows = top_rows[qi].numpy()
                 expl = None
                 n = min(EXPLAIN_TOP, k)
-                if out.experts is not None and n:
+                if out.gates is not None and n:
                     item_out = self.run.model.encode_items(self.catalog.inputs(rows[:n]))
                     q_rep = type(out)(
                         embedding=out.embedding[qi : qi + 1].expand(n, -1),
                         experts=out.experts[qi : qi + 1].expand(n, -1, -1),
+                        available=out.available[qi : qi + 1].expand(n, -1),
                         gates=out.gates[qi : qi + 1].expand(n, -1),
                         norm=out.norm[qi : qi + 1].expand(n),
                     )

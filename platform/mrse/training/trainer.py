@@ -22,6 +22,7 @@ from mrse.features.catalog import CatalogFeatures, FeatureStats, build_catalog_f
 from mrse.features.queries import QueryFeatures, build_query_features, snapshot_profiles
 from mrse.losses import consistency, sampled_softmax, triplet
 from mrse.models.inference import encode_catalog, encode_queries
+from mrse.models.towers import text_and_image_views
 from mrse.models.two_tower import MRSEModel
 from mrse.sampling.hard_negatives import mine_hard_negatives
 from mrse.sampling.negatives import popularity_log_q, uniform_negatives
@@ -150,11 +151,13 @@ def train(
     if parallel.sharded:
         model = shard_model(config.model, config.lr, parallel)
         dense = dense_parameters(model)
-        opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     else:
         model = MRSEModel(config.model)
         dense = []
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
     state_path = out / "train_state.pt"
     first_epoch, best, best_epoch, history = 0, -1.0, -1, []
     if resume and state_path.exists():
@@ -318,8 +321,8 @@ def hybrid_loss(
     if hard_rows is not None:
         parts.append(hard_rows[valid])
     uniq, inverse = torch.unique(torch.cat(parts), return_inverse=True)
-    item_in = prep.catalog.inputs(uniq.numpy())
-    item_out = model.encode_items(item_in).embedding  # (U, D)
+    item_tower_out = model.encode_items(prep.catalog.inputs(uniq.numpy()))
+    item_out = item_tower_out.embedding  # (U, D)
     b, m = len(rows), len(rand_rows)
     pos_emb = item_out[inverse[:b]]  # (B, D)
     loss = q.new_zeros(())
@@ -341,9 +344,7 @@ def hybrid_loss(
             q, pos_emb, neg, valid, lc.margin
         )
     if lc.consistency_weight > 0 and config.model.use_image:
-        tv, iv, both = model.item_tower.text_and_image_views(
-            item_in.text, item_in.has_text, item_in.image, item_in.has_image, item_in.sparse
-        )
+        tv, iv, both = text_and_image_views(item_tower_out)
         loss = loss + lc.consistency_weight * consistency.compute_loss_from_embeddings(
             tv, iv, both, lc.consistency_temperature
         )
