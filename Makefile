@@ -51,7 +51,7 @@ eval-baselines: $(STAMP)
 # Trains text-tower, MRSE and the ablations on both full datasets, evaluates them with the
 # baselines, and rewrites the ablation section of docs/benchmarks.md (about an hour on 2 cores).
 ablation: $(STAMP)
-	$(BIN)/mrse ablation --data ../shared/benchmarks/hm ../shared/benchmarks/myntra --retrain
+	$(BIN)/mrse ablation --data ../shared/benchmarks/hm ../shared/benchmarks/myntra --config configs/ablation.yaml --retrain
 
 bench: $(STAMP)
 	$(BIN)/mrse bench-encoders --data ../shared/benchmarks/hm --out results/encoder-throughput.json

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from mrse.training.config import VARIANTS
+
 logger = logging.getLogger("mrse")
 
 
@@ -21,6 +23,7 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
+        force=True,  # some libraries install a root handler at import time
     )
     for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -183,11 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train MRSE or a baseline/ablation tower on a dataset")
     p.add_argument("--data", required=True)
-    p.add_argument(
-        "--model",
-        default="mrse",
-        choices=["mrse", "text-tower", "no-image", "no-profile", "no-lmoe", "no-hard-negatives"],
-    )
+    p.add_argument("--model", default="mrse", choices=list(VARIANTS))
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML file overriding the preset (see configs/)")
     p.add_argument("--name", help="run name (default: the --model preset)")
@@ -196,8 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
     p.set_defaults(func=_cmd_train)
-
-    from mrse.evaluation.ablation import VARIANTS
 
     p = sub.add_parser("ablation", help="train + evaluate text-tower, MRSE and its ablations")
     p.add_argument("--data", nargs="+", required=True, help="dataset directories")

@@ -21,12 +21,12 @@ from mrse.evaluation.report import format_table, plot_results, write_json
 from mrse.retrieval.baselines import build_baseline
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
-from mrse.training.config import load_config
+from mrse.training.config import VARIANTS, load_config
 from mrse.training.trainer import train
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("text-tower", "mrse", "no-image", "no-profile", "no-lmoe", "no-hard-negatives")
+
 BASELINES = ("bm25", "dense")
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 

@@ -80,6 +80,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "no-hard-negatives": {"loss": {"triplet_weight": 0.0}},
 }
 
+# Presets in the order reports list them: the baseline first.
+VARIANTS = ("text-tower", "mrse", "no-image", "no-profile", "no-lmoe", "no-hard-negatives")
+
 
 def _merge(cls: type, base: Any, values: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
