@@ -181,6 +181,20 @@ def _check_known_items(df: pd.DataFrame, path: Path, known: dict[str, int]) -> N
         )
 
 
+def _empty_timed_table(columns: tuple[str, ...]) -> pd.DataFrame:
+    """An empty table with the layout's columns (``ts`` typed) for an absent optional file."""
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return empty.assign(ts=pd.Series(dtype="datetime64[ns]"))
+
+
+def _select_columns(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The layout's columns in order; optional ones a file lacks become nulls."""
+    for col in columns:
+        if col not in df.columns:
+            df[col] = None
+    return df[list(columns)].copy()
+
+
 def load_items(root: Path, report: ValidationReport) -> pd.DataFrame:
     path = root / "items.parquet"
     df = _read_table(path, ("item_id",), optional=False)
@@ -237,13 +251,8 @@ def load_events(root: Path, known: dict[str, int]) -> pd.DataFrame:
     path = root / "events.parquet"
     df = _read_table(path, ("item_id", "event"), optional=True)
     if df is None:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS}).assign(
-            ts=pd.Series(dtype="datetime64[ns]")
-        )
-    for col in EVENT_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    df = df[list(EVENT_COLUMNS)].copy()
+        return _empty_timed_table(EVENT_COLUMNS)
+    df = _select_columns(df, EVENT_COLUMNS)
     df["item_id"] = _string_column(df, "item_id", path, nullable=False)
     df["user_id"] = _string_column(df, "user_id", path, nullable=True)
     df["query"] = _string_column(df, "query", path, nullable=True)
@@ -265,13 +274,8 @@ def load_queries(root: Path) -> pd.DataFrame:
     path = root / "queries.parquet"
     df = _read_table(path, ("qid", "query"), optional=True)
     if df is None:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in QUERY_COLUMNS}).assign(
-            ts=pd.Series(dtype="datetime64[ns]")
-        )
-    for col in QUERY_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    df = df[list(QUERY_COLUMNS)].copy()
+        return _empty_timed_table(QUERY_COLUMNS)
+    df = _select_columns(df, QUERY_COLUMNS)
     df["qid"] = _string_column(df, "qid", path, nullable=False)
     dup = np.flatnonzero(df["qid"].duplicated(keep=False).to_numpy())
     if len(dup):

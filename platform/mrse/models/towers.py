@@ -30,6 +30,25 @@ def mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
     )
 
 
+def bag_collection(
+    tables: list[tuple[str, int, str]], dim: int, device: torch.device | None
+) -> EmbeddingBagCollection:
+    """Mean-pooled TorchRec tables, one feature each: ``(table, rows, feature)``."""
+    return EmbeddingBagCollection(
+        tables=[
+            EmbeddingBagConfig(
+                name=name,
+                embedding_dim=dim,
+                num_embeddings=rows,
+                feature_names=[feature],
+                pooling=PoolingType.MEAN,
+            )
+            for name, rows, feature in tables
+        ],
+        device=device,
+    )
+
+
 @dataclass
 class TowerOutput:
     """A tower's output and what it is made of.
@@ -77,31 +96,14 @@ class ItemTower(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.ebc = EmbeddingBagCollection(
-            tables=[
-                EmbeddingBagConfig(
-                    name="item_ngram",
-                    embedding_dim=c.sparse_dim,
-                    num_embeddings=c.ngram_buckets,
-                    feature_names=["item_ngrams"],
-                    pooling=PoolingType.MEAN,
-                ),
-                EmbeddingBagConfig(
-                    name="category",
-                    embedding_dim=c.sparse_dim,
-                    num_embeddings=c.category_buckets,
-                    feature_names=["item_category"],
-                    pooling=PoolingType.MEAN,
-                ),
-                EmbeddingBagConfig(
-                    name="brand",
-                    embedding_dim=c.sparse_dim,
-                    num_embeddings=c.brand_buckets,
-                    feature_names=["item_brand"],
-                    pooling=PoolingType.MEAN,
-                ),
+        self.ebc = bag_collection(
+            [
+                ("item_ngram", c.ngram_buckets, "item_ngrams"),
+                ("category", c.category_buckets, "item_category"),
+                ("brand", c.brand_buckets, "item_brand"),
             ],
-            device=device,
+            c.sparse_dim,
+            device,
         )
         self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
         self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
@@ -184,24 +186,13 @@ class QueryTower(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.ebc = EmbeddingBagCollection(
-            tables=[
-                EmbeddingBagConfig(
-                    name="query_ngram",
-                    embedding_dim=c.sparse_dim,
-                    num_embeddings=c.ngram_buckets,
-                    feature_names=["query_ngrams"],
-                    pooling=PoolingType.MEAN,
-                ),
-                EmbeddingBagConfig(
-                    name="profile_category",
-                    embedding_dim=c.sparse_dim,
-                    num_embeddings=c.category_buckets,
-                    feature_names=["profile_categories"],
-                    pooling=PoolingType.MEAN,
-                ),
+        self.ebc = bag_collection(
+            [
+                ("query_ngram", c.ngram_buckets, "query_ngrams"),
+                ("profile_category", c.category_buckets, "profile_categories"),
             ],
-            device=device,
+            c.sparse_dim,
+            device,
         )
         self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
         self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
