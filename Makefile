@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test lint format demo bench ablation eval-baselines clean
+.PHONY: install test lint format demo bench ablation eval-baselines clean proto
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml constraints.txt requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt $(QUIET_PIP)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	touch $@
+
+# Generated protobuf/gRPC code is committed; this regenerates it (a test checks it is current).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=platform --pyi_out=platform \
+		--grpc_python_out=platform $$(find proto -name '*.proto')
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""Clickstream: event schema and validation, producer, and the stream worker."""

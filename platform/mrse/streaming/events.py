@@ -1,0 +1,158 @@
+"""Clickstream events: parsed from JSON or ``mrse.v1.ClickEvent`` protobuf, validated.
+
+Every rejection carries a short machine-readable ``reason`` (for dead-letter routing and
+counters) and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Container
+from dataclasses import dataclass
+from typing import Literal
+
+from google.protobuf.message import DecodeError
+
+from mrse.v1 import events_pb2
+
+MAX_EVENT_BYTES = 16 * 1024
+MAX_FIELD_CHARS = 512
+MIN_TS = 631_152_000.0  # 1990-01-01
+FUTURE_SLACK_S = 86_400.0  # clocks drift; a day ahead of now is the most we accept
+EVENT_TYPES = ("click", "purchase")
+Reason = Literal[
+    "oversized",
+    "bad_json",
+    "bad_proto",
+    "missing_field",
+    "bad_type",
+    "bad_timestamp",
+    "oversized_field",
+    "unknown_item",
+]
+
+
+class EventError(ValueError):
+    """An event that must go to the dead-letter topic. ``reason`` is one of ``Reason``."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated event. ``ts``: Unix seconds; ``query``: None when unknown."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    query: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "event_id": self.event_id,
+                "user_id": self.user_id,
+                "item_id": self.item_id,
+                "type": self.type,
+                "query": self.query,
+                "ts_ms": int(round(self.ts * 1000)),
+            }
+        ).encode()
+
+    def to_proto(self) -> bytes:
+        msg = events_pb2.ClickEvent(
+            event_id=self.event_id,
+            user_id=self.user_id,
+            item_id=self.item_id,
+            type=events_pb2.PURCHASE if self.type == "purchase" else events_pb2.CLICK,
+            query=self.query or "",
+            ts_ms=int(round(self.ts * 1000)),
+        )
+        return msg.SerializeToString()
+
+
+def _from_json(payload: bytes) -> dict:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventError("bad_json", f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EventError("bad_json", f"expected a JSON object, got {type(data).__name__}")
+    if "ts_ms" not in data and "ts" in data:
+        # accept seconds (number) for convenience
+        ts = data["ts"]
+        data["ts_ms"] = (
+            ts * 1000 if isinstance(ts, int | float) and not isinstance(ts, bool) else ts
+        )
+    return data
+
+
+def _from_proto(payload: bytes) -> dict:
+    msg = events_pb2.ClickEvent()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise EventError("bad_proto", f"not a mrse.v1.ClickEvent: {exc}") from exc
+    kind = {events_pb2.CLICK: "click", events_pb2.PURCHASE: "purchase"}.get(msg.type, "")
+    return {
+        "event_id": msg.event_id,
+        "user_id": msg.user_id,
+        "item_id": msg.item_id,
+        "type": kind,
+        "query": msg.query or None,
+        "ts_ms": msg.ts_ms or None,
+    }
+
+
+def _text(data: dict, name: str, required: bool) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise EventError("missing_field", f"field {name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise EventError("missing_field", f"field {name!r} must be a string")
+    if len(value) > MAX_FIELD_CHARS:
+        raise EventError("oversized_field", f"field {name!r} longer than {MAX_FIELD_CHARS}")
+    return value
+
+
+def parse_event(
+    payload: bytes,
+    known_items: Container[str] | None = None,
+    now: float | None = None,
+) -> Event:
+    """Decode and validate one message (JSON if it starts with ``{``, else protobuf).
+
+    Raises:
+        EventError: the message must be dead-lettered; ``.reason`` says why.
+    """
+    if len(payload) > MAX_EVENT_BYTES:
+        raise EventError("oversized", f"{len(payload)} bytes > {MAX_EVENT_BYTES}")
+    data = _from_json(payload) if payload.lstrip()[:1] == b"{" else _from_proto(payload)
+    event_id = _text(data, "event_id", required=True)
+    user_id = _text(data, "user_id", required=True)
+    item_id = _text(data, "item_id", required=True)
+    kind = _text(data, "type", required=True)
+    query = _text(data, "query", required=False)
+    if kind not in EVENT_TYPES:
+        raise EventError("bad_type", f"type must be one of {EVENT_TYPES}, got {kind!r}")
+    ts_ms = data.get("ts_ms")
+    if ts_ms is None:
+        raise EventError("missing_field", "field 'ts_ms' is required")
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float) or not math.isfinite(ts_ms):
+        raise EventError("bad_timestamp", f"ts_ms must be a number, got {ts_ms!r}")
+    ts = float(ts_ms) / 1000.0
+    now = time.time() if now is None else now
+    if ts < MIN_TS or ts > now + FUTURE_SLACK_S:
+        raise EventError("bad_timestamp", f"ts {ts:.0f} is before 1990 or more than a day ahead")
+    if known_items is not None and item_id not in known_items:
+        raise EventError("unknown_item", f"item {item_id!r} is not in the catalog")
+    assert event_id and user_id and item_id  # narrowed by _text(required=True)
+    return Event(event_id=event_id, user_id=user_id, item_id=item_id, type=kind, ts=ts, query=query)
