@@ -1,0 +1,62 @@
+"""Feast definitions: Entity -> Source -> FeatureView -> FeatureService.
+
+The user profile is written by the stream worker through a PushSource (fresh features) and
+read by the server. Its fields are exactly ``mrse.features.profile.ProfileState``, so what is
+served is what the model was trained on. FeatureServices are versioned model contracts: an A/B
+arm points at one.
+"""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource
+from feast.types import Array, Float64, Int64, String
+
+user = Entity(name="user", join_keys=["user_id"], description="a shopper")
+item = Entity(name="item", join_keys=["item_id"], description="a catalog item")
+
+user_profile_source = FileSource(
+    name="user_profile_source",
+    path="data/user_profiles.parquet",
+    timestamp_field="event_timestamp",
+)
+user_profile_push = PushSource(name="user_profile_push", batch_source=user_profile_source)
+
+user_profile_fresh = FeatureView(
+    name="user_profile_fresh",
+    entities=[user],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(name="text_sum", dtype=Array(Float64), description="decayed sum of text vectors"),
+        Field(name="text_weight", dtype=Float64),
+        Field(name="image_sum", dtype=Array(Float64), description="decayed sum of photo vectors"),
+        Field(name="image_weight", dtype=Float64),
+        Field(name="ref_ts", dtype=Float64, description="newest event time, unix seconds"),
+        Field(name="history_length", dtype=Int64),
+        Field(name="recent_items", dtype=Array(String)),
+        Field(name="recent_ts", dtype=Array(Float64)),
+        Field(name="recent_categories", dtype=Array(String)),
+        Field(name="applied_event_ids", dtype=Array(String), description="idempotency window"),
+    ],
+    online=True,
+    source=user_profile_push,
+    tags={"owner": "mrse", "writer": "stream worker"},
+)
+
+item_source = FileSource(
+    name="item_source", path="data/items.parquet", timestamp_field="event_timestamp"
+)
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(name="category", dtype=String),
+        Field(name="brand", dtype=String),
+        Field(name="price", dtype=Float64),
+    ],
+    online=True,
+    source=item_source,
+)
+
+mrse_v1 = FeatureService(name="mrse_v1", features=[user_profile_fresh, item_features])
+text_tower_v1 = FeatureService(name="text_tower_v1", features=[item_features])

@@ -1,0 +1,211 @@
+"""Online user profiles in Feast: the stream worker writes them, the server reads them.
+
+The embedded default keeps everything in one directory (SQLite online store, file registry,
+parquet offline store); production points the same code at Redis and a PostgreSQL registry.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mrse.features.profile import ProfileState
+
+logger = logging.getLogger(__name__)
+
+REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
+PROFILE_VIEW = "user_profile_fresh"
+PROFILE_PUSH = "user_profile_push"
+PROFILE_FIELDS = (
+    "text_sum",
+    "text_weight",
+    "image_sum",
+    "image_weight",
+    "ref_ts",
+    "history_length",
+    "recent_items",
+    "recent_ts",
+    "recent_categories",
+    "applied_event_ids",
+)
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    """Where Feast keeps things. ``online``: sqlite (embedded) or redis; ``registry``: file or
+    sql (a SQLAlchemy URL such as ``postgresql+psycopg://user@host:5432/feast``)."""
+
+    data_dir: Path
+    online: Literal["sqlite", "redis"] = "sqlite"
+    redis: str = "localhost:6379"
+    registry_url: str | None = None
+    repo_dir: Path = REPO_DIR
+    project: str = "mrse"
+
+
+@dataclass
+class StoredProfile:
+    """A profile as kept online: the model state plus the idempotency window."""
+
+    state: ProfileState
+    applied_event_ids: list[str] = field(default_factory=list)
+
+
+def _repo_config(cfg: FeatureStoreConfig):
+    from feast.repo_config import RepoConfig
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.registry_url:
+        registry = {"registry_type": "sql", "path": cfg.registry_url, "cache_ttl_seconds": 60}
+    else:
+        registry = str(cfg.data_dir / "registry.db")
+    if cfg.online == "redis":
+        online = {"type": "redis", "connection_string": cfg.redis}
+    else:
+        online = {"type": "sqlite", "path": str(cfg.data_dir / "online_store.db")}
+    return RepoConfig(
+        project=cfg.project,
+        registry=registry,
+        provider="local",
+        online_store=online,
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+        repo_path=str(cfg.data_dir),
+    )
+
+
+def load_definitions(repo_dir: Path = REPO_DIR):
+    """Import ``feature_repo/definitions.py`` (a plain file, not a package module)."""
+    spec = importlib.util.spec_from_file_location(
+        "mrse_feature_definitions", repo_dir / "definitions.py"
+    )
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{repo_dir}/definitions.py not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ProfileStore:
+    """Read and write user profiles through Feast. Call :meth:`apply` once per deployment."""
+
+    def __init__(self, config: FeatureStoreConfig) -> None:
+        from feast import FeatureStore
+
+        self.config = config
+        # Relative FileSource paths in the definitions resolve against data_dir (repo_path).
+        self._defs = load_definitions(config.repo_dir)
+        self.store = FeatureStore(config=_repo_config(config))
+
+    def _ensure_offline_files(self) -> None:
+        """Feast reads each file source's schema on apply: create empty typed files once."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        root = self.config.data_dir / "data"
+        root.mkdir(parents=True, exist_ok=True)
+        ts = pa.timestamp("us", tz="UTC")
+        f64, strings = pa.list_(pa.float64()), pa.list_(pa.string())
+        schemas = {
+            "user_profiles.parquet": pa.schema(
+                [
+                    ("user_id", pa.string()),
+                    ("event_timestamp", ts),
+                    ("text_sum", f64),
+                    ("text_weight", pa.float64()),
+                    ("image_sum", f64),
+                    ("image_weight", pa.float64()),
+                    ("ref_ts", pa.float64()),
+                    ("history_length", pa.int64()),
+                    ("recent_items", strings),
+                    ("recent_ts", f64),
+                    ("recent_categories", strings),
+                    ("applied_event_ids", strings),
+                ]
+            ),  # fmt: skip
+            "items.parquet": pa.schema(
+                [
+                    ("item_id", pa.string()),
+                    ("event_timestamp", ts),
+                    ("category", pa.string()),
+                    ("brand", pa.string()),
+                    ("price", pa.float64()),
+                ]
+            ),  # fmt: skip
+        }
+        for name, schema in schemas.items():
+            if not (root / name).exists():
+                pq.write_table(schema.empty_table(), root / name)
+
+    def apply(self) -> None:
+        self._ensure_offline_files()
+        d = self._defs
+        objects = [d.user, d.item, d.user_profile_push, d.user_profile_fresh]
+        objects += [d.item_features, d.mrse_v1, d.text_tower_v1]
+        self.store.apply(objects)
+        logger.info(
+            "feast: applied %d definitions to project %s", len(objects), self.config.project
+        )
+
+    def write(self, profiles: Mapping[str, StoredProfile]) -> None:
+        """Push profiles to the online store (one row per user, overwriting)."""
+        if not profiles:
+            return
+        rows = []
+        now = pd.Timestamp.now(tz="UTC")
+        for user_id, p in profiles.items():
+            s = p.state
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "event_timestamp": now,
+                    "text_sum": s.text_sum.astype(np.float64).tolist(),
+                    "text_weight": float(s.text_weight),
+                    "image_sum": s.image_sum.astype(np.float64).tolist(),
+                    "image_weight": float(s.image_weight),
+                    "ref_ts": float(s.ref_ts),
+                    "history_length": int(s.count),
+                    "recent_items": list(s.recent_items),
+                    "recent_ts": [float(t) for t in s.recent_ts],
+                    "recent_categories": list(s.recent_categories),
+                    "applied_event_ids": list(p.applied_event_ids),
+                }
+            )
+        from feast.data_source import PushMode
+
+        self.store.push(PROFILE_PUSH, pd.DataFrame(rows), to=PushMode.ONLINE)
+
+    def read(self, user_ids: Iterable[str]) -> dict[str, StoredProfile | None]:
+        """The stored profile of each user (None for a user never written)."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        resp = self.store.get_online_features(
+            features=[f"{PROFILE_VIEW}:{f}" for f in PROFILE_FIELDS],
+            entity_rows=[{"user_id": u} for u in ids],
+        ).to_dict()
+        out: dict[str, StoredProfile | None] = {}
+        for i, user_id in enumerate(ids):
+            if resp["history_length"][i] is None:
+                out[user_id] = None
+                continue
+            state = ProfileState(
+                text_sum=np.asarray(resp["text_sum"][i], dtype=np.float64),
+                text_weight=float(resp["text_weight"][i]),
+                image_sum=np.asarray(resp["image_sum"][i], dtype=np.float64),
+                image_weight=float(resp["image_weight"][i]),
+                ref_ts=float(resp["ref_ts"][i]),
+                count=int(resp["history_length"][i]),
+                recent_items=tuple(resp["recent_items"][i] or ()),
+                recent_ts=tuple(float(t) for t in resp["recent_ts"][i] or ()),
+                recent_categories=tuple(resp["recent_categories"][i] or ()),
+            )
+            out[user_id] = StoredProfile(state, list(resp["applied_event_ids"][i] or ()))
+        return out
