@@ -8,11 +8,15 @@ arm points at one.
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Float64, Int64, String
 
-user = Entity(name="user", join_keys=["user_id"], description="a shopper")
-item = Entity(name="item", join_keys=["item_id"], description="a catalog item")
+user = Entity(
+    name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="a shopper"
+)
+item = Entity(
+    name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="a catalog item"
+)
 
 user_profile_source = FileSource(
     name="user_profile_source",

@@ -1,0 +1,30 @@
+"""Topic names and creation (brokers in tests and the demo do not auto-create reliably)."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+CLICKS = "mrse.clicks"
+DEAD_LETTER = "mrse.clicks.dlq"
+EXPOSURES = "mrse.exposures"
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mrse-admin")
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            logger.info("created topics %s", [t.name for t in new])
+    finally:
+        admin.close()

@@ -1,0 +1,78 @@
+"""Transform + write: fold validated events into the users' online profiles.
+
+The same ``update_profile`` that builds training and evaluation profiles; state is read from
+and written back to the feature store, so a restarted worker continues where the store is.
+Idempotent by event id: each profile keeps the ids of its last ``window`` applied events, and
+an event already among them changes nothing (redelivery after a crash, duplicate sends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mrse.features.catalog import CatalogFeatures
+from mrse.features.profile import ProfileConfig, empty_profile, update_profile
+from mrse.features.queries import profile_event
+from mrse.features.store import ProfileStore, StoredProfile
+from mrse.streaming.events import Event
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    duplicates: int = 0
+    users: int = 0
+
+
+class ProfileUpdater:
+    """Applies batches of events to the profiles in ``store``."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        catalog: CatalogFeatures,
+        profile: ProfileConfig,
+        window: int = 1024,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.store = store
+        self.catalog = catalog
+        self.profile = profile
+        self.window = window
+
+    @property
+    def known_items(self) -> dict[str, int]:
+        return self.catalog.index
+
+    def apply(self, events: Sequence[Event]) -> ApplyResult:
+        """Fold ``events`` (in the given order) into their users' profiles and write them."""
+        if not events:
+            return ApplyResult()
+        users = list(dict.fromkeys(e.user_id for e in events))
+        stored = self.store.read(users)
+        dims = (self.catalog.text.shape[1], self.catalog.image.shape[1])
+        current: dict[str, StoredProfile] = {}
+        seen: dict[str, set[str]] = {}
+        result = ApplyResult(users=len(users))
+        for e in events:
+            p = (
+                current.get(e.user_id)
+                or stored.get(e.user_id)
+                or StoredProfile(empty_profile(*dims))
+            )
+            ids = seen.setdefault(e.user_id, set(p.applied_event_ids))
+            if e.event_id in ids:
+                result.duplicates += 1
+                continue
+            row = self.catalog.index[e.item_id]
+            state = update_profile(p.state, profile_event(self.catalog, row, e.ts), self.profile)
+            applied = (p.applied_event_ids + [e.event_id])[-self.window :]
+            ids.add(e.event_id)
+            if len(ids) > 2 * self.window:  # keep the lookup set bounded too
+                seen[e.user_id] = ids = set(applied)
+            current[e.user_id] = StoredProfile(state, applied)
+            result.applied += 1
+        self.store.write(current)
+        return result

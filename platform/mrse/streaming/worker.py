@@ -1,0 +1,111 @@
+"""The stream worker: Kafka clickstream -> validated events -> profiles -> Feast.
+
+Feast's StreamProcessor shape: ingest (poll a micro-batch), transform (validate, fold into
+profiles), write (push to the online store), then commit the consumer offsets. Offsets are
+committed only after the push and after dead letters are flushed: at-least-once delivery, made
+exactly-once in effect by the updater's event-id idempotency. Memory is bounded by one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mrse.streaming.events import EventError, parse_event
+from mrse.streaming.topics import CLICKS, DEAD_LETTER, ensure_topics
+from mrse.streaming.updater import ProfileUpdater
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    bootstrap: str
+    topic: str = CLICKS
+    dead_letter_topic: str = DEAD_LETTER
+    group_id: str = "mrse-profile-worker"
+    max_batch: int = 1000
+    poll_timeout_ms: int = 100
+    session_timeout_ms: int = 6000
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+
+
+@dataclass
+class WorkerStats:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    dead_lettered: Counter = field(default_factory=Counter)
+
+
+class StreamWorker:
+    """Consumes ``config.topic`` until ``stop`` is set (or ``idle_exit_s`` pass with no data)."""
+
+    def __init__(self, config: WorkerConfig, updater: ProfileUpdater) -> None:
+        self.config = config
+        self.updater = updater
+        self.stats = WorkerStats()
+
+    def run(
+        self, stop: threading.Event | None = None, idle_exit_s: float | None = None
+    ) -> WorkerStats:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        c = self.config
+        ensure_topics(c.bootstrap, [c.topic, c.dead_letter_topic])
+        consumer = KafkaConsumer(
+            c.topic,
+            bootstrap_servers=c.bootstrap,
+            group_id=c.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=c.max_batch,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=max(100, c.session_timeout_ms // 3),
+        )
+        producer = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all", linger_ms=5)
+        stop = stop or threading.Event()
+        last_data = time.monotonic()
+        logger.info("stream worker consuming %s as %s from %s", c.topic, c.group_id, c.bootstrap)
+        try:
+            while not stop.is_set():
+                polled = consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.max_batch)
+                records = [r for batch in polled.values() for r in batch]
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                        break
+                    continue
+                last_data = time.monotonic()
+                self._process(records, producer)
+                consumer.commit()
+        finally:
+            producer.close()
+            consumer.close()
+        logger.info("stream worker stopped: %s", self.stats)
+        return self.stats
+
+    def _process(self, records: list, producer) -> None:
+        now = time.time()
+        events = []
+        for r in records:
+            try:
+                events.append(parse_event(r.value, self.updater.known_items, now))
+            except EventError as exc:
+                self.stats.dead_lettered[exc.reason] += 1
+                headers = [("reason", exc.reason.encode()), ("error", str(exc).encode()[:1000])]
+                producer.send(
+                    self.config.dead_letter_topic, value=r.value, key=r.key, headers=headers
+                )
+        result = self.updater.apply(events)
+        producer.flush()  # dead letters are durable before the offsets move on
+        self.stats.consumed += len(records)
+        self.stats.applied += result.applied
+        self.stats.duplicates += result.duplicates
+        self.stats.batches += 1
