@@ -94,6 +94,74 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_config(args: argparse.Namespace):
+    from mrse.features.store import FeatureStoreConfig
+
+    return FeatureStoreConfig(
+        data_dir=Path(args.feature_dir),
+        online=args.online,
+        redis=args.redis,
+        registry_url=args.registry_url,
+    )
+
+
+def _cmd_stream_replay(args: argparse.Namespace) -> int:
+    from mrse.data import load_dataset
+    from mrse.streaming.producer import ReplayConfig, dataset_events, replay
+
+    events = dataset_events(load_dataset(args.data))
+    n = replay(
+        events,
+        ReplayConfig(
+            bootstrap=args.bootstrap,
+            topic=args.topic,
+            rate=args.rate,
+            limit=args.limit,
+            encoding=args.encoding,
+        ),
+    )
+    print(f"published {n} events to {args.topic}")
+    return 0
+
+
+def _cmd_stream_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from mrse.streaming.service import StreamServiceConfig, build_worker
+    from mrse.streaming.worker import WorkerConfig
+
+    worker = build_worker(
+        StreamServiceConfig(
+            data=Path(args.data),
+            run=Path(args.run) if args.run else None,
+            worker=WorkerConfig(
+                bootstrap=args.bootstrap,
+                topic=args.topic,
+                group_id=args.group_id,
+                max_batch=args.max_batch,
+            ),
+            store=_store_config(args),
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        )
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stats = worker.run(stop=stop, idle_exit_s=args.idle_exit)
+    print(
+        json.dumps(
+            {
+                "consumed": stats.consumed,
+                "applied": stats.applied,
+                "duplicates": stats.duplicates,
+                "dead_lettered": dict(stats.dead_lettered),
+            }
+        )
+    )
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -209,6 +277,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML overrides applied to every variant")
     p.add_argument("--retrain", action="store_true", help="retrain even if a complete run exists")
     p.set_defaults(func=_cmd_ablation)
+
+    p = sub.add_parser("stream", help="clickstream: replay events, run the stream worker")
+    stream = p.add_subparsers(dest="stream_command", required=True)
+    q = stream.add_parser("replay", help="publish a dataset's events to Kafka in time order")
+    q.add_argument("--data", required=True)
+    q.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port")
+    q.add_argument("--topic", default="mrse.clicks")
+    q.add_argument("--rate", type=float, default=0.0, help="events/s (0: as fast as possible)")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--encoding", choices=["json", "proto"], default="json")
+    q.set_defaults(func=_cmd_stream_replay)
+    q = stream.add_parser("worker", help="consume clicks and keep user profiles fresh in Feast")
+    q.add_argument("--data", required=True, help="the catalog (dataset directory)")
+    q.add_argument("--run", help="the serving model's run (its feature statistics)")
+    q.add_argument("--bootstrap", required=True)
+    q.add_argument("--topic", default="mrse.clicks")
+    q.add_argument("--group-id", default="mrse-profile-worker")
+    q.add_argument("--max-batch", type=int, default=1000)
+    q.add_argument("--idle-exit", type=float, help="exit after this many idle seconds")
+    q.add_argument("--feature-dir", default=".mrse-features", help="Feast data directory")
+    q.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
+    q.add_argument("--redis", default="localhost:6379")
+    q.add_argument("--registry-url", help="SQL registry URL (default: a file registry)")
+    q.set_defaults(func=_cmd_stream_worker)
 
     p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
     p.add_argument("--data", required=True)

@@ -1,0 +1,58 @@
+"""Wiring for the stream worker process: catalog features, feature store, updater, worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrse.data import load_dataset
+from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import encode_items
+from mrse.features.catalog import CatalogFeatures, FeatureStats, build_catalog_features
+from mrse.features.profile import ProfileConfig
+from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.models.config import ModelConfig
+from mrse.streaming.updater import ProfileUpdater
+from mrse.streaming.worker import StreamWorker, WorkerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamServiceConfig:
+    data: Path
+    worker: WorkerConfig
+    store: FeatureStoreConfig
+    run: Path | None = None
+    cache_dir: Path | None = None
+
+
+def catalog_for_profiles(
+    data: Path, run: Path | None, cache_dir: Path | None
+) -> tuple[CatalogFeatures, ProfileConfig]:
+    """Item vectors exactly as the model run centres them (its stats and profile config)."""
+    dataset = load_dataset(data)
+    with FeatureCache.open_default(cache_dir) as cache:
+        feats, _ = encode_items(dataset, cache)
+    if run is not None:
+        from mrse.training.checkpoint import load_run
+
+        loaded = load_run(run)
+        return build_catalog_features(
+            dataset, feats, loaded.stats, loaded.config.model
+        ), loaded.config.profile
+    logger.warning(
+        "no --run given: centring item vectors with this catalog's own statistics; "
+        "pass the serving model's run so profiles match what it was trained on"
+    )
+    return build_catalog_features(
+        dataset, feats, FeatureStats.fit(feats), ModelConfig()
+    ), ProfileConfig()
+
+
+def build_worker(config: StreamServiceConfig) -> StreamWorker:
+    catalog, profile = catalog_for_profiles(config.data, config.run, config.cache_dir)
+    store = ProfileStore(config.store)
+    store.apply()
+    return StreamWorker(config.worker, ProfileUpdater(store, catalog, profile))
