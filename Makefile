@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test lint format demo bench ablation eval-baselines clean proto
+.PHONY: install services test lint format demo bench ablation eval-baselines clean proto
 
 install: $(STAMP)
 
@@ -40,7 +40,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# Real Kafka (+ ZooKeeper), Redis and PostgreSQL for the integration tests (idempotent).
+services: $(STAMP)
+	PIP=$(BIN)/pip bash scripts/install-services.sh
+
+test: lint services
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

@@ -22,10 +22,13 @@ if [ ! -x "$ROOT/kafka/bin/kafka-server-start.sh" ]; then
   echo "$KAFKA_SHA512  $tmp/kafka.tgz" | sha512sum -c --quiet -
   tar -xzf "$tmp/kafka.tgz" -C "$tmp"
   apt_update
-  (cd "$tmp" && apt-get download -qq libzookeeper-java && dpkg-deb -x libzookeeper-java_*.deb zk)
+  # ZooKeeper 3.8 also needs Dropwizard metrics (com.codahale.metrics) on the class path.
+  (cd "$tmp" && apt-get download -qq libzookeeper-java libdropwizard-metrics-java 2>/dev/null \
+    && dpkg-deb -x libzookeeper-java_*.deb zk && dpkg-deb -x libdropwizard-metrics-java_*.deb dw)
   rm -f "$tmp"/kafka_2.12-2.3.0/libs/zookeeper-3.4.14.jar
   cp "$tmp"/zk/usr/share/java/zookeeper.jar "$tmp"/zk/usr/share/java/zookeeper-jute.jar \
     "$tmp"/kafka_2.12-2.3.0/libs/
+  cp -L "$tmp"/dw/usr/share/java/metrics-core.jar "$tmp"/kafka_2.12-2.3.0/libs/dropwizard-metrics-core.jar
   rm -rf "$ROOT/kafka"
   mv "$tmp"/kafka_2.12-2.3.0 "$ROOT/kafka"
   echo "installed Apache Kafka 2.3.0 into $ROOT/kafka"
