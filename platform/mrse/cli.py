@@ -162,6 +162,25 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stream_bench(args: argparse.Namespace) -> int:
+    from mrse.streaming.benchmark import StreamBenchConfig, run_stream_benchmark
+
+    result = run_stream_benchmark(
+        StreamBenchConfig(
+            data=Path(args.data),
+            work_dir=Path(args.work_dir),
+            bootstrap=args.bootstrap,
+            rate=args.rate,
+            steady_events=args.events,
+        )
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -301,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--redis", default="localhost:6379")
     q.add_argument("--registry-url", help="SQL registry URL (default: a file registry)")
     q.set_defaults(func=_cmd_stream_worker)
+    q = stream.add_parser("bench", help="worker throughput and freshness")
+    q.add_argument("--data", required=True)
+    q.add_argument("--bootstrap", help="a Kafka cluster (default: start the embedded broker)")
+    q.add_argument("--rate", type=float, default=2000.0, help="steady replay rate, events/s")
+    q.add_argument("--events", type=int, default=20_000, help="events in the steady replay")
+    q.add_argument("--work-dir", default="results/stream-bench")
+    q.add_argument("--out", default="results/stream-bench.json")
+    q.set_defaults(func=_cmd_stream_bench)
 
     p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
     p.add_argument("--data", required=True)

@@ -54,3 +54,30 @@ def test_write_overwrites(store):
     )
     store.write({"u2": StoredProfile(state2, ["x", "y"])})
     assert store.read(["u2"])["u2"].state.count == 2
+
+
+def test_updater_is_idempotent_and_its_cache_agrees_with_the_store(store, sample_hm):
+    from mrse.data import load_dataset
+    from mrse.encoders.cache import FeatureCache
+    from mrse.encoders.features import encode_items
+    from mrse.features.catalog import FeatureStats, build_catalog_features
+    from mrse.models.config import ModelConfig
+    from mrse.streaming.events import Event
+    from mrse.streaming.updater import ProfileUpdater
+
+    ds = load_dataset(sample_hm)
+    with FeatureCache.open_default() as cache:
+        feats, _ = encode_items(ds, cache)
+    catalog = build_catalog_features(ds, feats, FeatureStats.fit(feats), ModelConfig())
+    items = list(catalog.index)[:3]
+    ev = [Event(f"e{i}", "cache-user", items[i % 3], "click", 1.6e9 + i) for i in range(5)]
+    updater = ProfileUpdater(store, catalog, ProfileConfig(), window=3)
+    r = updater.apply(ev + ev[:2])  # duplicates inside one batch
+    assert (r.applied, r.duplicates) == (5, 2)
+    r = updater.apply(ev[3:])  # redelivered (within the window): from the cache
+    assert (r.applied, r.duplicates) == (0, 2)
+    updater.clear_cache()  # after a rebalance: the store answers, with the same result
+    r = updater.apply(ev[4:] + [Event("e9", "cache-user", items[0], "purchase", 1.7e9)])
+    assert (r.applied, r.duplicates) == (1, 1)
+    stored = store.read(["cache-user"])["cache-user"]
+    assert stored.state.count == 6 and stored.applied_event_ids == ["e3", "e4", "e9"]

@@ -61,15 +61,16 @@ class StoredProfile:
 def _repo_config(cfg: FeatureStoreConfig):
     from feast.repo_config import RepoConfig
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = cfg.data_dir.resolve()  # Feast resolves relative paths against repo_path
+    data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.registry_url:
         registry = {"registry_type": "sql", "path": cfg.registry_url, "cache_ttl_seconds": 60}
     else:
-        registry = str(cfg.data_dir / "registry.db")
+        registry = str(data_dir / "registry.db")
     if cfg.online == "redis":
         online = {"type": "redis", "connection_string": cfg.redis}
     else:
-        online = {"type": "sqlite", "path": str(cfg.data_dir / "online_store.db")}
+        online = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
     return RepoConfig(
         project=cfg.project,
         registry=registry,
@@ -77,7 +78,7 @@ def _repo_config(cfg: FeatureStoreConfig):
         online_store=online,
         offline_store={"type": "file"},
         entity_key_serialization_version=3,
-        repo_path=str(cfg.data_dir),
+        repo_path=str(data_dir),
     )
 
 

@@ -4,10 +4,15 @@ The same ``update_profile`` that builds training and evaluation profiles; state 
 and written back to the feature store, so a restarted worker continues where the store is.
 Idempotent by event id: each profile keeps the ids of its last ``window`` applied events, and
 an event already among them changes nothing (redelivery after a crash, duplicate sends).
+
+A bounded write-through cache of the profiles this worker wrote saves the store read for users
+seen recently. It is only valid while this worker owns the users' partitions: the worker clears
+it on every consumer-group rebalance.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +39,7 @@ class ProfileUpdater:
         catalog: CatalogFeatures,
         profile: ProfileConfig,
         window: int = 1024,
+        cache_users: int = 50_000,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -41,6 +47,28 @@ class ProfileUpdater:
         self.catalog = catalog
         self.profile = profile
         self.window = window
+        self.cache_users = cache_users
+        self._cache: OrderedDict[str, StoredProfile] = OrderedDict()
+
+    def clear_cache(self) -> None:
+        """Forget cached profiles (another worker may write them from now on)."""
+        self._cache.clear()
+
+    def _load(self, users: list[str]) -> dict[str, StoredProfile | None]:
+        found: dict[str, StoredProfile | None] = {
+            u: self._cache[u] for u in users if u in self._cache
+        }
+        missing = [u for u in users if u not in found]
+        if missing:
+            found.update(self.store.read(missing))
+        return found
+
+    def _remember(self, profiles: dict[str, StoredProfile]) -> None:
+        for user, p in profiles.items():
+            self._cache[user] = p
+            self._cache.move_to_end(user)
+        while len(self._cache) > self.cache_users:
+            self._cache.popitem(last=False)
 
     @property
     def known_items(self) -> dict[str, int]:
@@ -51,7 +79,7 @@ class ProfileUpdater:
         if not events:
             return ApplyResult()
         users = list(dict.fromkeys(e.user_id for e in events))
-        stored = self.store.read(users)
+        stored = self._load(users)
         dims = (self.catalog.text.shape[1], self.catalog.image.shape[1])
         current: dict[str, StoredProfile] = {}
         seen: dict[str, set[str]] = {}
@@ -75,4 +103,5 @@ class ProfileUpdater:
             current[e.user_id] = StoredProfile(state, applied)
             result.applied += 1
         self.store.write(current)
+        self._remember(current)
         return result

@@ -12,9 +12,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mrse.streaming.events import EventError, parse_event
+from kafka import ConsumerRebalanceListener
+
+from mrse.streaming.events import Event, EventError, parse_event
 from mrse.streaming.topics import CLICKS, DEAD_LETTER, ensure_topics
 from mrse.streaming.updater import ProfileUpdater
 
@@ -29,6 +32,7 @@ class WorkerConfig:
     group_id: str = "mrse-profile-worker"
     max_batch: int = 1000
     poll_timeout_ms: int = 100
+    fetch_max_wait_ms: int = 20  # low: a fetch that waits for more data delays freshness
     session_timeout_ms: int = 6000
 
     def __post_init__(self) -> None:
@@ -45,13 +49,34 @@ class WorkerStats:
     dead_lettered: Counter = field(default_factory=Counter)
 
 
+class _ClearCacheOnRebalance(ConsumerRebalanceListener):
+    """Partitions moved: cached profiles may now be written by another worker."""
+
+    def __init__(self, updater: ProfileUpdater) -> None:
+        self.updater = updater
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.updater.clear_cache()
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.updater.clear_cache()
+
+
 class StreamWorker:
     """Consumes ``config.topic`` until ``stop`` is set (or ``idle_exit_s`` pass with no data)."""
 
-    def __init__(self, config: WorkerConfig, updater: ProfileUpdater) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        updater: ProfileUpdater,
+        on_written: Callable[[list[Event], float], None] | None = None,
+    ) -> None:
+        """``on_written(events, t)`` is called after each batch's push (for freshness metrics)."""
         self.config = config
         self.updater = updater
+        self.on_written = on_written
         self.stats = WorkerStats()
+        self.ready = threading.Event()  # set once partitions are assigned
 
     def run(
         self, stop: threading.Event | None = None, idle_exit_s: float | None = None
@@ -61,15 +86,16 @@ class StreamWorker:
         c = self.config
         ensure_topics(c.bootstrap, [c.topic, c.dead_letter_topic])
         consumer = KafkaConsumer(
-            c.topic,
             bootstrap_servers=c.bootstrap,
             group_id=c.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=c.max_batch,
+            fetch_max_wait_ms=c.fetch_max_wait_ms,
             session_timeout_ms=c.session_timeout_ms,
             heartbeat_interval_ms=max(100, c.session_timeout_ms // 3),
         )
+        consumer.subscribe([c.topic], listener=_ClearCacheOnRebalance(self.updater))
         producer = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all", linger_ms=5)
         stop = stop or threading.Event()
         last_data = time.monotonic()
@@ -78,6 +104,8 @@ class StreamWorker:
             while not stop.is_set():
                 polled = consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.max_batch)
                 records = [r for batch in polled.values() for r in batch]
+                if not self.ready.is_set() and consumer.assignment():
+                    self.ready.set()
                 if not records:
                     if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                         break
@@ -104,6 +132,8 @@ class StreamWorker:
                     self.config.dead_letter_topic, value=r.value, key=r.key, headers=headers
                 )
         result = self.updater.apply(events)
+        if self.on_written is not None:
+            self.on_written(events, time.time())
         producer.flush()  # dead letters are durable before the offsets move on
         self.stats.consumed += len(records)
         self.stats.applied += result.applied
