@@ -29,6 +29,9 @@ class ModelConfig:
     use_profile: bool = True
     fusion: Fusion = "lmoe"
     dropout: float = 0.1
+    # Training only: hide the profile from this fraction of queries, so the query tower cannot
+    # lean on the user at the expense of what they typed (0 = off).
+    profile_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dim < 8 or self.hidden < 8:
@@ -37,6 +40,8 @@ class ModelConfig:
             raise ValueError(f"fusion must be 'lmoe' or 'concat', got {self.fusion!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if not 0.0 <= self.profile_dropout < 1.0:
+            raise ValueError("profile_dropout must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -254,6 +254,9 @@ class QueryTower(nn.Module):
             p_in = torch.cat([p_text, p_image, attended, p_cat, modality], dim=1)
             profile = F.normalize(self.profile(p_in), dim=-1)  # (B, D)
             has_profile = has_history
+            if self.training and c.profile_dropout > 0:
+                keep = torch.rand(has_history.shape, device=has_history.device) >= c.profile_dropout
+                has_profile = has_profile & keep
         else:
             profile = torch.zeros_like(q_text)
             has_profile = torch.zeros_like(has_history)
