@@ -215,3 +215,21 @@ def encode_items(
         has_image=has_image,
     )
     return feats, stats
+
+
+def encode_query_texts(texts: list[str], cache: FeatureCache) -> np.ndarray:
+    """Raw MiniLM vectors (Q, 384) of query strings through the cache (encoder loaded lazily)."""
+    from mrse.encoders.text import TextEncoder
+
+    encoder: TextEncoder | None = None
+
+    def encode(batch: list[str]) -> np.ndarray:
+        nonlocal encoder
+        if encoder is None:
+            encoder = TextEncoder()
+        return encoder.encode(batch)
+
+    unique = sorted(set(texts))
+    vecs, _ = encode_texts(unique, encode, cache, desc="queries")
+    pos = {t: i for i, t in enumerate(unique)}
+    return vecs[[pos[t] for t in texts]]

@@ -9,14 +9,13 @@ import torch
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items
+from mrse.encoders.features import encode_items, encode_query_texts
 from mrse.features.catalog import build_catalog_features
 from mrse.features.queries import build_query_features, snapshot_profiles
 from mrse.models.inference import encode_catalog, encode_queries
 from mrse.models.two_tower import explain
 from mrse.retrieval.base import QueryContext, Ranking
 from mrse.training.checkpoint import Run
-from mrse.training.trainer import query_text_vectors
 
 EXPLAIN_TOP = 10
 
@@ -45,7 +44,7 @@ class ModelRetriever:
         profiles = snapshot_profiles(self.dataset.events, self.catalog, requests, cfg.profile)
         qf = build_query_features(
             texts,
-            query_text_vectors(texts, self.cache),
+            encode_query_texts(texts, self.cache),
             profiles,
             self.catalog,
             self.run.stats,

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset, load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items, encode_texts
+from mrse.encoders.features import encode_items, encode_query_texts
 from mrse.evaluation.metrics import mean_metrics, query_metrics
 from mrse.features.catalog import CatalogFeatures, FeatureStats, build_catalog_features
 from mrse.features.queries import QueryFeatures, build_query_features, snapshot_profiles
@@ -48,24 +48,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def query_text_vectors(texts: list[str], cache: FeatureCache) -> np.ndarray:
-    """Raw MiniLM vectors (Q, 384) of query strings, through the feature cache."""
-    from mrse.encoders.text import TextEncoder
-
-    encoder: TextEncoder | None = None
-
-    def encode(batch: list[str]) -> np.ndarray:
-        nonlocal encoder
-        if encoder is None:
-            encoder = TextEncoder()
-        return encoder.encode(batch)
-
-    unique = sorted(set(texts))
-    vecs, _ = encode_texts(unique, encode, cache, desc="queries")
-    pos = {t: i for i, t in enumerate(unique)}
-    return vecs[[pos[t] for t in texts]]
-
-
 @dataclass
 class PreparedData:
     """Everything the loop needs, built once."""
@@ -87,7 +69,7 @@ def prepare(
     catalog = build_catalog_features(dataset, feats, stats, config.model)
     examples = build_examples(dataset)
     profiles = snapshot_profiles(dataset.events, catalog, examples.requests(), config.profile)
-    vecs = query_text_vectors(list(examples.texts), cache)
+    vecs = encode_query_texts(list(examples.texts), cache)
     queries = build_query_features(
         list(examples.texts), vecs, profiles, catalog, stats, config.model
     )
