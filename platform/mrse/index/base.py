@@ -1,0 +1,95 @@
+"""The index protocol every backend implements, and the shared filter and id conventions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+# Qdrant point ids are integers or UUIDs; item ids are arbitrary strings. A name-based UUID is
+# stable across processes and backends; the item id itself travels in the payload.
+_NAMESPACE = uuid.UUID("6f1c3e0a-6c1b-4d0e-9a43-2b8f6f0a9d11")
+FILTER_FIELDS = ("category", "brand", "price")
+
+
+def point_id(item_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, item_id))
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conjunction of payload conditions; an empty filter matches everything."""
+
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("price_min", "price_max"):
+            v = getattr(self, name)
+            if v is not None and (not np.isfinite(v) or v < 0):
+                raise ValueError(f"{name} must be a finite, non-negative number")
+        if (
+            self.price_min is not None
+            and self.price_max is not None
+            and self.price_min > self.price_max
+        ):
+            raise ValueError("price_min must not exceed price_max")
+
+    @property
+    def empty(self) -> bool:
+        return (
+            not (self.categories or self.brands)
+            and self.price_min is None
+            and self.price_max is None
+        )
+
+    def matches(self, payload: dict) -> bool:
+        """Reference semantics (used by tests and exact fallbacks)."""
+        if self.categories and payload.get("category") not in self.categories:
+            return False
+        if self.brands and payload.get("brand") not in self.brands:
+            return False
+        price = payload.get("price")
+        if self.price_min is not None and (price is None or price < self.price_min):
+            return False
+        return not (self.price_max is not None and (price is None or price > self.price_max))
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: str
+    score: float
+    payload: dict = field(default_factory=dict)
+
+
+class VectorIndex(Protocol):
+    """Cosine-similarity index of item vectors with filterable payload."""
+
+    dim: int
+
+    def upsert(
+        self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+    ) -> None:
+        """Insert or replace items; ``vectors`` is (N, dim)."""
+        ...
+
+    def delete(self, item_ids: Sequence[str]) -> None: ...
+
+    def search(
+        self,
+        query: np.ndarray,
+        limit: int,
+        query_filter: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Top ``limit`` items for one (dim,) query, best first."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,90 @@
+"""qdrant-client backend: a Qdrant server or cluster in production, local mode in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from mrse.index.base import Hit, SearchFilter, point_id
+
+
+def _client_filter(f: SearchFilter | None) -> models.Filter | None:
+    if f is None or f.empty:
+        return None
+    must: list = []
+    if f.categories:
+        must.append(
+            models.FieldCondition(key="category", match=models.MatchAny(any=list(f.categories)))
+        )
+    if f.brands:
+        must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(f.brands))))
+    if f.price_min is not None or f.price_max is not None:
+        must.append(
+            models.FieldCondition(key="price", range=models.Range(gte=f.price_min, lte=f.price_max))
+        )
+    return models.Filter(must=must)
+
+
+class ClientIndex:
+    """One collection (one model version) behind ``QdrantClient``."""
+
+    def __init__(self, client: QdrantClient, collection_name: str, dim: int, ef: int = 64) -> None:
+        self.client = client
+        self.collection_name = collection_name
+        self.dim = dim
+        self.ef = ef
+        if not client.collection_exists(collection_name):
+            client.create_collection(
+                collection_name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            )
+            for key, schema in (
+                ("category", models.PayloadSchemaType.KEYWORD),
+                ("brand", models.PayloadSchemaType.KEYWORD),
+                ("price", models.PayloadSchemaType.FLOAT),
+            ):
+                client.create_payload_index(collection_name, key, field_schema=schema)
+
+    def upsert(
+        self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+    ) -> None:
+        if vectors.shape != (len(item_ids), self.dim):
+            raise ValueError(f"vectors must be ({len(item_ids)}, {self.dim}), got {vectors.shape}")
+        points = [
+            models.PointStruct(
+                id=point_id(i), vector=v.astype(np.float32).tolist(), payload={**p, "item_id": i}
+            )
+            for i, v, p in zip(item_ids, vectors, payloads, strict=True)
+        ]
+        for s in range(0, len(points), 1000):
+            self.client.upsert(self.collection_name, points=points[s : s + 1000], wait=True)
+
+    def delete(self, item_ids: Sequence[str]) -> None:
+        if item_ids:
+            selector = models.PointIdsList(points=[point_id(i) for i in item_ids])
+            self.client.delete(self.collection_name, points_selector=selector, wait=True)
+
+    def search(
+        self,
+        query: np.ndarray,
+        limit: int,
+        query_filter: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        res = self.client.query_points(
+            self.collection_name,
+            query=np.asarray(query, dtype=np.float32).tolist(),
+            query_filter=_client_filter(query_filter),
+            limit=limit,
+            with_payload=True,
+            search_params=models.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
+        )
+        return [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in res.points]
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection_name, exact=True).count)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,106 @@
+"""Congruence: the same test body runs against Qdrant Edge and qdrant-client (local mode)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from mrse.index import SearchFilter
+from mrse.index.client import ClientIndex
+from mrse.index.edge import EdgeIndex
+
+DIM = 16
+
+
+@pytest.fixture(params=["edge", "client"])
+def index(request, tmp_path):
+    idx = (
+        EdgeIndex(tmp_path / "edge", DIM)
+        if request.param == "edge"
+        else ClientIndex(QdrantClient(":memory:"), "items_v1", DIM)
+    )
+    yield idx
+    idx.close()
+
+
+def _catalog(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = [f"item-{i:04d}" for i in range(n)]
+    payloads = [
+        {"category": ["tops", "shoes", "bags"][i % 3], "brand": f"b{i % 5}", "price": float(i)}
+        for i in range(n)
+    ]
+    return ids, vecs, payloads
+
+
+def _exact(ids, vecs, payloads, q, k, f=None):
+    keep = [i for i in range(len(ids)) if f is None or f.matches(payloads[i])]
+    order = sorted(keep, key=lambda i: -float(vecs[i] @ q))[:k]
+    return [ids[i] for i in order]
+
+
+def test_search_matches_exact_cosine_top_k(index):
+    ids, vecs, payloads = _catalog()
+    index.upsert(ids, vecs, payloads)
+    assert index.count() == len(ids)
+    q = vecs[7] + 0.1 * vecs[8]
+    q /= np.linalg.norm(q)
+    hits = index.search(q, 10, exact=True)
+    assert [h.item_id for h in hits] == _exact(ids, vecs, payloads, q, 10)
+    assert hits[0].item_id == "item-0007" and hits[0].score == pytest.approx(
+        float(vecs[7] @ q), abs=1e-4
+    )
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        SearchFilter(categories=("shoes",)),
+        SearchFilter(brands=("b1", "b2")),
+        SearchFilter(price_min=50.0, price_max=120.0),
+        SearchFilter(categories=("tops", "bags"), brands=("b0",), price_max=200.0),
+    ],
+)
+def test_filters_restrict_results_exactly(index, flt):
+    ids, vecs, payloads = _catalog()
+    index.upsert(ids, vecs, payloads)
+    q = vecs[3]
+    hits = index.search(q, 20, flt, exact=True)
+    assert hits and all(flt.matches(h.payload) for h in hits)
+    assert [h.item_id for h in hits] == _exact(ids, vecs, payloads, q, 20, flt)
+
+
+def test_incremental_upsert_and_delete(index):
+    ids, vecs, payloads = _catalog(50)
+    index.upsert(ids, vecs, payloads)
+    index.upsert(["item-0001"], vecs[[2]], [{"category": "shoes", "brand": "b9", "price": 1.0}])
+    hit = index.search(vecs[2], 2, exact=True)
+    assert {h.item_id for h in hit} == {"item-0001", "item-0002"}
+    assert index.count() == 50
+    index.delete(["item-0002", "item-0001"])
+    assert index.count() == 48
+    assert "item-0002" not in {h.item_id for h in index.search(vecs[2], 5, exact=True)}
+    with pytest.raises(ValueError):
+        index.upsert(["x"], np.zeros((1, DIM + 1), np.float32), [{}])
+
+
+def test_edge_index_persists_across_reopen(tmp_path):
+    ids, vecs, payloads = _catalog(40)
+    idx = EdgeIndex(tmp_path / "e", DIM)
+    idx.upsert(ids, vecs, payloads)
+    idx.close()
+    again = EdgeIndex(tmp_path / "e", DIM)
+    assert again.count() == 40 and again.search(vecs[5], 1)[0].item_id == "item-0005"
+    again.close()
+
+
+def test_filter_validation():
+    with pytest.raises(ValueError):
+        SearchFilter(price_min=10, price_max=5)
+    with pytest.raises(ValueError):
+        SearchFilter(price_min=-1)
+    assert SearchFilter().empty
