@@ -181,6 +181,20 @@ def _cmd_stream_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from mrse.index.build import IndexConfig, build_index
+
+    summary = build_index(
+        Path(args.data),
+        Path(args.run),
+        IndexConfig(backend=args.backend, root=Path(args.root), url=args.url),
+        version=args.version,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -296,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML overrides applied to every variant")
     p.add_argument("--retrain", action="store_true", help="retrain even if a complete run exists")
     p.set_defaults(func=_cmd_ablation)
+
+    p = sub.add_parser("index", help="encode a catalog with a run and write the vector index")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--version", help="model version name (default: the run's name)")
+    p.add_argument("--backend", choices=["edge", "qdrant"], default="edge")
+    p.add_argument("--root", default=".mrse-index", help="directory of the embedded indexes")
+    p.add_argument("--url", help="Qdrant server URL for --backend qdrant")
+    p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("stream", help="clickstream: replay events, run the stream worker")
     stream = p.add_subparsers(dest="stream_command", required=True)

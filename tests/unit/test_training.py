@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -59,6 +62,29 @@ def test_train_eval_resume_roundtrip(sample_hm, tmp_path, small_config):
     assert _train(sample_hm, run, small_config, cache, "--resume", "--epochs", "4") == 0
     history = json.loads((run / "run.json").read_text())["training"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+    # the run's item tower fills a vector index; re-indexing a changed catalog is incremental
+    from mrse.index.build import IndexConfig, build_index, open_index
+
+    cfg = IndexConfig(root=tmp_path / "index")
+    summary = build_index(sample_hm, run, cfg, version="v1", cache_dir=cache)
+    assert summary["count"] == summary["items"] == 380
+    smaller = tmp_path / "smaller"
+    shutil.copytree(sample_hm, smaller)
+    items = pd.read_parquet(smaller / "items.parquet")
+    gone = items["item_id"].iloc[-1]
+    kept = items.iloc[:-1]
+    kept.to_parquet(smaller / "items.parquet", index=False)
+    for name in ("events", "qrels"):
+        t = pd.read_parquet(smaller / f"{name}.parquet")
+        t[t["item_id"].isin(set(kept["item_id"]))].to_parquet(
+            smaller / f"{name}.parquet", index=False
+        )
+    again = build_index(smaller, run, cfg, version="v1", cache_dir=cache)
+    assert again["removed"] == 1 and again["count"] == 379
+    index = open_index(cfg, "v1", 32)
+    assert gone not in {h.item_id for h in index.search(np.ones(32, np.float32), 379)}
+    index.close()
 
 
 def test_training_is_deterministic(sample_myntra, tmp_path, small_config):

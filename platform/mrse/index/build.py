@@ -1,0 +1,127 @@
+"""`mrse index`: encode a catalog with a run's item tower and write it to a vector index.
+
+One index per model version: an Edge shard directory ``<root>/<version>`` or a collection
+``items_<version>`` on a Qdrant server. Payload: category, brand, price (for filtering).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mrse.data import load_dataset
+from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import encode_items
+from mrse.features.catalog import build_catalog_features
+from mrse.index.base import VectorIndex
+from mrse.models.inference import encode_catalog
+from mrse.training.checkpoint import load_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Where indexes live: ``edge`` (embedded, one directory per version under ``root``) or
+    ``qdrant`` (a server at ``url``)."""
+
+    backend: Literal["edge", "qdrant"] = "edge"
+    root: Path = Path(".mrse-index")
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("edge", "qdrant"):
+            raise ValueError("backend must be 'edge' or 'qdrant'")
+        if self.backend == "qdrant" and not self.url:
+            raise ValueError("the qdrant backend needs a url (e.g. http://qdrant:6333)")
+
+
+def version_name(version: str) -> str:
+    """A model version as a safe directory / collection name."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", version):
+        raise ValueError(f"model version {version!r}: use letters, digits, '_', '.', '-' (max 64)")
+    return version
+
+
+def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
+    version = version_name(version)
+    if config.backend == "edge":
+        from mrse.index.edge import EdgeIndex
+
+        return EdgeIndex(config.root / version, dim)
+    from qdrant_client import QdrantClient
+
+    from mrse.index.client import ClientIndex
+
+    return ClientIndex(QdrantClient(url=config.url), f"items_{version}", dim)
+
+
+def item_payloads(items) -> list[dict]:
+    """Filterable payload per item; unknown price is left out (so price filters exclude it)."""
+    out = []
+    for cat, brand, price in zip(items["category"], items["brand"], items["price"], strict=True):
+        p = {"category": cat, "brand": brand}
+        if price is not None and not math.isnan(price):
+            p["price"] = float(price)
+        out.append(p)
+    return out
+
+
+def build_index(
+    data: Path,
+    run_dir: Path,
+    config: IndexConfig,
+    version: str | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
+    """Encode every item of ``data`` with the run's item tower and upsert it (incremental:
+    re-running after a catalog change rewrites changed items; ``delete_missing`` semantics are
+    left to :func:`sync_index`)."""
+    start = time.perf_counter()
+    run = load_run(run_dir)
+    version = version_name(version or run.name)
+    dataset = load_dataset(data)
+    with FeatureCache.open_default(cache_dir) as cache:
+        feats, _ = encode_items(
+            dataset, cache, images=run.config.model.use_image or run.config.model.use_profile
+        )
+    catalog = build_catalog_features(dataset, feats, run.stats, run.config.model)
+    vectors = encode_catalog(run.model, catalog).numpy().astype(np.float32)
+    index = open_index(config, version, vectors.shape[1])
+    try:
+        ids = list(dataset.items["item_id"])
+        index.upsert(ids, vectors, item_payloads(dataset.items))
+        removed = delete_departed(index, set(ids), config.root / f"{version}.items.txt")
+        if hasattr(index, "optimize"):
+            index.optimize()
+        count = index.count()
+    finally:
+        index.close()
+    summary = {
+        "version": version,
+        "backend": config.backend,
+        "items": len(ids),
+        "removed": removed,
+        "count": count,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    logger.info("index %s: %s", version, summary)
+    return summary
+
+
+def delete_departed(index: VectorIndex, keep: set[str], manifest: Path) -> int:
+    """Delete the items indexed last time (listed in ``manifest``) that are not in ``keep``."""
+    gone: list[str] = []
+    if manifest.exists():
+        gone = sorted(set(manifest.read_text().split("\n")) - {""} - keep)
+        index.delete(gone)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(sorted(keep)))
+    return len(gone)
