@@ -35,3 +35,17 @@ def test_profiles_round_trip_through_redis_with_a_sql_registry(tmp_path, redis_s
     assert got["u1"].applied_event_ids == ["a", "b"]
     names = {fv.name for fv in other.store.list_feature_views()}
     assert "user_profile_fresh" in names
+
+
+def test_experiment_store_on_postgresql(postgres):
+    from mrse.experiments.assignment import Arm, Experiment
+    from mrse.experiments.store import ExperimentStore
+
+    url = postgres.url.replace("/feast?", "/postgres?")
+    exp = Experiment(
+        "pg-exp", (Arm("a", 1.0, "m1", "mrse_v1", "i1"), Arm("b", 2.0, "m2", "mrse_v1", "i2"))
+    )
+    store = ExperimentStore(url)
+    store.put(exp)
+    assert ExperimentStore(url).get("pg-exp") == exp
+    store.close()

@@ -1,0 +1,1 @@
+"""A/B experiments: arm assignment, the SQL experiment store, click-through reports."""

@@ -1,0 +1,74 @@
+"""Per-arm click-through from exposure and click logs, with Wilson confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A served search: who saw which items, in which arm (the exposure topic's payload)."""
+
+    request_id: str
+    experiment: str
+    arm: str
+    user_id: str
+    item_ids: tuple[str, ...]
+    ts: float
+
+
+@dataclass(frozen=True)
+class ArmReport:
+    arm: str
+    exposures: int
+    clicked: int
+    ctr: float
+    ci_low: float
+    ci_high: float
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (good at small counts and near 0/1)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ctr_by_arm(
+    exposures: Iterable[Exposure],
+    clicks: Iterable[tuple[str, str, float]],
+    experiment: str,
+    window_s: float = 3600.0,
+) -> list[ArmReport]:
+    """Share of exposures followed by a click on one of the shown items.
+
+    ``clicks``: (user_id, item_id, ts). A click counts for an exposure if the same user clicks
+    a shown item within ``window_s`` after it.
+    """
+    by_user: dict[str, list[tuple[str, float]]] = {}
+    for user, item, ts in clicks:
+        by_user.setdefault(user, []).append((item, ts))
+    counts: dict[str, list[int]] = {}
+    for e in exposures:
+        if e.experiment != experiment:
+            continue
+        shown = set(e.item_ids)
+        hit = any(
+            item in shown and e.ts <= ts <= e.ts + window_s
+            for item, ts in by_user.get(e.user_id, ())
+        )
+        c = counts.setdefault(e.arm, [0, 0])
+        c[0] += 1
+        c[1] += int(hit)
+    out = []
+    for arm in sorted(counts):
+        n, k = counts[arm]
+        lo, hi = wilson_interval(k, n)
+        out.append(ArmReport(arm, n, k, k / n if n else 0.0, lo, hi))
+    return out

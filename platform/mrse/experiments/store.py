@@ -1,0 +1,96 @@
+"""Experiment definitions in SQL (SQLAlchemy): SQLite by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, ForeignKey, Integer, String, create_engine, delete, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from mrse.experiments.assignment import Arm, Experiment
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ExperimentRow(_Base):
+    __tablename__ = "mrse_experiments"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(128), default="")
+    arms: Mapped[list[_ArmRow]] = relationship(
+        back_populates="experiment", cascade="all, delete-orphan", order_by="_ArmRow.position"
+    )
+
+
+class _ArmRow(_Base):
+    __tablename__ = "mrse_experiment_arms"
+    experiment_name: Mapped[str] = mapped_column(
+        ForeignKey("mrse_experiments.name", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(128))
+    feature_service: Mapped[str] = mapped_column(String(128))
+    index: Mapped[str] = mapped_column(String(256))
+    experiment: Mapped[_ExperimentRow] = relationship(back_populates="arms")
+
+
+class ExperimentStore:
+    """CRUD for experiments. ``url``: a SQLAlchemy URL (``sqlite:///experiments.db``,
+    ``postgresql+psycopg://user@host/db``)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True)
+        _Base.metadata.create_all(self.engine)
+
+    def put(self, experiment: Experiment) -> None:
+        """Create or replace an experiment (all its arms, atomically)."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(_ArmRow).where(_ArmRow.experiment_name == experiment.name))
+            s.execute(delete(_ExperimentRow).where(_ExperimentRow.name == experiment.name))
+            row = _ExperimentRow(name=experiment.name, salt=experiment.salt)
+            row.arms = [
+                _ArmRow(
+                    name=a.name,
+                    position=i,
+                    weight=a.weight,
+                    model_version=a.model_version,
+                    feature_service=a.feature_service,
+                    index=a.index,
+                )
+                for i, a in enumerate(experiment.arms)
+            ]
+            s.add(row)
+
+    def get(self, name: str) -> Experiment:
+        """The experiment ``name``; KeyError if there is none."""
+        with Session(self.engine) as s:
+            row = s.get(_ExperimentRow, name)
+            if row is None:
+                raise KeyError(f"no experiment named {name!r}")
+            return _to_experiment(row)
+
+    def list(self) -> list[Experiment]:
+        with Session(self.engine) as s:
+            return [
+                _to_experiment(r)
+                for r in s.scalars(select(_ExperimentRow).order_by(_ExperimentRow.name))
+            ]
+
+    def delete(self, name: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(_ArmRow).where(_ArmRow.experiment_name == name))
+            s.execute(delete(_ExperimentRow).where(_ExperimentRow.name == name))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _to_experiment(row: _ExperimentRow) -> Experiment:
+    return Experiment(
+        name=row.name,
+        salt=row.salt,
+        arms=tuple(
+            Arm(a.name, a.weight, a.model_version, a.feature_service, a.index) for a in row.arms
+        ),
+    )
