@@ -67,6 +67,20 @@ class TowerOutput:
     gates: torch.Tensor | None = None
     norm: torch.Tensor | None = None
 
+    def repeat_row(self, i: int, n: int) -> TowerOutput:
+        """Row ``i`` repeated ``n`` times (to pair one query with ``n`` items in ``explain``)."""
+
+        def rep(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[i : i + 1].expand(n, *t.shape[1:])
+
+        return TowerOutput(
+            rep(self.embedding),
+            rep(self.experts),
+            rep(self.available),
+            rep(self.gates),
+            rep(self.norm),
+        )
+
 
 class GatedMixture(nn.Module):
     """LMoE combiner: softmax gate over the available experts, conditioned on ``gate_input``."""

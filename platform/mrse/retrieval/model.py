@@ -62,14 +62,7 @@ class ModelRetriever:
                 n = min(EXPLAIN_TOP, k)
                 if out.gates is not None and n:
                     item_out = self.run.model.encode_items(self.catalog.inputs(rows[:n]))
-                    q_rep = type(out)(
-                        embedding=out.embedding[qi : qi + 1].expand(n, -1),
-                        experts=out.experts[qi : qi + 1].expand(n, -1, -1),
-                        available=out.available[qi : qi + 1].expand(n, -1),
-                        gates=out.gates[qi : qi + 1].expand(n, -1),
-                        norm=out.norm[qi : qi + 1].expand(n),
-                    )
-                    parts = explain(q_rep, item_out)
+                    parts = explain(out.repeat_row(qi, n), item_out)
                     expl = [
                         {key: round(float(v[j]), 5) for key, v in parts.items()} for j in range(n)
                     ]

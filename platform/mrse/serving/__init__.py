@@ -1,0 +1,1 @@
+"""Online serving: request validation, the search engine, the gRPC server, metrics."""

@@ -1,0 +1,86 @@
+"""Search request validation: every rejection says what to fix (mapped to INVALID_ARGUMENT)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+from mrse.index.base import SearchFilter
+
+MAX_QUERY_CHARS = 512
+MAX_K = 1000
+DEFAULT_K = 100
+MAX_FILTER_VALUES = 100
+MAX_ID_CHARS = 256
+
+
+class InvalidRequest(ValueError):
+    """The request is malformed; the message says how."""
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    query: str
+    user_id: str | None
+    k: int
+    filter: SearchFilter
+    experiment: str | None
+    request_id: str
+    arm_override: str | None
+
+
+def _text_id(value: str, name: str) -> str | None:
+    value = value.strip()
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest(f"{name} longer than {MAX_ID_CHARS} characters")
+    return value or None
+
+
+def validate(req) -> ValidRequest:
+    """Check a ``mrse.v1.SearchRequest`` (or anything with its fields)."""
+    query = (req.query or "").strip()
+    if not query:
+        raise InvalidRequest("query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidRequest(f"query longer than {MAX_QUERY_CHARS} characters ({len(query)})")
+    k = int(req.k) or DEFAULT_K
+    if not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be between 1 and {MAX_K}, got {req.k}")
+    categories: list[str] = []
+    brands: list[str] = []
+    price_min = price_max = None
+    for f in req.filters:
+        if f.field in ("category", "brand"):
+            if not f.any:
+                raise InvalidRequest(f"filter on {f.field!r} needs at least one value in 'any'")
+            if len(f.any) > MAX_FILTER_VALUES:
+                raise InvalidRequest(f"filter on {f.field!r}: at most {MAX_FILTER_VALUES} values")
+            if f.HasField("gte") or f.HasField("lte"):
+                raise InvalidRequest(f"filter on {f.field!r} takes 'any', not a range")
+            (categories if f.field == "category" else brands).extend(f.any)
+        elif f.field == "price":
+            if f.any:
+                raise InvalidRequest("filter on 'price' takes 'gte'/'lte', not 'any'")
+            if not (f.HasField("gte") or f.HasField("lte")):
+                raise InvalidRequest("filter on 'price' needs 'gte' and/or 'lte'")
+            for bound in ("gte", "lte"):
+                if f.HasField(bound) and (
+                    not math.isfinite(getattr(f, bound)) or getattr(f, bound) < 0
+                ):
+                    raise InvalidRequest(f"price {bound} must be a finite, non-negative number")
+            price_min = f.gte if f.HasField("gte") else price_min
+            price_max = f.lte if f.HasField("lte") else price_max
+        else:
+            raise InvalidRequest(f"unknown filter field {f.field!r}; use category, brand or price")
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidRequest(f"price range is empty: gte {price_min} > lte {price_max}")
+    return ValidRequest(
+        query=query,
+        user_id=_text_id(req.user_id, "user_id"),
+        k=k,
+        filter=SearchFilter(tuple(categories), tuple(brands), price_min, price_max),
+        experiment=_text_id(req.experiment, "experiment"),
+        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
+        arm_override=_text_id(req.arm_override, "arm_override"),
+    )

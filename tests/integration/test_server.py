@@ -1,0 +1,265 @@
+"""The gRPC search server end to end: a trained model, an Edge index, Feast profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mrse.cli import main
+from mrse.experiments.assignment import Arm, Experiment
+from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.index.build import IndexConfig, build_index, open_index
+from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.serving.server import start_server
+from mrse.streaming.producer import dataset_events
+from mrse.streaming.updater import ProfileUpdater
+from mrse.v1 import search_pb2, search_pb2_grpc
+
+pytestmark = pytest.mark.integration
+SMALL = {
+    "model": {"dim": 32, "hidden": 64, "sparse_dim": 16, "ngram_buckets": 4096, "recent_items": 5},
+    "loss": {"random_negatives": 64, "hard_negatives": 4, "hard_pool": 16},
+    "batch_size": 64,
+    "epochs": 2,
+}
+
+
+class ServerThread:
+    """Runs the asyncio server in its own loop/thread; the test talks to it over loopback."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30)
+
+    def _run(self, engine) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server, self.port, self.metrics = self.loop.run_until_complete(start_server(engine))
+        self.ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def stack(sample_hm, tmp_path_factory):
+    from mrse.encoders.text import TextEncoder
+    from mrse.streaming.service import catalog_for_profiles
+
+    tmp = tmp_path_factory.mktemp("serving")
+    config = tmp / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    run = tmp / "run"
+    assert (
+        main(["train", "--data", str(sample_hm), "--out", str(run), "--config", str(config)]) == 0
+    )
+    index_cfg = IndexConfig(root=tmp / "index")
+    build_index(sample_hm, run, index_cfg, version="mrse-v1")
+    bundle = load_bundle("mrse-v1", run, sample_hm, open_index(index_cfg, "mrse-v1", 32))
+    store = ProfileStore(FeatureStoreConfig(data_dir=tmp / "feast"))
+    store.apply()
+    catalog, profile = catalog_for_profiles(sample_hm, run, None)
+    events = dataset_events(
+        __import__("mrse.data", fromlist=["load_dataset"]).load_dataset(sample_hm)
+    )
+    ProfileUpdater(store, catalog, profile).apply(events)
+    experiment = Experiment(
+        "default",
+        (
+            Arm("a", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+            Arm("b", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+        ),
+    )
+    engine = SearchEngine(
+        {"mrse-v1": bundle},
+        {"default": experiment},
+        "default",
+        QueryVectors(TextEncoder().encode),
+        store,
+    )
+    server = ServerThread(engine)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield engine, server, search_pb2_grpc.SearchServiceStub(channel), channel, events
+    channel.close()
+    server.stop()
+    bundle.index.close()
+
+
+def test_health_is_serving(stack):
+    _, _, _, channel, _ = stack
+    resp = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service="mrse.v1.SearchService")
+    )
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_personalised_search_with_explanations(stack):
+    _, _, stub, _, events = stack
+    user = events[0].user_id
+    resp = stub.Search(
+        search_pb2.SearchRequest(query="black top", user_id=user, k=20, request_id="r1")
+    )
+    assert len(resp.results) == 20 and resp.request_id == "r1"
+    assert resp.arm in ("a", "b") and resp.model_version == "mrse-v1"
+    assert resp.personalized and not resp.degraded
+    for r in resp.results:
+        e = r.explanation
+        assert e.text + e.image + e.profile == pytest.approx(r.score, abs=2e-3)
+    scores = [r.score for r in resp.results]
+    assert scores == sorted(scores, reverse=True)
+    again = stub.Search(search_pb2.SearchRequest(query="black top", user_id=user, k=20))
+    assert again.arm == resp.arm  # stable assignment
+    anon = stub.Search(search_pb2.SearchRequest(query="black top", k=5))
+    assert not anon.personalized and len(anon.results) == 5
+
+
+def test_filters_are_applied(stack):
+    _, _, stub, _, _ = stack
+    f = [search_pb2.FieldFilter(field="price", gte=0.0, lte=0.02)]
+    resp = stub.Search(search_pb2.SearchRequest(query="dress", k=50, filters=f))
+    assert resp.results and all(r.HasField("price") and r.price <= 0.02 for r in resp.results)
+    f = [search_pb2.FieldFilter(field="category", any=["Ladieswear > Underwear"])]
+    resp = stub.Search(search_pb2.SearchRequest(query="bra", k=10, filters=f))
+    assert resp.results and all(r.category == "Ladieswear > Underwear" for r in resp.results)
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "code"),
+    [
+        ({"query": ""}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"query": "x" * 600}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"query": "top", "k": 5000}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"query": "top", "k": -1}, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            {"query": "top", "filters": [search_pb2.FieldFilter(field="colour", any=["red"])]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            {"query": "top", "filters": [search_pb2.FieldFilter(field="price", gte=10, lte=1)]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        ({"query": "top", "experiment": "nope"}, grpc.StatusCode.NOT_FOUND),
+        ({"query": "top", "arm_override": "zzz"}, grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_errors_map_to_status_codes(stack, request_kwargs, code):
+    _, server, stub, _, _ = stack
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(**request_kwargs))
+    assert err.value.code() == code and err.value.details()
+
+
+def test_deadline_exceeded(stack):
+    _, _, stub, _, _ = stack
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", k=10), timeout=1e-4)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_feature_store_down_degrades_instead_of_failing(stack, tmp_path):
+    engine, server, stub, _, events = stack
+    healthy = engine.profiles
+    # a real store client whose Redis is not there (nothing listens on the port)
+    from mrse.streaming.broker import free_port
+
+    engine.profiles = ProfileStore(
+        FeatureStoreConfig(
+            data_dir=tmp_path / "f", online="redis", redis=f"127.0.0.1:{free_port()}"
+        )
+    )
+    try:
+        resp = stub.Search(
+            search_pb2.SearchRequest(query="black top", user_id=events[0].user_id, k=5)
+        )
+    finally:
+        engine.profiles = healthy
+    assert resp.degraded and not resp.personalized and len(resp.results) == 5
+
+
+def test_batch_search(stack):
+    _, _, stub, _, _ = stack
+    batch = search_pb2.BatchSearchRequest(
+        requests=[search_pb2.SearchRequest(query=q, k=3) for q in ("top", "jeans")]
+    )
+    assert [len(r.results) for r in stub.BatchSearch(batch).responses] == [3, 3]
+    bad = search_pb2.BatchSearchRequest(
+        requests=[search_pb2.SearchRequest(query="top"), search_pb2.SearchRequest(query="")]
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchSearch(bad)
+    assert (
+        err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "request 1" in err.value.details()
+    )
+
+
+ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    query=st.text(max_size=700),
+    k=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    field=st.sampled_from(["category", "brand", "price", "colour", ""]),
+    values=st.lists(st.text(max_size=30), max_size=3),
+    gte=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    lte=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    experiment=st.sampled_from(["", "default", "nope"]),
+    user=st.text(max_size=300),
+)
+def test_malformed_requests_never_crash_the_server(
+    stack, query, k, field, values, gte, lte, experiment, user
+):
+    _, _, stub, _, _ = stack
+    flt = search_pb2.FieldFilter(field=field, any=values)
+    if gte is not None:
+        flt.gte = gte
+    if lte is not None:
+        flt.lte = lte
+    req = search_pb2.SearchRequest(
+        query=query, k=k, filters=[flt], experiment=experiment, user_id=user
+    )
+    try:
+        stub.Search(req, timeout=30)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        code = exc.code()
+    assert code in ALLOWED
+
+
+def test_missing_model_or_index_is_unavailable(stack, tmp_path):
+    engine, _, stub, _, _ = stack
+    engine.experiments["broken"] = Experiment(
+        "broken", (Arm("x", 1.0, "not-loaded", "mrse_v1", "none"),)
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", experiment="broken"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    # an index whose storage is gone
+    from mrse.index.edge import EdgeIndex
+
+    bundle = engine.bundles["mrse-v1"]
+    broken = EdgeIndex(tmp_path / "gone", 32)
+    broken.close()
+    engine.bundles["closed"] = type(bundle)(
+        "closed", bundle.run, bundle.catalog, bundle.item_vectors, broken
+    )
+    engine.experiments["closed"] = Experiment(
+        "closed", (Arm("x", 1.0, "closed", "mrse_v1", "closed"),)
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", experiment="closed"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
