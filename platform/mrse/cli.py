@@ -195,6 +195,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mrse.serving.app import load_serve_config, serve
+
+    asyncio.run(serve(load_serve_config(args.config)))
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -319,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=".mrse-index", help="directory of the embedded indexes")
     p.add_argument("--url", help="Qdrant server URL for --backend qdrant")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("serve", help="run the gRPC search server (see configs/serve.yaml)")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("stream", help="clickstream: replay events, run the stream worker")
     stream = p.add_subparsers(dest="stream_command", required=True)

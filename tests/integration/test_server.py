@@ -31,6 +31,13 @@ SMALL = {
 }
 
 
+_PATHS: dict = {}
+
+
+def stack_paths() -> dict:
+    return _PATHS
+
+
 class ServerThread:
     """Runs the asyncio server in its own loop/thread; the test talks to it over loopback."""
 
@@ -91,6 +98,7 @@ def stack(sample_hm, tmp_path_factory):
     )
     server = ServerThread(engine)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    _PATHS.update({"run": run, "index": tmp / "index", "feast": tmp / "feast"})
     yield engine, server, search_pb2_grpc.SearchServiceStub(channel), channel, events
     channel.close()
     server.stop()
@@ -263,3 +271,72 @@ def test_missing_model_or_index_is_unavailable(stack, tmp_path):
     with pytest.raises(grpc.RpcError) as err:
         stub.Search(search_pb2.SearchRequest(query="top", experiment="closed"))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mrse.streaming.broker import free_port, wait_for_port
+
+    paths = stack_paths()
+    # an Edge shard is opened by one process at a time: the server process gets its own copy
+    build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
+    port, metrics_port = free_port(), free_port()
+    cfg = {
+        "data": str(sample_hm),
+        "models": [{"version": "mrse-v1", "run": str(paths["run"])}],
+        "index": {"backend": "edge", "root": str(tmp_path / "index")},
+        "feature_store": {"data_dir": str(paths["feast"])},
+        "experiments_url": f"sqlite:///{tmp_path / 'exp.db'}",
+        "default_experiment": "e1",
+        "experiments": [
+            {
+                "name": "e1",
+                "arms": [
+                    {
+                        "name": "only",
+                        "weight": 1,
+                        "model_version": "mrse-v1",
+                        "feature_service": "mrse_v1",
+                        "index": "mrse-v1",
+                    }
+                ],
+            }
+        ],
+        "address": f"127.0.0.1:{port}",
+        "metrics_port": metrics_port,
+    }
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
+    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
+    log = tmp_path / "server.log"
+    cmd = [
+        sys.executable,
+        str(repo / "servers" / "search_server.py"),
+        "--config",
+        str(tmp_path / "serve.yaml"),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ}
+    )
+    try:
+        wait_for_port(port, 120)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            resp = search_pb2_grpc.SearchServiceStub(ch).Search(
+                search_pb2.SearchRequest(query="top", k=3)
+            )
+        assert len(resp.results) == 3 and resp.arm == "only" and resp.experiment == "e1"
+        import urllib.request
+
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
+        assert 'mrse_request_seconds_count{arm="only",stage="search"}' in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-2000:]

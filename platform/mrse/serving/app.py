@@ -1,0 +1,144 @@
+"""`mrse serve`: build the engine from a YAML config and run the gRPC server until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrse.experiments.assignment import Arm, Experiment
+from mrse.experiments.report import Exposure
+from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.index.build import IndexConfig, open_index
+from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.serving.server import start_server
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """See ``configs/serve.yaml`` for a commented example."""
+
+    data: Path
+    models: dict[str, Path]  # model version -> run directory
+    experiments: tuple[Experiment, ...]
+    default_experiment: str
+    index: IndexConfig = field(default_factory=IndexConfig)
+    feature_store: FeatureStoreConfig | None = None
+    experiments_url: str | None = None
+    address: str = "127.0.0.1:50051"
+    metrics_port: int | None = None
+    max_concurrency: int = 8
+    exposures_bootstrap: str | None = None
+    exposures_topic: str = "mrse.exposures"
+
+    def __post_init__(self) -> None:
+        names = {e.name for e in self.experiments}
+        if self.default_experiment not in names and not self.experiments_url:
+            raise ValueError(f"default_experiment {self.default_experiment!r} is not defined")
+        for e in self.experiments:
+            for a in e.arms:
+                if a.model_version not in self.models:
+                    raise ValueError(
+                        f"arm {e.name}/{a.name}: model {a.model_version!r} not in models"
+                    )
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    with Path(path).open() as f:
+        raw: dict[str, Any] = yaml.safe_load(f) or {}
+    try:
+        experiments = tuple(
+            Experiment(e["name"], tuple(Arm(**a) for a in e["arms"]), e.get("salt", ""))
+            for e in raw.get("experiments", [])
+        )
+        index = dict(raw.get("index", {}))
+        if "root" in index:
+            index["root"] = Path(index["root"])
+        fs = dict(raw["feature_store"]) if raw.get("feature_store") else None
+        if fs:
+            fs["data_dir"] = Path(fs["data_dir"])
+        return ServeConfig(
+            data=Path(raw["data"]),
+            models={m["version"]: Path(m["run"]) for m in raw["models"]},
+            experiments=experiments,
+            default_experiment=raw["default_experiment"],
+            index=IndexConfig(**index),
+            feature_store=FeatureStoreConfig(**fs) if fs else None,
+            experiments_url=raw.get("experiments_url"),
+            address=raw.get("address", "127.0.0.1:50051"),
+            metrics_port=raw.get("metrics_port"),
+            max_concurrency=int(raw.get("max_concurrency", 8)),
+            exposures_bootstrap=raw.get("exposures", {}).get("bootstrap"),
+            exposures_topic=raw.get("exposures", {}).get("topic", "mrse.exposures"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: bad serving config ({exc}); see configs/serve.yaml") from exc
+
+
+def build_engine(cfg: ServeConfig) -> SearchEngine:
+    from mrse.encoders.text import TextEncoder
+
+    experiments = {e.name: e for e in cfg.experiments}
+    if cfg.experiments_url:
+        from mrse.experiments.store import ExperimentStore
+
+        store = ExperimentStore(cfg.experiments_url)
+        for e in cfg.experiments:  # the config's definitions win (deploys are the source of truth)
+            store.put(e)
+        experiments = {e.name: e for e in store.list()}
+        store.close()
+    bundles = {}
+    for version, run in cfg.models.items():
+        from mrse.training.checkpoint import load_run
+
+        dim = load_run(run).config.model.dim
+        bundles[version] = load_bundle(version, run, cfg.data, open_index(cfg.index, version, dim))
+    profiles = None
+    if cfg.feature_store is not None:
+        profiles = ProfileStore(cfg.feature_store)
+    log_exposure = None
+    if cfg.exposures_bootstrap:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=cfg.exposures_bootstrap, linger_ms=20)
+
+        def log_exposure(e: Exposure) -> None:
+            producer.send(
+                cfg.exposures_topic, key=e.user_id.encode(), value=json.dumps(e.__dict__).encode()
+            )
+
+    return SearchEngine(
+        bundles,
+        experiments,
+        cfg.default_experiment,
+        QueryVectors(TextEncoder().encode),
+        profiles,
+        log_exposure,
+    )
+
+
+async def serve(cfg: ServeConfig) -> None:
+    engine = build_engine(cfg)
+    server, port, metrics = await start_server(engine, cfg.address, cfg.max_concurrency)
+    if cfg.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    print(f"serving mrse.v1.SearchService on port {port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(5.0)  # grace: in-flight requests finish
+        logger.info("server stopped")
