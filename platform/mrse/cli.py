@@ -19,13 +19,14 @@ class UsageError(ValueError):
 
 
 def _setup_logging(verbose: bool) -> None:
+    # Called before any heavy import: some libraries (fbgemm) configure the root logger when
+    # imported, which would otherwise turn basicConfig into a no-op.
+    level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,  # some libraries install a root handler at import time
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s"):
+    logging.getLogger().setLevel(level)
+    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
