@@ -25,7 +25,12 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    logging.getLogger().setLevel(level)
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        # libraries that log INFO through the root logger itself (fbgemm's ~30 "Successfully
+        # loaded" lines) are noise; their warnings still show
+        handler.addFilter(lambda r: r.name != "root" or r.levelno >= logging.WARNING)
     for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
