@@ -62,8 +62,10 @@ eval-baselines: $(STAMP)
 ablation: $(STAMP)
 	$(BIN)/mrse ablation --data ../shared/benchmarks/hm ../shared/benchmarks/myntra --config configs/ablation.yaml --retrain
 
+# Long benchmarks, never part of `make test`; numbers go to docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/mrse bench-encoders --data ../shared/benchmarks/hm --out results/encoder-throughput.json
+	$(BIN)/mrse stream bench --data ../shared/benchmarks/hm --rate 2000 --out results/stream-bench.json
 
 clean:
 	rm -rf $(VENV) .mrse-cache results
