@@ -60,6 +60,20 @@ class SearchFilter:
         return not (self.price_max is not None and (price is None or price > self.price_max))
 
 
+def prepare_points(
+    item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict], dim: int
+) -> list[tuple[str, list[float], dict]]:
+    """Validated (point id, vector, payload with ``item_id``) triples for any backend."""
+    if vectors.shape != (len(item_ids), dim):
+        raise ValueError(f"vectors must be ({len(item_ids)}, {dim}), got {vectors.shape}")
+    if len(payloads) != len(item_ids):
+        raise ValueError(f"{len(payloads)} payloads for {len(item_ids)} items")
+    return [
+        (point_id(i), v.astype(np.float32).tolist(), {**p, "item_id": i})
+        for i, v, p in zip(item_ids, vectors, payloads, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class Hit:
     item_id: str

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from mrse.index.base import Hit, SearchFilter, point_id
+from mrse.index.base import Hit, SearchFilter, point_id, prepare_points
 
 
 def _client_filter(f: SearchFilter | None) -> models.Filter | None:
@@ -50,13 +50,9 @@ class ClientIndex:
     def upsert(
         self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
     ) -> None:
-        if vectors.shape != (len(item_ids), self.dim):
-            raise ValueError(f"vectors must be ({len(item_ids)}, {self.dim}), got {vectors.shape}")
         points = [
-            models.PointStruct(
-                id=point_id(i), vector=v.astype(np.float32).tolist(), payload={**p, "item_id": i}
-            )
-            for i, v, p in zip(item_ids, vectors, payloads, strict=True)
+            models.PointStruct(id=pid, vector=vec, payload=payload)
+            for pid, vec, payload in prepare_points(item_ids, vectors, payloads, self.dim)
         ]
         for s in range(0, len(points), 1000):
             self.client.upsert(self.collection_name, points=points[s : s + 1000], wait=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from mrse.index.base import Hit, SearchFilter, point_id
+from mrse.index.base import Hit, SearchFilter, point_id, prepare_points
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,9 @@ class EdgeIndex:
     def upsert(
         self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
     ) -> None:
-        if vectors.shape != (len(item_ids), self.dim):
-            raise ValueError(f"vectors must be ({len(item_ids)}, {self.dim}), got {vectors.shape}")
         points = [
-            qe.Point(point_id(i), v.astype(np.float32).tolist(), {**p, "item_id": i})
-            for i, v, p in zip(item_ids, vectors, payloads, strict=True)
+            qe.Point(pid, vec, payload)
+            for pid, vec, payload in prepare_points(item_ids, vectors, payloads, self.dim)
         ]
         for s in range(0, len(points), 1000):
             self._shard.update(qe.UpdateOperation.upsert_points(points[s : s + 1000]))
