@@ -35,6 +35,14 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _report(result: dict, path: Path) -> None:
+    """Write a benchmark result as JSON and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2)
+    path.write_text(text)
+    print(text)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
@@ -180,10 +188,7 @@ def _cmd_stream_bench(args: argparse.Namespace) -> int:
             steady_events=args.events,
         )
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    _report(result, Path(args.out))
     return 0
 
 
@@ -276,10 +281,7 @@ def _cmd_bench_encoders(args: argparse.Namespace) -> int:
     from mrse.encoders.benchmark import benchmark_encoders
 
     result = benchmark_encoders(Path(args.data), n=args.n)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    _report(result, Path(args.out))
     return 0
 
 
