@@ -132,3 +132,18 @@ def test_onnx_backend_matches_eager_torch(sample_hm, tmp_path):
     np.testing.assert_allclose(onnx, eager, atol=1e-3)
     with pytest.raises(ValueError, match="backend"):
         ImageEncoder(backend="tpu")
+
+
+def test_concurrent_onnx_exports_do_not_collide(tmp_path):
+    """Two processes exporting into the same fresh cache (torchrun ranks) both succeed."""
+    import subprocess
+    import sys
+
+    code = (
+        "from pathlib import Path; from mrse.encoders.image import ImageEncoder; "
+        f"ImageEncoder(backend='onnx', cache_dir=Path({str(tmp_path)!r}))"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert (tmp_path / "models" / "efficientnet-lite0-feat.onnx").exists()
+    assert not list((tmp_path / "models").glob("*.tmp"))

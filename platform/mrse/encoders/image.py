@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def export_onnx(model: EfficientNetLite0, path: Path) -> Path:
     import warnings
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # Several processes (e.g. torchrun ranks) may export at once: each writes its own file and
+    # the atomic rename makes the last identical copy win.
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
     with warnings.catch_warnings():
         # SAME padding is traced as constants: exact for the fixed 224x224 input.
         warnings.simplefilter("ignore")
