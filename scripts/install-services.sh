@@ -40,5 +40,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "installed redis-server"
 fi
 
+if ! command -v docker-compose >/dev/null 2>&1; then  # validates docker-compose.yml (no engine here)
+  apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  echo "installed docker-compose"
+fi
+
 command -v java >/dev/null 2>&1 || { echo "java is required for Kafka" >&2; exit 1; }
 test -x /usr/lib/postgresql/15/bin/initdb || { echo "PostgreSQL 15 is required" >&2; exit 1; }
