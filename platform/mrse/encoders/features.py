@@ -20,6 +20,29 @@ from mrse.encoders.text import TEXT_DIM, TEXT_MODEL_ID
 logger = logging.getLogger(__name__)
 
 
+class LazyEncoder:
+    """Calls ``method`` of an encoder built on first use, so a warm cache never loads a model.
+
+    Keep one instance for many calls: each instance loads its model at most once.
+    """
+
+    def __init__(self, factory: Callable[[], object], method: str = "encode") -> None:
+        self._factory = factory
+        self._method = method
+        self._encoder: object | None = None
+
+    def __call__(self, batch):
+        if self._encoder is None:
+            self._encoder = self._factory()
+        return getattr(self._encoder, self._method)(batch)
+
+
+def lazy_text_encoder() -> LazyEncoder:
+    from mrse.encoders.text import TextEncoder
+
+    return LazyEncoder(TextEncoder, "encode")
+
+
 @dataclass
 class EncodeStats:
     """What one encoding pass did: how much came from the cache, how fast the rest went."""
@@ -165,32 +188,21 @@ def encode_items(
     Unreadable photos are recorded in ``dataset.report.unreadable_images``.
     """
     from mrse.encoders.image import ImageEncoder
-    from mrse.encoders.text import TextEncoder
 
     stats: dict[str, EncodeStats] = {}
     texts = dataset.item_texts
-    text_enc = text_encoder
-
-    def _encode_text(batch: list[str]) -> np.ndarray:
-        nonlocal text_enc
-        if text_enc is None:
-            text_enc = TextEncoder()
-        return text_enc.encode(batch)  # type: ignore[attr-defined]
-
-    text, stats["text"] = encode_texts(texts, _encode_text, cache, desc=f"{dataset.name} text")
+    encode_text = lazy_text_encoder() if text_encoder is None else text_encoder.encode  # type: ignore[attr-defined]
+    text, stats["text"] = encode_texts(texts, encode_text, cache, desc=f"{dataset.name} text")
     has_text = np.array([bool(t) for t in texts])
     n = len(texts)
     if images:
-        img_enc = image_encoder
-
-        def _encode_img(batch: torch.Tensor) -> np.ndarray:
-            nonlocal img_enc
-            if img_enc is None:
-                img_enc = ImageEncoder()
-            return img_enc.encode_tensors(batch)  # type: ignore[attr-defined]
-
+        encode_img = (
+            LazyEncoder(ImageEncoder, "encode_tensors")
+            if image_encoder is None
+            else image_encoder.encode_tensors  # type: ignore[attr-defined]
+        )
         image, has_image, stats["image"] = encode_images(
-            list(dataset.items["image"]), _encode_img, cache, desc=f"{dataset.name} images"
+            list(dataset.items["image"]), encode_img, cache, desc=f"{dataset.name} images"
         )
         dataset.report.unreadable_images.extend(stats["image"].failed)
     else:
@@ -217,19 +229,12 @@ def encode_items(
     return feats, stats
 
 
-def encode_query_texts(texts: list[str], cache: FeatureCache) -> np.ndarray:
-    """Raw MiniLM vectors (Q, 384) of query strings through the cache (encoder loaded lazily)."""
-    from mrse.encoders.text import TextEncoder
+def encode_query_texts(
+    texts: list[str], cache: FeatureCache, encode: Callable[[list[str]], np.ndarray] | None = None
+) -> np.ndarray:
+    """Raw MiniLM vectors (Q, 384) of query strings through the cache.
 
-    encoder: TextEncoder | None = None
-
-    def encode(batch: list[str]) -> np.ndarray:
-        nonlocal encoder
-        if encoder is None:
-            encoder = TextEncoder()
-        return encoder.encode(batch)
-
-    unique = sorted(set(texts))
-    vecs, _ = encode_texts(unique, encode, cache, desc="queries")
-    pos = {t: i for i, t in enumerate(unique)}
-    return vecs[[pos[t] for t in texts]]
+    Pass one ``encode`` (e.g. a :func:`lazy_text_encoder`) across calls to load the model once.
+    """
+    vecs, _ = encode_texts(texts, encode or lazy_text_encoder(), cache, desc="queries")
+    return vecs

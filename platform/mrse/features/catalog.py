@@ -9,7 +9,8 @@ import torch
 from torchrec import KeyedJaggedTensor
 
 from mrse.data.dataset import Dataset
-from mrse.encoders.features import ItemFeatures
+from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import ItemFeatures, encode_items
 from mrse.features.ngrams import hashed_id, ngram_ids
 from mrse.models.config import ModelConfig
 from mrse.models.two_tower import ItemInputs
@@ -138,3 +139,13 @@ def build_catalog_features(
         ),
         categories=items["category"].to_numpy(dtype=object),
     )
+
+
+def model_catalog(
+    dataset: Dataset, cache: FeatureCache, config: ModelConfig, stats: FeatureStats | None = None
+) -> tuple[CatalogFeatures, FeatureStats]:
+    """Encode ``dataset``'s items (photos only if the model reads them) and build the model's
+    catalog features, centred with ``stats`` (a run's) or, for a new run, statistics fitted here."""
+    feats, _ = encode_items(dataset, cache, images=config.use_image or config.use_profile)
+    stats = stats or FeatureStats.fit(feats)
+    return build_catalog_features(dataset, feats, stats, config), stats

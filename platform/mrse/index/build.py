@@ -18,8 +18,7 @@ import numpy as np
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items
-from mrse.features.catalog import build_catalog_features
+from mrse.features.catalog import model_catalog
 from mrse.index.base import VectorIndex
 from mrse.models.inference import encode_catalog
 from mrse.training.checkpoint import load_run
@@ -89,10 +88,7 @@ def build_index(
     version = version_name(version or run.name)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
-        feats, _ = encode_items(
-            dataset, cache, images=run.config.model.use_image or run.config.model.use_profile
-        )
-    catalog = build_catalog_features(dataset, feats, run.stats, run.config.model)
+        catalog, _ = model_catalog(dataset, cache, run.config.model, run.stats)
     vectors = encode_catalog(run.model, catalog).numpy().astype(np.float32)
     index = open_index(config, version, vectors.shape[1])
     try:

@@ -8,7 +8,7 @@ import torch
 from mrse.features.catalog import CatalogFeatures
 from mrse.features.queries import QueryFeatures
 from mrse.models.towers import TowerOutput
-from mrse.models.two_tower import MRSEModel
+from mrse.models.two_tower import MRSEModel, explain
 
 
 @torch.no_grad()
@@ -47,3 +47,19 @@ def encode_queries(
     ]
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def explain_rows(
+    model: MRSEModel,
+    catalog: CatalogFeatures,
+    query: TowerOutput,
+    query_row: int,
+    rows: np.ndarray,
+) -> dict[str, torch.Tensor] | None:
+    """Score shares (see ``explain``) of query ``query_row`` of ``query`` against catalog
+    ``rows`` (n,): ``{name: (n,)}``, or None for a model without gated experts."""
+    if query.gates is None or len(rows) == 0:
+        return None
+    items = model.encode_items(catalog.inputs(np.asarray(rows)))
+    return explain(query.repeat_row(query_row, len(rows)), items)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_texts
+from mrse.encoders.features import encode_texts, lazy_text_encoder
 from mrse.retrieval.base import Retriever
 from mrse.retrieval.bm25 import BM25Retriever
 from mrse.retrieval.dense import DenseRetriever
@@ -20,10 +20,8 @@ def build_baseline(name: str, dataset: Dataset, cache: FeatureCache) -> Retrieve
     if name == "bm25":
         return BM25Retriever(dataset.items["item_id"], dataset.item_texts)
     if name == "dense":
-        from mrse.encoders.text import TextEncoder
-
-        encoder = TextEncoder()
-        vectors, _ = encode_texts(dataset.item_texts, encoder.encode, cache, desc=dataset.name)
+        encode = lazy_text_encoder()  # queries always need it; items only on a cold cache
+        vectors, _ = encode_texts(dataset.item_texts, encode, cache, desc=dataset.name)
         has_text = vectors.any(axis=1)
-        return DenseRetriever(dataset.items["item_id"], vectors, has_text, encoder.encode)
+        return DenseRetriever(dataset.items["item_id"], vectors, has_text, encode)
     raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")

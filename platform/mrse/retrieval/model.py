@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items, encode_query_texts
-from mrse.features.catalog import build_catalog_features
+from mrse.encoders.features import encode_query_texts, lazy_text_encoder
+from mrse.features.catalog import model_catalog
 from mrse.features.queries import build_query_features, snapshot_profiles
-from mrse.models.inference import encode_catalog, encode_queries
-from mrse.models.two_tower import explain
+from mrse.models.inference import encode_catalog, encode_queries, explain_rows
 from mrse.retrieval.base import QueryContext, Ranking
 from mrse.training.checkpoint import Run
 
@@ -33,9 +31,9 @@ class ModelRetriever:
         self.dataset = dataset
         self.cache = cache
         cfg = run.config
-        feats, _ = encode_items(dataset, cache, images=cfg.model.use_image or cfg.model.use_profile)
-        self.catalog = build_catalog_features(dataset, feats, run.stats, cfg.model)
+        self.catalog, _ = model_catalog(dataset, cache, cfg.model, run.stats)
         self.items = encode_catalog(run.model, self.catalog)  # (N, D)
+        self._encode_query = lazy_text_encoder()  # loaded once, only on a cache miss
 
     def search(self, queries: Sequence[QueryContext], k: int) -> list[Ranking]:
         cfg = self.run.config
@@ -44,7 +42,7 @@ class ModelRetriever:
         profiles = snapshot_profiles(self.dataset.events, self.catalog, requests, cfg.profile)
         qf = build_query_features(
             texts,
-            encode_query_texts(texts, self.cache),
+            encode_query_texts(texts, self.cache, self._encode_query),
             profiles,
             self.catalog,
             self.run.stats,
@@ -55,22 +53,18 @@ class ModelRetriever:
         k = min(k, scores.shape[1])
         top_scores, top_rows = scores.topk(k, dim=1)
         rankings = []
-        with torch.no_grad():
-            for qi in range(len(queries)):
-                rows = top_rows[qi].numpy()
-                expl = None
-                n = min(EXPLAIN_TOP, k)
-                if out.gates is not None and n:
-                    item_out = self.run.model.encode_items(self.catalog.inputs(rows[:n]))
-                    parts = explain(out.repeat_row(qi, n), item_out)
-                    expl = [
-                        {key: round(float(v[j]), 5) for key, v in parts.items()} for j in range(n)
-                    ]
-                rankings.append(
-                    Ranking(
-                        item_ids=self.catalog.item_ids[rows],
-                        scores=top_scores[qi].numpy().astype(np.float32),
-                        explanations=expl,
-                    )
+        for qi in range(len(queries)):
+            rows = top_rows[qi].numpy()
+            parts = explain_rows(self.run.model, self.catalog, out, qi, rows[:EXPLAIN_TOP])
+            expl = None
+            if parts is not None:
+                n = len(rows[:EXPLAIN_TOP])
+                expl = [{key: round(float(v[j]), 5) for key, v in parts.items()} for j in range(n)]
+            rankings.append(
+                Ranking(
+                    item_ids=self.catalog.item_ids[rows],
+                    scores=top_scores[qi].numpy().astype(np.float32),
+                    explanations=expl,
                 )
+            )
         return rankings

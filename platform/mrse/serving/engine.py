@@ -19,16 +19,14 @@ import torch
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items
 from mrse.experiments.assignment import Experiment, assign_arm
 from mrse.experiments.report import Exposure
-from mrse.features.catalog import CatalogFeatures, build_catalog_features
+from mrse.features.catalog import CatalogFeatures, model_catalog
 from mrse.features.profile import ProfileState, empty_profile
 from mrse.features.queries import build_query_features
 from mrse.features.store import ProfileStore
 from mrse.index.base import VectorIndex
-from mrse.models.inference import encode_catalog
-from mrse.models.two_tower import explain
+from mrse.models.inference import encode_catalog, explain_rows
 from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
 
@@ -60,10 +58,7 @@ def load_bundle(
     run = load_run(run_dir)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
-        feats, _ = encode_items(
-            dataset, cache, images=run.config.model.use_image or run.config.model.use_profile
-        )
-    catalog = build_catalog_features(dataset, feats, run.stats, run.config.model)
+        catalog, _ = model_catalog(dataset, cache, run.config.model, run.stats)
     return ModelBundle(version, run, catalog, encode_catalog(run.model, catalog), index)
 
 
@@ -200,11 +195,9 @@ class SearchEngine:
     @staticmethod
     def _explain(bundle: ModelBundle, q_out, item_ids: list[str]) -> dict[str, dict[str, float]]:
         rows = [bundle.catalog.index[i] for i in item_ids if i in bundle.catalog.index]
-        if not rows or q_out.gates is None:
+        parts = explain_rows(bundle.run.model, bundle.catalog, q_out, 0, np.array(rows))
+        if parts is None:
             return {}
-        with torch.no_grad():
-            items = bundle.run.model.encode_items(bundle.catalog.inputs(np.array(rows)))
-            parts = explain(q_out.repeat_row(0, len(rows)), items)
         keys = ("text", "image", "profile")
         return {
             str(bundle.catalog.item_ids[r]): {k: float(parts[k][j]) for k in keys}

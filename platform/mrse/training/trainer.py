@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset, load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items, encode_query_texts
+from mrse.encoders.features import encode_query_texts
 from mrse.evaluation.metrics import mean_metrics, query_metrics
-from mrse.features.catalog import CatalogFeatures, FeatureStats, build_catalog_features
+from mrse.features.catalog import CatalogFeatures, FeatureStats, model_catalog
 from mrse.features.queries import QueryFeatures, build_query_features, snapshot_profiles
 from mrse.losses import consistency, sampled_softmax, triplet
 from mrse.models.inference import encode_catalog, encode_queries
@@ -62,11 +62,7 @@ class PreparedData:
 def prepare(
     dataset: Dataset, config: TrainConfig, cache: FeatureCache, stats: FeatureStats | None = None
 ) -> PreparedData:
-    feats, _ = encode_items(
-        dataset, cache, images=config.model.use_image or config.model.use_profile
-    )
-    stats = stats or FeatureStats.fit(feats)
-    catalog = build_catalog_features(dataset, feats, stats, config.model)
+    catalog, stats = model_catalog(dataset, cache, config.model, stats)
     examples = build_examples(dataset)
     profiles = snapshot_profiles(dataset.events, catalog, examples.requests(), config.profile)
     vecs = encode_query_texts(list(examples.texts), cache)
@@ -77,10 +73,13 @@ def prepare(
 
 
 def validate(
-    model: MRSEModel, data: PreparedData, reps: list[int], rels: list[dict[int, int]]
+    model: MRSEModel,
+    data: PreparedData,
+    items: torch.Tensor,
+    reps: list[int],
+    rels: list[dict[int, int]],
 ) -> dict[str, float]:
-    """Retrieval metrics of the validation queries over the whole catalog."""
-    items = encode_catalog(model, data.catalog)
+    """Retrieval metrics of the validation queries over the whole catalog (``items`` (N, D))."""
     outs = encode_queries(model, data.queries, items, np.array(reps))
     q = torch.cat([o.embedding for o in outs])
     top = (q @ items.T).topk(min(500, items.shape[0]), dim=1).indices.tolist()
@@ -162,11 +161,12 @@ def train(
         )
     examples_seen, train_seconds = 0, 0.0
     stopped = "epochs"
+    # The item index: mined from, attended over, and (after each epoch) validated against.
+    index = encode_catalog(model, prep.catalog)
     for epoch in range(first_epoch, config.epochs):
         model.train()
         t0 = time.perf_counter()
         perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
-        index = encode_catalog(model, prep.catalog)
         losses = []
         bar = tqdm(
             range(steps_per_epoch),
@@ -192,8 +192,9 @@ def train(
             examples_seen += len(rows) * parallel.world
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         bar.close()
+        index = encode_catalog(model, prep.catalog)  # serves validation and the next epoch
         train_seconds += time.perf_counter() - t0
-        val = validate(model, prep, reps, rels)
+        val = validate(model, prep, index, reps, rels)
         history.append(
             {
                 "epoch": epoch + 1,
