@@ -31,7 +31,7 @@ def _setup_logging(verbose: bool) -> None:
         # libraries that log INFO through the root logger itself (fbgemm's ~30 "Successfully
         # loaded" lines) are noise; their warnings still show
         handler.addFilter(lambda r: r.name != "root" or r.levelno >= logging.WARNING)
-    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s", "kafka"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s", "kafka", "feast"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -273,7 +273,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mrse.demo import DemoConfig, run_demo
 
     data = tuple(Path(d) for d in args.data)
-    run_demo(DemoConfig(data=data, out=Path(args.out), cache_dir=args.cache_dir))
+    run_demo(
+        DemoConfig(
+            data=data,
+            out=Path(args.out),
+            cache_dir=args.cache_dir,
+            serve=not args.no_serve,
+            max_queries=args.queries,
+        )
+    )
+    return 0
+
+
+def _cmd_ab_report(args: argparse.Namespace) -> int:
+    from mrse.experiments.exposures import ab_report
+    from mrse.experiments.report import ArmReport, format_ab_table
+
+    result = ab_report(
+        args.bootstrap, args.experiment, args.exposures_topic, args.clicks_topic, args.window
+    )
+    print(format_ab_table(args.experiment, [ArmReport(**a) for a in result["arms"]]))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
 
 
@@ -340,6 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gRPC search server (see configs/serve.yaml)")
     p.add_argument("--config", required=True)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("ab", help="A/B experiments: reports")
+    ab = p.add_subparsers(dest="ab_command", required=True)
+    q = ab.add_parser("report", help="per-arm click-through from exposures and clicks (Kafka)")
+    q.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port")
+    q.add_argument("--experiment", required=True)
+    q.add_argument("--exposures-topic", default="mrse.exposures")
+    q.add_argument("--clicks-topic", default="mrse.clicks")
+    q.add_argument(
+        "--window", type=float, default=3600.0, help="seconds after an exposure a click counts"
+    )
+    q.add_argument("--out", help="also write the report as JSON here")
+    q.set_defaults(func=_cmd_ab_report)
 
     p = sub.add_parser("stream", help="clickstream: replay events, run the stream worker")
     stream = p.add_subparsers(dest="stream_command", required=True)
@@ -410,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or more dataset directories (default: the bundled samples)",
     )
     p.add_argument("--out", default="results/demo")
+    p.add_argument("--queries", type=int, default=50, help="example searches (judged queries)")
+    p.add_argument(
+        "--no-serve", action="store_true", help="baselines only: no training, index or server"
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("bench-encoders", help="measure text and image encoder throughput")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import grpc
 import pytest
 import yaml
@@ -16,8 +13,8 @@ from mrse.cli import main
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, build_index, open_index
+from mrse.serving.background import BackgroundServer
 from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
-from mrse.serving.server import start_server
 from mrse.streaming.producer import dataset_events
 from mrse.streaming.updater import ProfileUpdater
 from mrse.v1 import search_pb2, search_pb2_grpc
@@ -36,28 +33,6 @@ _PATHS: dict = {}
 
 def stack_paths() -> dict:
     return _PATHS
-
-
-class ServerThread:
-    """Runs the asyncio server in its own loop/thread; the test talks to it over loopback."""
-
-    def __init__(self, engine: SearchEngine) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
-        self.thread.start()
-        assert self.ready.wait(30)
-
-    def _run(self, engine) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server, self.port, self.metrics = self.loop.run_until_complete(start_server(engine))
-        self.ready.set()
-        self.loop.run_forever()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +71,7 @@ def stack(sample_hm, tmp_path_factory):
         QueryVectors(TextEncoder().encode),
         store,
     )
-    server = ServerThread(engine)
+    server = BackgroundServer(engine).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     _PATHS.update({"run": run, "index": tmp / "index", "feast": tmp / "feast"})
     yield engine, server, search_pb2_grpc.SearchServiceStub(channel), channel, events
@@ -274,12 +249,18 @@ def test_missing_model_or_index_is_unavailable(stack, tmp_path):
 
 
 def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp_path):
+    """`mrse serve` in its own process, logging exposures to Kafka; `mrse ab report` joins them
+    with clicks."""
+    import json
     import os
     import signal
     import subprocess
     import sys
+    import time
 
-    from mrse.streaming.broker import free_port, wait_for_port
+    from mrse.streaming.broker import EmbeddedBroker, free_port, wait_for_port
+    from mrse.streaming.events import Event
+    from mrse.streaming.producer import ReplayConfig, replay
 
     paths = stack_paths()
     # an Edge shard is opened by one process at a time: the server process gets its own copy
@@ -309,6 +290,8 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
         "address": f"127.0.0.1:{port}",
         "metrics_port": metrics_port,
     }
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    cfg["exposures"] = {"bootstrap": broker.bootstrap}
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
     repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     log = tmp_path / "server.log"
@@ -324,9 +307,10 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
     try:
         wait_for_port(port, 120)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            resp = search_pb2_grpc.SearchServiceStub(ch).Search(
-                search_pb2.SearchRequest(query="top", k=3)
-            )
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            resp = stub.Search(search_pb2.SearchRequest(query="top", k=3, user_id="u1"))
+            stub.Search(search_pb2.SearchRequest(query="top", user_id="u2", arm_override="only"))
+            stub.Search(search_pb2.SearchRequest(query="jeans", k=3, user_id="u3"))
         assert len(resp.results) == 3 and resp.arm == "only" and resp.experiment == "e1"
         import urllib.request
 
@@ -339,4 +323,22 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    assert proc.returncode == 0, log.read_text()[-2000:]
+    try:
+        assert proc.returncode == 0, log.read_text()[-2000:]
+        # u1 clicks the second result it was shown; u3 clicks nothing it was shown
+        clicks = [
+            Event("c1", "u1", resp.results[1].item_id, "click", time.time()),
+            Event("c2", "u3", "not-shown", "click", time.time()),
+        ]
+        replay(clicks, ReplayConfig(bootstrap=broker.bootstrap))
+        out = tmp_path / "ab.json"
+        argv = ["ab", "report", "--bootstrap", broker.bootstrap, "--experiment", "e1"]
+        assert main([*argv, "--out", str(out)]) == 0
+    finally:
+        broker.stop()
+    report = json.loads(out.read_text())
+    # the exposures were flushed on SIGTERM; the QA-override search is logged but not counted
+    assert report["exposures_read"] == 3 and report["qa_exposures"] == 1
+    (arm,) = report["arms"]
+    assert (arm["arm"], arm["exposures"], arm["clicked"]) == ("only", 2, 1)
+    assert arm["ci_low"] < 0.5 < arm["ci_high"]

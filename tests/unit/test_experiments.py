@@ -77,6 +77,8 @@ def test_wilson_interval_and_ctr_report():
         Exposure("r2", EXP.name, "mrse", "u2", ("c",), 100.0),
         Exposure("r3", EXP.name, "control", "u3", ("a",), 100.0),
         Exposure("r4", "other", "control", "u3", ("a",), 100.0),
+        Exposure("r5", EXP.name, "mrse", "u1", ("b",), 100.0, qa=True),  # QA override
+        Exposure("r6", EXP.name, "mrse", "", ("b",), 100.0),  # anonymous: nothing to join
     ]
     clicks = [("u1", "b", 150.0), ("u2", "c", 99.0), ("u3", "z", 120.0)]  # u2 clicked before
     report = {r.arm: r for r in ctr_by_arm(exposures, clicks, EXP.name)}

@@ -16,7 +16,8 @@ class Exposure:
     arm: str
     user_id: str
     item_ids: tuple[str, ...]
-    ts: float
+    ts: float  # Unix seconds
+    qa: bool = False  # served under a QA arm override: not part of the experiment's sample
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,15 @@ def ctr_by_arm(
     """Share of exposures followed by a click on one of the shown items.
 
     ``clicks``: (user_id, item_id, ts). A click counts for an exposure if the same user clicks
-    a shown item within ``window_s`` after it.
+    a shown item within ``window_s`` after it. Exposures served under a QA override, and
+    anonymous ones (no user id to join clicks on), are not part of the sample.
     """
     by_user: dict[str, list[tuple[str, float]]] = {}
     for user, item, ts in clicks:
         by_user.setdefault(user, []).append((item, ts))
     counts: dict[str, list[int]] = {}
     for e in exposures:
-        if e.experiment != experiment:
+        if e.experiment != experiment or e.qa or not e.user_id:
             continue
         shown = set(e.item_ids)
         hit = any(
@@ -72,3 +74,19 @@ def ctr_by_arm(
         lo, hi = wilson_interval(k, n)
         out.append(ArmReport(arm, n, k, k / n if n else 0.0, lo, hi))
     return out
+
+
+def format_ab_table(experiment: str, reports: list[ArmReport]) -> str:
+    """A plain-text table of per-arm click-through with 95% Wilson intervals."""
+    lines = [
+        f"experiment {experiment}",
+        f"{'arm':<16} {'exposures':>9} {'clicked':>7} {'CTR':>7}  95% CI",
+    ]
+    for r in reports:
+        lines.append(
+            f"{r.arm:<16} {r.exposures:>9} {r.clicked:>7} {r.ctr:>7.2%}  "
+            f"[{r.ci_low:.2%}, {r.ci_high:.2%}]"
+        )
+    if not reports:
+        lines.append("(no exposures for this experiment)")
+    return "\n".join(lines)

@@ -98,5 +98,9 @@ class EdgeIndex:
         return int(self._shard.count(qe.CountRequest(exact=True)))
 
     def close(self) -> None:
+        """Flush and close; closing twice is harmless."""
+        if self._shard is None:
+            return
         self._shard.flush()
         self._shard.close()
+        self._shard = None

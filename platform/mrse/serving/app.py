@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from typing import Any
 import yaml
 
 from mrse.experiments.assignment import Arm, Experiment
-from mrse.experiments.report import Exposure
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, open_index
 from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
@@ -106,15 +104,9 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         profiles = ProfileStore(cfg.feature_store)
     log_exposure = None
     if cfg.exposures_bootstrap:
-        from kafka import KafkaProducer
+        from mrse.experiments.exposures import ExposureLogger
 
-        producer = KafkaProducer(bootstrap_servers=cfg.exposures_bootstrap, linger_ms=20)
-
-        def log_exposure(e: Exposure) -> None:
-            producer.send(
-                cfg.exposures_topic, key=e.user_id.encode(), value=json.dumps(e.__dict__).encode()
-            )
-
+        log_exposure = ExposureLogger(cfg.exposures_bootstrap, cfg.exposures_topic)
     return SearchEngine(
         bundles,
         experiments,
@@ -141,4 +133,5 @@ async def serve(cfg: ServeConfig) -> None:
         await stop.wait()
     finally:
         await server.stop(5.0)  # grace: in-flight requests finish
+        engine.close()
         logger.info("server stopped")

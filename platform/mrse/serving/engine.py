@@ -25,7 +25,7 @@ from mrse.features.catalog import CatalogFeatures, model_catalog
 from mrse.features.profile import ProfileState, empty_profile
 from mrse.features.queries import build_query_features
 from mrse.features.store import ProfileStore
-from mrse.index.base import VectorIndex
+from mrse.index.base import SearchFilter, VectorIndex
 from mrse.models.inference import encode_catalog, explain_rows
 from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
@@ -162,35 +162,65 @@ class SearchEngine:
             raise Unavailable(f"model version {arm.model_version!r} is not loaded")
         state, personalized, degraded = self._profile(bundle, req.user_id)
         timings["features"] = time.perf_counter() - t
+        results = self._retrieve(bundle, req.query, state, req.k, req.filter, timings)
+        if self.log_exposure is not None:
+            self.log_exposure(
+                Exposure(req.request_id, experiment.name, arm.name, req.user_id or "",
+                         tuple(r.item_id for r in results), time.time(),
+                         qa=req.arm_override is not None)
+            )  # fmt: skip
+        return SearchOutcome(
+            results, req.request_id, experiment.name, arm.name, bundle.version,
+            personalized, degraded, timings,
+        )  # fmt: skip
+
+    def _retrieve(
+        self,
+        bundle: ModelBundle,
+        query: str,
+        state: ProfileState,
+        k: int,
+        flt: SearchFilter | None,
+        timings: dict[str, float],
+    ) -> list[ResultItem]:
+        """Encode the query with the bundle's query tower, search its index, explain the hits;
+        adds the stage timings (seconds) to ``timings``."""
         t = time.perf_counter()
         cfg = bundle.run.config.model
-        raw = self.query_vectors(req.query)[None, :]
-        qf = build_query_features([req.query], raw, [state], bundle.catalog, bundle.run.stats, cfg)
+        raw = self.query_vectors(query)[None, :]
+        qf = build_query_features([query], raw, [state], bundle.catalog, bundle.run.stats, cfg)
         with torch.no_grad():
             q_out = bundle.run.model.encode_queries(qf.inputs(np.array([0])), bundle.item_vectors)
-        query = q_out.embedding[0].numpy()
+        vector = q_out.embedding[0].numpy()
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
         try:
-            hits = bundle.index.search(query, req.k, req.filter)
+            hits = bundle.index.search(vector, k, flt)
         except Exception as exc:
             raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         timings["search"] = time.perf_counter() - t
         t = time.perf_counter()
         explanations = self._explain(bundle, q_out, [h.item_id for h in hits])
         timings["explain"] = time.perf_counter() - t
-        results = [
+        return [
             ResultItem(h.item_id, h.score, h.payload, explanations.get(h.item_id)) for h in hits
         ]
-        if self.log_exposure is not None:
-            self.log_exposure(
-                Exposure(req.request_id, experiment.name, arm.name, req.user_id or "",
-                         tuple(h.item_id for h in hits), time.time())
-            )  # fmt: skip
-        return SearchOutcome(
-            results, req.request_id, experiment.name, arm.name, bundle.version,
-            personalized, degraded, timings,
-        )  # fmt: skip
+
+    def warm_up(self) -> None:
+        """One anonymous query through every loaded model and index (first calls load lazy
+        kernels and encoders); the server reports SERVING only after this. Not logged as an
+        exposure."""
+        for bundle in self.bundles.values():
+            dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
+            self._retrieve(bundle, "warm up", empty_profile(*dims), 10, None, {})
+
+    def close(self) -> None:
+        """Flush the exposure log and close the indexes (after the server has drained)."""
+        close = getattr(self.log_exposure, "close", None)
+        if close is not None:
+            close()
+        for bundle in self.bundles.values():
+            bundle.index.close()
 
     @staticmethod
     def _explain(bundle: ModelBundle, q_out, item_ids: list[str]) -> dict[str, dict[str, float]]:

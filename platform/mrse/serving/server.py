@@ -112,7 +112,8 @@ async def start_server(
     engine: SearchEngine, address: str = "127.0.0.1:0", max_concurrency: int = 8
 ) -> tuple[grpc.aio.Server, int, ServerMetrics]:
     """Start serving ``engine``; returns (server, bound port, metrics). Health is SERVING only
-    here, after the engine (models, indexes, feature store client) is fully loaded."""
+    here, after the engine (models, indexes, feature store client) is fully loaded and warmed
+    up by one query per model."""
     metrics = ServerMetrics()
     server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrency * 4)
     search_pb2_grpc.add_SearchServiceServicer_to_server(
@@ -126,6 +127,7 @@ async def start_server(
     port = server.add_insecure_port(address)
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
+    await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     logger.info("search server listening on port %d", port)

@@ -1,0 +1,160 @@
+"""The live stack the demo runs in one process: embedded Kafka-protocol broker, stream worker
+(thread), gRPC search server (thread) with exposure logging, all on the embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrse.experiments.assignment import Arm, Experiment
+from mrse.experiments.exposures import ExposureLogger
+from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.index.build import IndexConfig, open_index
+from mrse.serving.background import BackgroundServer
+from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.streaming.broker import EmbeddedBroker
+from mrse.streaming.service import StreamServiceConfig, build_worker
+from mrse.streaming.worker import StreamWorker, WorkerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """One experiment arm: its name, the model version it serves, the run behind it."""
+
+    arm: str
+    version: str
+    feature_service: str
+    run: Path
+
+
+class LiveStack:
+    """Start with ``with LiveStack(...) as stack``; everything stops (flushed) on exit.
+
+    State lives under ``work``: the broker log, the Feast online store and the indexes' copies
+    are created fresh on every start so that a demo run does not inherit the last one's clicks.
+    """
+
+    def __init__(
+        self,
+        data: Path,
+        arms: tuple[ArmModel, ...],
+        experiment: str,
+        index: IndexConfig,
+        work: Path,
+        profile_run: Path,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.data = data
+        self.arms = arms
+        self.experiment = Experiment(
+            experiment,
+            tuple(Arm(a.arm, 1.0, a.version, a.feature_service, a.version) for a in arms),
+        )
+        self.index = index
+        self.work = work
+        self.profile_run = profile_run
+        self.cache_dir = cache_dir
+        self._stop = threading.Event()
+
+    def start(self) -> LiveStack:
+        for sub in ("feast", "broker.log"):
+            path = self.work / sub
+            if path.is_dir():
+                shutil.rmtree(path)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker(log_path=self.work / "broker.log").start()
+        store = FeatureStoreConfig(data_dir=self.work / "feast")
+        self.worker: StreamWorker = build_worker(
+            StreamServiceConfig(
+                data=self.data,
+                worker=WorkerConfig(
+                    bootstrap=self.broker.bootstrap, group_id="demo-worker", session_timeout_ms=2000
+                ),
+                store=store,
+                run=self.profile_run,
+                cache_dir=self.cache_dir,
+            )
+        )
+        self._worker_thread = threading.Thread(
+            target=self.worker.run, args=(self._stop,), name="stream-worker", daemon=True
+        )
+        self._worker_thread.start()
+        if not self.worker.ready.wait(60):
+            raise TimeoutError("the stream worker did not join its consumer group within 60s")
+        self.exposures = ExposureLogger(self.broker.bootstrap)
+        self.engine = self._engine(ProfileStore(store))
+        self.server = BackgroundServer(self.engine).start()
+        logger.info(
+            "live: broker %s, stream worker, search server on %s",
+            self.broker.bootstrap,
+            self.server.target,
+        )
+        return self
+
+    def _engine(self, profiles: ProfileStore) -> SearchEngine:
+        from mrse.encoders.text import TextEncoder
+        from mrse.training.checkpoint import load_run
+
+        bundles = {}
+        for a in self.arms:
+            dim = load_run(a.run).config.model.dim
+            index = open_index(self.index, a.version, dim)
+            bundles[a.version] = load_bundle(a.version, a.run, self.data, index, self.cache_dir)
+        return SearchEngine(
+            bundles,
+            {self.experiment.name: self.experiment},
+            self.experiment.name,
+            QueryVectors(TextEncoder().encode),
+            profiles,
+            self.exposures,
+        )
+
+    def wait_applied(self, n: int, timeout: float = 120.0) -> None:
+        """Block until the worker has taken ``n`` events off the topic (applied, duplicate or
+        dead-lettered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.worker.stats
+            done = s.applied + s.duplicates + sum(s.dead_lettered.values())
+            if done >= n:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stream worker took {done}/{n} events in {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Server (drains), exposure log (flushes), worker, broker: in that order. Safe after a
+        partial start."""
+        steps = []
+        if hasattr(self, "server"):
+            steps.append(self.server.stop)
+        if hasattr(self, "engine"):
+            steps.append(self.engine.close)
+        elif hasattr(self, "exposures"):
+            steps.append(self.exposures.close)
+        steps.append(self._stop.set)
+        if hasattr(self, "_worker_thread"):
+            steps.append(lambda: self._worker_thread.join(30))
+        if hasattr(self, "broker"):
+            steps.append(self.broker.stop)
+        for step in steps:
+            try:
+                step()
+            except Exception:  # keep stopping the rest
+                logger.warning("error while stopping the live stack", exc_info=True)
+
+    def __enter__(self) -> LiveStack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
