@@ -58,7 +58,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             from mrse.retrieval.model import ModelRetriever
             from mrse.training.checkpoint import load_run
 
-            retriever = ModelRetriever(load_run(args.run), dataset, cache)
+            retriever = ModelRetriever(load_run(args.run), dataset, cache, args.query_encoder)
         else:
             retriever = build_baseline(args.model, dataset, cache)
         result = evaluate(dataset, retriever)
@@ -299,6 +299,26 @@ def _cmd_ab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_serving(args: argparse.Namespace) -> int:
+    from mrse.serving.benchmark import ServeBenchConfig, plot_serve_benchmark, run_serve_benchmark
+
+    result = run_serve_benchmark(
+        ServeBenchConfig(
+            data=Path(args.data),
+            run=Path(args.run),
+            work_dir=Path(args.work_dir),
+            k=args.k,
+            duration_s=args.duration,
+            concurrency=tuple(int(c) for c in args.clients.split(",")),
+            max_concurrency=args.max_concurrency,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        )
+    )
+    _report(result, Path(args.out))
+    plot_serve_benchmark(result, Path(args.out).with_suffix(".png"))
+    return 0
+
+
 def _cmd_bench_encoders(args: argparse.Namespace) -> int:
     from mrse.encoders.benchmark import benchmark_encoders
 
@@ -321,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory in the benchmark layout")
     p.add_argument("--model", choices=["bm25", "dense"], help="a baseline")
     p.add_argument("--run", help="a run directory written by `mrse train`")
+    p.add_argument(
+        "--query-encoder",
+        choices=["minilm", "minilm-int8"],
+        default="minilm",
+        help="query text encoder for --run: as trained (fp32) or as served (int8 ONNX)",
+    )
     p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
     p.set_defaults(func=_cmd_eval)
 
@@ -456,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=512, help="items to encode per modality")
     p.add_argument("--out", default="results/encoder-throughput.json")
     p.set_defaults(func=_cmd_bench_encoders)
+    p = sub.add_parser("bench-serving", help="closed-loop gRPC load: latency, QPS, stage split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True, help="the model run to serve")
+    p.add_argument("--k", type=int, default=100, help="results per request")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
+    p.add_argument("--clients", default="1,2,4,8,16,32", help="concurrency levels")
+    p.add_argument("--max-concurrency", type=int, default=32, help="server: requests in flight")
+    p.add_argument("--work-dir", default="results/serve-bench")
+    p.add_argument("--out", default="results/serve-bench.json")
+    p.set_defaults(func=_cmd_bench_serving)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,7 +15,8 @@ from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, build_index, open_index
 from mrse.serving.background import BackgroundServer
-from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.serving.engine import SearchEngine, load_bundle
+from mrse.serving.query_encoding import build_query_vectors
 from mrse.streaming.producer import dataset_events
 from mrse.streaming.updater import ProfileUpdater
 from mrse.v1 import search_pb2, search_pb2_grpc
@@ -37,7 +39,6 @@ def stack_paths() -> dict:
 
 @pytest.fixture(scope="module")
 def stack(sample_hm, tmp_path_factory):
-    from mrse.encoders.text import TextEncoder
     from mrse.streaming.service import catalog_for_profiles
 
     tmp = tmp_path_factory.mktemp("serving")
@@ -68,7 +69,7 @@ def stack(sample_hm, tmp_path_factory):
         {"mrse-v1": bundle},
         {"default": experiment},
         "default",
-        QueryVectors(TextEncoder().encode),
+        build_query_vectors("minilm-int8", 1000),
         store,
     )
     server = BackgroundServer(engine).start()
@@ -342,3 +343,56 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
     (arm,) = report["arms"]
     assert (arm["arm"], arm["exposures"], arm["clicked"]) == ("only", 2, 1)
     assert arm["ci_low"] < 0.5 < arm["ci_high"]
+
+
+def test_batched_answers_equal_one_at_a_time(stack):
+    from mrse.index.base import SearchFilter
+    from mrse.serving.engine import NotFound
+    from mrse.serving.validation import ValidRequest
+
+    engine, _, _, _, events = stack
+    users = [events[0].user_id, events[5].user_id, None, events[9].user_id]
+    reqs = [
+        ValidRequest("black top", users[0], 10, SearchFilter(), None, "b0", None),
+        ValidRequest("dress", users[1], 25, SearchFilter(price_max=0.03), None, "b1", "b"),
+        ValidRequest("top", None, 5, SearchFilter(), "nope", "b2", None),  # unknown experiment
+        ValidRequest("jeans", users[2], 7, SearchFilter(), None, "b3", None),
+        ValidRequest("Black  Top", users[3], 10, SearchFilter(), None, "b4", None),
+    ]
+    batched = engine.search_many(reqs)
+    assert isinstance(batched[2], NotFound)
+    for req, got in zip(reqs, batched, strict=True):
+        if isinstance(got, Exception):
+            continue
+        alone = engine.search(req)
+        assert [r.item_id for r in got.results] == [r.item_id for r in alone.results]
+        np.testing.assert_allclose(
+            [r.score for r in got.results], [r.score for r in alone.results], atol=1e-5
+        )
+        assert (got.arm, got.personalized) == (alone.arm, alone.personalized)
+        for r in got.results:
+            assert sum(r.explanation) == pytest.approx(r.score, abs=2e-3)
+        assert len(got.results) == req.k or req.filter.price_max is not None
+
+
+def test_concurrent_clients_are_answered_in_batches(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, server, stub, _, events = stack
+    users = [e.user_id for e in events[:40]]
+    before = server.metrics.batch_size.collect()[0].samples
+
+    def ask(i: int):
+        return stub.Search(search_pb2.SearchRequest(query="top", user_id=users[i], k=10))
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(40)))
+    assert all(len(a.results) == 10 for a in answers)
+    after = {s.name: s.value for s in server.metrics.batch_size.collect()[0].samples}
+    count = after["mrse_batch_size_count"] - {s.name: s.value for s in before}.get(
+        "mrse_batch_size_count", 0
+    )
+    total = after["mrse_batch_size_sum"] - {s.name: s.value for s in before}.get(
+        "mrse_batch_size_sum", 0
+    )
+    assert total == 40 and count < 40  # some requests shared a batch

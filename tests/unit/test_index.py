@@ -104,3 +104,36 @@ def test_filter_validation():
     with pytest.raises(ValueError):
         SearchFilter(price_min=-1)
     assert SearchFilter().empty
+
+
+def test_batched_search_equals_one_search_per_query(index):
+    ids, vecs, payloads = _catalog()
+    index.upsert(ids, vecs, payloads)
+    queries = vecs[[1, 2, 3]]
+    limits = [5, 12, 3]
+    filters = [None, SearchFilter(categories=("shoes",)), SearchFilter(price_max=100.0)]
+    batched = index.search_many(queries, limits, filters, exact=True)
+    triples = zip(queries, limits, filters, strict=True)
+    single = [index.search(q, k, f, exact=True) for q, k, f in triples]
+    assert [[h.item_id for h in r] for r in batched] == [[h.item_id for h in r] for r in single]
+    assert index.search_many(np.zeros((0, DIM), np.float32), [], []) == []
+
+
+def test_edge_builds_hnsw_above_the_threshold_and_keeps_recall(tmp_path):
+    rng = np.random.default_rng(0)
+    n, dim = 12_000, 32  # 1.5 MB of vectors: above the 1 MB indexing threshold
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = [f"i{i}" for i in range(n)]
+    idx = EdgeIndex(tmp_path / "h", dim)
+    idx.upsert(ids, vecs, [{"category": "c", "brand": "b"}] * n)
+    idx.optimize()
+    assert idx.indexed_vectors() == n
+    queries = vecs[:50] + 0.3 * rng.normal(size=(50, dim)).astype(np.float32)
+    recall = []
+    for q in queries:
+        exact = {h.item_id for h in idx.search(q, 10, exact=True)}
+        approx = {h.item_id for h in idx.search(q, 10)}
+        recall.append(len(exact & approx) / 10)
+    assert np.mean(recall) >= 0.95
+    idx.close()

@@ -15,7 +15,8 @@ from mrse.experiments.exposures import ExposureLogger
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, open_index
 from mrse.serving.background import BackgroundServer
-from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.serving.engine import SearchEngine, load_bundle
+from mrse.serving.query_encoding import build_query_vectors
 from mrse.streaming.broker import EmbeddedBroker
 from mrse.streaming.service import StreamServiceConfig, build_worker
 from mrse.streaming.worker import StreamWorker, WorkerConfig
@@ -98,7 +99,7 @@ class LiveStack:
         return self
 
     def _engine(self, profiles: ProfileStore) -> SearchEngine:
-        from mrse.encoders.text import TextEncoder
+        from mrse.data import load_dataset
         from mrse.training.checkpoint import load_run
 
         bundles = {}
@@ -110,7 +111,7 @@ class LiveStack:
             bundles,
             {self.experiment.name: self.experiment},
             self.experiment.name,
-            QueryVectors(TextEncoder().encode),
+            build_query_vectors("minilm-int8", 50_000, load_dataset(self.data), 10_000),
             profiles,
             self.exposures,
         )

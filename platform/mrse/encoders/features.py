@@ -43,6 +43,18 @@ def lazy_text_encoder() -> LazyEncoder:
     return LazyEncoder(TextEncoder, "encode")
 
 
+def lazy_query_encoder(name: str = "minilm") -> tuple[LazyEncoder, str]:
+    """(encoder, cache model id) of a query encoder: ``minilm`` (fp32, the training encoder)
+    or ``minilm-int8`` (the serving default, ONNX Runtime)."""
+    if name == "minilm":
+        return lazy_text_encoder(), TEXT_MODEL_ID
+    if name == "minilm-int8":
+        from mrse.encoders.query_onnx import INT8_MODEL_ID, OnnxQueryEncoder
+
+        return LazyEncoder(OnnxQueryEncoder, "encode"), INT8_MODEL_ID
+    raise ValueError(f"unknown query encoder {name!r}; choose minilm or minilm-int8")
+
+
 @dataclass
 class EncodeStats:
     """What one encoding pass did: how much came from the cache, how fast the rest went."""
@@ -230,11 +242,17 @@ def encode_items(
 
 
 def encode_query_texts(
-    texts: list[str], cache: FeatureCache, encode: Callable[[list[str]], np.ndarray] | None = None
+    texts: list[str],
+    cache: FeatureCache,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
+    model_id: str = TEXT_MODEL_ID,
 ) -> np.ndarray:
     """Raw MiniLM vectors (Q, 384) of query strings through the cache.
 
-    Pass one ``encode`` (e.g. a :func:`lazy_text_encoder`) across calls to load the model once.
+    Pass one ``encode`` (e.g. a :func:`lazy_text_encoder`) across calls to load the model once;
+    ``model_id`` keys the cache (another encoder of the same space: another id).
     """
-    vecs, _ = encode_texts(texts, encode or lazy_text_encoder(), cache, desc="queries")
+    vecs, _ = encode_texts(
+        texts, encode or lazy_text_encoder(), cache, model_id=model_id, desc="queries"
+    )
     return vecs

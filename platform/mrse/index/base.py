@@ -104,6 +104,16 @@ class VectorIndex(Protocol):
         """Top ``limit`` items for one (dim,) query, best first."""
         ...
 
+    def search_many(
+        self,
+        queries: np.ndarray,
+        limits: Sequence[int],
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        """One search per row of ``queries`` (B, dim), planned together; results in order."""
+        ...
+
     def count(self) -> int: ...
 
     def close(self) -> None: ...

@@ -79,6 +79,31 @@ class ClientIndex:
         )
         return [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in res.points]
 
+    def search_many(
+        self,
+        queries: np.ndarray,
+        limits: Sequence[int],
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        reqs = [
+            models.QueryRequest(
+                query=np.asarray(q, dtype=np.float32).tolist(),
+                filter=_client_filter(f),
+                limit=k,
+                with_payload=True,
+                params=models.SearchParams(hnsw_ef=max(self.ef, k), exact=exact),
+            )
+            for q, k, f in zip(queries, limits, filters, strict=True)
+        ]
+        if not reqs:
+            return []
+        res = self.client.query_batch_points(self.collection_name, requests=reqs)
+        return [
+            [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in r.points]
+            for r in res
+        ]
+
     def count(self) -> int:
         return int(self.client.count(self.collection_name, exact=True).count)
 

@@ -12,18 +12,28 @@ from mrse.models.two_tower import MRSEModel, explain
 
 
 @torch.no_grad()
-def encode_catalog(
+def encode_catalog_outputs(
     model: MRSEModel, catalog: CatalogFeatures, batch_size: int = 4096
-) -> torch.Tensor:
-    """Every catalog item -> (N, D) unit vectors (model put in eval mode and restored)."""
+) -> TowerOutput:
+    """Every catalog item through the item tower: embeddings (N, D) and, for gated experts,
+    what they are made of (for explanations). Model put in eval mode and restored."""
     was_training = model.training
     model.eval()
     out = []
     for s in range(0, len(catalog), batch_size):
         rows = np.arange(s, min(s + batch_size, len(catalog)))
-        out.append(model.encode_items(catalog.inputs(rows)).embedding)
+        out.append(model.encode_items(catalog.inputs(rows)))
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, model.config.dim)
+    if not out:
+        return TowerOutput(torch.zeros(0, model.config.dim))
+    return TowerOutput.cat(out)
+
+
+def encode_catalog(
+    model: MRSEModel, catalog: CatalogFeatures, batch_size: int = 4096
+) -> torch.Tensor:
+    """Every catalog item -> (N, D) unit vectors (model put in eval mode and restored)."""
+    return encode_catalog_outputs(model, catalog, batch_size).embedding
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,6 +67,36 @@ class TowerOutput:
     available: torch.Tensor | None = None
     gates: torch.Tensor | None = None
     norm: torch.Tensor | None = None
+
+    def rows(self, idx: np.ndarray | torch.Tensor) -> TowerOutput:
+        """The outputs of rows ``idx`` (n,)."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, idx)
+
+        return TowerOutput(
+            pick(self.embedding),
+            pick(self.experts),
+            pick(self.available),
+            pick(self.gates),
+            pick(self.norm),
+        )
+
+    @staticmethod
+    def cat(parts: list[TowerOutput]) -> TowerOutput:
+        """Rows of ``parts`` stacked in order."""
+
+        def join(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
+            return None if ts[0] is None else torch.cat(ts)  # type: ignore[arg-type]
+
+        return TowerOutput(
+            join([p.embedding for p in parts]),
+            join([p.experts for p in parts]),
+            join([p.available for p in parts]),
+            join([p.gates for p in parts]),
+            join([p.norm for p in parts]),
+        )
 
     def repeat_row(self, i: int, n: int) -> TowerOutput:
         """Row ``i`` repeated ``n`` times (to pair one query with ``n`` items in ``explain``)."""

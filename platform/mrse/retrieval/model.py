@@ -8,7 +8,7 @@ import numpy as np
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_query_texts, lazy_text_encoder
+from mrse.encoders.features import encode_query_texts, lazy_query_encoder
 from mrse.features.catalog import model_catalog
 from mrse.features.queries import build_query_features, snapshot_profiles
 from mrse.models.inference import encode_catalog, encode_queries, explain_rows
@@ -25,7 +25,10 @@ class ModelRetriever:
     features (text, photo, hashed n-grams and ids) and the user's events before the query.
     """
 
-    def __init__(self, run: Run, dataset: Dataset, cache: FeatureCache) -> None:
+    def __init__(
+        self, run: Run, dataset: Dataset, cache: FeatureCache, query_encoder: str = "minilm"
+    ) -> None:
+        """``query_encoder``: ``minilm`` (as trained) or ``minilm-int8`` (as served)."""
         self.run = run
         self.name = run.name
         self.dataset = dataset
@@ -33,7 +36,8 @@ class ModelRetriever:
         cfg = run.config
         self.catalog, _ = model_catalog(dataset, cache, cfg.model, run.stats)
         self.items = encode_catalog(run.model, self.catalog)  # (N, D)
-        self._encode_query = lazy_text_encoder()  # loaded once, only on a cache miss
+        # loaded once, only on a cache miss
+        self._encode_query, self._query_model_id = lazy_query_encoder(query_encoder)
 
     def search(self, queries: Sequence[QueryContext], k: int) -> list[Ranking]:
         cfg = self.run.config
@@ -42,7 +46,7 @@ class ModelRetriever:
         profiles = snapshot_profiles(self.dataset.events, self.catalog, requests, cfg.profile)
         qf = build_query_features(
             texts,
-            encode_query_texts(texts, self.cache, self._encode_query),
+            encode_query_texts(texts, self.cache, self._encode_query, self._query_model_id),
             profiles,
             self.catalog,
             self.run.stats,

@@ -14,7 +14,8 @@ import yaml
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, open_index
-from mrse.serving.engine import QueryVectors, SearchEngine, load_bundle
+from mrse.serving.engine import SearchEngine, load_bundle
+from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.server import start_server
 
 logger = logging.getLogger(__name__)
@@ -33,11 +34,18 @@ class ServeConfig:
     experiments_url: str | None = None
     address: str = "127.0.0.1:50051"
     metrics_port: int | None = None
-    max_concurrency: int = 8
+    max_concurrency: int = 32  # requests in flight (queued or in a batch); also the max batch
+    batch_workers: int = 1  # threads answering batches (one per core beyond the first is plenty)
     exposures_bootstrap: str | None = None
     exposures_topic: str = "mrse.exposures"
+    query_encoder: str = "minilm-int8"  # or minilm (fp32 PyTorch); see docs/benchmarks.md
+    query_cache: int = 50_000  # LRU entries; 0: no cache
+    warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
+    torch_threads: int = 1  # per request; concurrency comes from max_concurrency
 
     def __post_init__(self) -> None:
+        if self.query_encoder not in QUERY_ENCODERS:
+            raise ValueError(f"query_encoder must be one of {', '.join(QUERY_ENCODERS)}")
         names = {e.name for e in self.experiments}
         if self.default_experiment not in names and not self.experiments_url:
             raise ValueError(f"default_experiment {self.default_experiment!r} is not defined")
@@ -73,17 +81,27 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             experiments_url=raw.get("experiments_url"),
             address=raw.get("address", "127.0.0.1:50051"),
             metrics_port=raw.get("metrics_port"),
-            max_concurrency=int(raw.get("max_concurrency", 8)),
+            max_concurrency=int(raw.get("max_concurrency", 32)),
+            batch_workers=int(raw.get("batch_workers", 1)),
             exposures_bootstrap=raw.get("exposures", {}).get("bootstrap"),
             exposures_topic=raw.get("exposures", {}).get("topic", "mrse.exposures"),
+            **{
+                k: raw[k]
+                for k in ("query_encoder", "query_cache", "warm_queries", "torch_threads")
+                if k in raw
+            },
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: bad serving config ({exc}); see configs/serve.yaml") from exc
 
 
 def build_engine(cfg: ServeConfig) -> SearchEngine:
-    from mrse.encoders.text import TextEncoder
+    import torch
 
+    from mrse.data import load_dataset
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     experiments = {e.name: e for e in cfg.experiments}
     if cfg.experiments_url:
         from mrse.experiments.store import ExperimentStore
@@ -111,7 +129,9 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         bundles,
         experiments,
         cfg.default_experiment,
-        QueryVectors(TextEncoder().encode),
+        build_query_vectors(
+            cfg.query_encoder, cfg.query_cache, load_dataset(cfg.data), cfg.warm_queries
+        ),
         profiles,
         log_exposure,
     )
@@ -119,7 +139,9 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
 
 async def serve(cfg: ServeConfig) -> None:
     engine = build_engine(cfg)
-    server, port, metrics = await start_server(engine, cfg.address, cfg.max_concurrency)
+    server, port, metrics = await start_server(
+        engine, cfg.address, cfg.max_concurrency, cfg.batch_workers
+    )
     if cfg.metrics_port is not None:
         from prometheus_client import start_http_server
 

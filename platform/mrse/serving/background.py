@@ -14,11 +14,16 @@ class BackgroundServer:
     """``with BackgroundServer(engine) as server: ... server.port ...``"""
 
     def __init__(
-        self, engine: SearchEngine, address: str = "127.0.0.1:0", max_concurrency: int = 8
+        self,
+        engine: SearchEngine,
+        address: str = "127.0.0.1:0",
+        max_concurrency: int = 32,
+        batch_workers: int = 1,
     ) -> None:
         self.engine = engine
         self.address = address
         self.max_concurrency = max_concurrency
+        self.batch_workers = batch_workers
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -36,7 +41,7 @@ class BackgroundServer:
         asyncio.set_event_loop(self.loop)
         try:
             self.server, self.port, self.metrics = self.loop.run_until_complete(
-                start_server(self.engine, self.address, self.max_concurrency)
+                start_server(self.engine, self.address, self.max_concurrency, self.batch_workers)
             )
         except BaseException as exc:  # reported to the caller of start()
             self._error = exc

@@ -7,26 +7,28 @@ its errors to status codes.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.experiments.assignment import Experiment, assign_arm
+from mrse.experiments.assignment import Arm, Experiment, assign_arm
 from mrse.experiments.report import Exposure
 from mrse.features.catalog import CatalogFeatures, model_catalog
 from mrse.features.profile import ProfileState, empty_profile
 from mrse.features.queries import build_query_features
 from mrse.features.store import ProfileStore
 from mrse.index.base import SearchFilter, VectorIndex
-from mrse.models.inference import encode_catalog, explain_rows
+from mrse.models.inference import encode_catalog_outputs
+from mrse.models.towers import TowerOutput
+from mrse.models.two_tower import explain
+from mrse.serving.query_encoding import QueryVectors
 from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
 
@@ -50,6 +52,12 @@ class ModelBundle:
     catalog: CatalogFeatures
     item_vectors: torch.Tensor  # (N, D), the same vectors the index holds
     index: VectorIndex
+    # the item tower's expert outputs for the whole catalog (explanations by lookup), when the
+    # model has gated experts and they fit in ``EXPLAIN_CACHE_BYTES``
+    item_outputs: TowerOutput | None = None
+
+
+EXPLAIN_CACHE_BYTES = 1 << 30
 
 
 def load_bundle(
@@ -59,34 +67,19 @@ def load_bundle(
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
         catalog, _ = model_catalog(dataset, cache, run.config.model, run.stats)
-    return ModelBundle(version, run, catalog, encode_catalog(run.model, catalog), index)
+    outputs = encode_catalog_outputs(run.model, catalog)
+    keep = outputs.experts is not None and outputs.experts.nbytes <= EXPLAIN_CACHE_BYTES
+    if outputs.experts is not None and not keep:
+        logger.info("%s: catalog too large to keep expert outputs; explaining on demand", version)
+    return ModelBundle(version, run, catalog, outputs.embedding, index, outputs if keep else None)
 
 
-class QueryVectors:
-    """MiniLM query vectors with an LRU cache of frequent queries (shared by all arms)."""
+class Explanation(NamedTuple):
+    """A score split by modality; the three add up to the score."""
 
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], size: int = 50_000) -> None:
-        self.encode = encode
-        self.size = size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def __call__(self, query: str) -> np.ndarray:
-        key = query.lower()
-        with self._lock:
-            vec = self._cache.get(key)
-            if vec is not None:
-                self._cache.move_to_end(key)
-                self.hits += 1
-                return vec
-        vec = self.encode([key])[0]
-        with self._lock:
-            self.misses += 1
-            self._cache[key] = vec
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return vec
+    text: float
+    image: float
+    profile: float
 
 
 @dataclass
@@ -94,7 +87,7 @@ class ResultItem:
     item_id: str
     score: float
     payload: dict
-    explanation: dict[str, float] | None
+    explanation: Explanation | None
 
 
 @dataclass
@@ -110,7 +103,13 @@ class SearchOutcome:
 
 
 class SearchEngine:
-    """Routes each request to an arm and answers it with that arm's model and index."""
+    """Routes each request to an arm and answers it with that arm's model and index.
+
+    ``search_many`` answers a batch: one feature-store read, one query-tower pass and one
+    explanation pass per model version in the batch. The server feeds it from a queue with one
+    worker thread (see :mod:`mrse.serving.batcher`): on CPython, many threads each running small
+    PyTorch calls spend their time handing the GIL around; one thread with batches does not.
+    """
 
     def __init__(
         self,
@@ -131,24 +130,7 @@ class SearchEngine:
         self.log_exposure = log_exposure
         self.degradations = 0
 
-    def _profile(self, bundle: ModelBundle, user_id: str | None) -> tuple[ProfileState, bool, bool]:
-        """(state, personalized, degraded). Store down -> cold start, never an error."""
-        dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
-        if user_id is None or self.profiles is None or not bundle.run.config.model.use_profile:
-            return empty_profile(*dims), False, False
-        try:
-            stored = self.profiles.read([user_id]).get(user_id)
-        except Exception:  # any store failure degrades to non-personalised results
-            logger.warning("feature store unavailable; serving without profile", exc_info=True)
-            self.degradations += 1
-            return empty_profile(*dims), False, True
-        if stored is None:
-            return empty_profile(*dims), False, False
-        return stored.state, True, False
-
-    def search(self, req: ValidRequest) -> SearchOutcome:
-        t = time.perf_counter()
-        timings: dict[str, float] = {}
+    def _route(self, req: ValidRequest) -> tuple[Experiment, Arm, ModelBundle]:
         name = req.experiment or self.default_experiment
         experiment = self.experiments.get(name)
         if experiment is None:
@@ -160,59 +142,120 @@ class SearchEngine:
         bundle = self.bundles.get(arm.model_version)
         if bundle is None:
             raise Unavailable(f"model version {arm.model_version!r} is not loaded")
-        state, personalized, degraded = self._profile(bundle, req.user_id)
-        timings["features"] = time.perf_counter() - t
-        results = self._retrieve(bundle, req.query, state, req.k, req.filter, timings)
-        if self.log_exposure is not None:
-            self.log_exposure(
-                Exposure(req.request_id, experiment.name, arm.name, req.user_id or "",
-                         tuple(r.item_id for r in results), time.time(),
-                         qa=req.arm_override is not None)
-            )  # fmt: skip
-        return SearchOutcome(
-            results, req.request_id, experiment.name, arm.name, bundle.version,
-            personalized, degraded, timings,
-        )  # fmt: skip
+        return experiment, arm, bundle
+
+    def _profiles(
+        self, bundle: ModelBundle, user_ids: list[str | None]
+    ) -> tuple[list[ProfileState], list[bool], bool]:
+        """(states, personalized per request, degraded). One read for the batch; store down ->
+        cold start for all, never an error."""
+        dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
+        cold = empty_profile(*dims)
+        known = [u for u in user_ids if u is not None]
+        if not known or self.profiles is None or not bundle.run.config.model.use_profile:
+            return [cold] * len(user_ids), [False] * len(user_ids), False
+        try:
+            stored = self.profiles.read(known)
+        except Exception:  # any store failure degrades to non-personalised results
+            logger.warning("feature store unavailable; serving without profile", exc_info=True)
+            self.degradations += 1
+            return [cold] * len(user_ids), [False] * len(user_ids), True
+        found = [stored.get(u) if u is not None else None for u in user_ids]
+        return (
+            [p.state if p is not None else cold for p in found],
+            [p is not None for p in found],
+            False,
+        )
+
+    def search(self, req: ValidRequest) -> SearchOutcome:
+        """One request (raises NotFound / Unavailable)."""
+        (outcome,) = self.search_many([req])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def search_many(self, reqs: list[ValidRequest]) -> list[SearchOutcome | Exception]:
+        """Answer a batch; each entry is the request's outcome or its NotFound / Unavailable.
+
+        Every request's ``timings`` are its batch's stage times (it waited for all of them)."""
+        out: list[SearchOutcome | Exception | None] = [None] * len(reqs)
+        groups: dict[str, list[int]] = {}
+        routes: dict[int, tuple[Experiment, Arm, ModelBundle]] = {}
+        for i, req in enumerate(reqs):
+            try:
+                routes[i] = self._route(req)
+            except (NotFound, Unavailable) as exc:
+                out[i] = exc
+                continue
+            groups.setdefault(routes[i][2].version, []).append(i)
+        for version, idx in groups.items():
+            bundle = self.bundles[version]
+            batch = [reqs[i] for i in idx]
+            t = time.perf_counter()
+            states, personalized, degraded = self._profiles(bundle, [r.user_id for r in batch])
+            timings = {"features": time.perf_counter() - t}
+            try:
+                results = self._retrieve(bundle, batch, states, timings)
+            except Unavailable as exc:
+                for i in idx:
+                    out[i] = exc
+                continue
+            for j, i in enumerate(idx):
+                req, (experiment, arm, _) = reqs[i], routes[i]
+                out[i] = SearchOutcome(
+                    results[j], req.request_id, experiment.name, arm.name, bundle.version,
+                    personalized[j], degraded, dict(timings),
+                )  # fmt: skip
+                if self.log_exposure is not None:
+                    self.log_exposure(
+                        Exposure(req.request_id, experiment.name, arm.name, req.user_id or "",
+                                 tuple(r.item_id for r in results[j]), time.time(),
+                                 qa=req.arm_override is not None)
+                    )  # fmt: skip
+        return out  # type: ignore[return-value]
 
     def _retrieve(
         self,
         bundle: ModelBundle,
-        query: str,
-        state: ProfileState,
-        k: int,
-        flt: SearchFilter | None,
+        reqs: list[ValidRequest],
+        states: list[ProfileState],
         timings: dict[str, float],
-    ) -> list[ResultItem]:
-        """Encode the query with the bundle's query tower, search its index, explain the hits;
-        adds the stage timings (seconds) to ``timings``."""
+    ) -> list[list[ResultItem]]:
+        """Encode the batch's queries with the bundle's query tower, search its index, explain
+        the hits; adds the stage timings (seconds) to ``timings``."""
         t = time.perf_counter()
         cfg = bundle.run.config.model
-        raw = self.query_vectors(query)[None, :]
-        qf = build_query_features([query], raw, [state], bundle.catalog, bundle.run.stats, cfg)
+        texts = [r.query for r in reqs]
+        raw = self.query_vectors.many(texts)
+        qf = build_query_features(texts, raw, states, bundle.catalog, bundle.run.stats, cfg)
         with torch.no_grad():
-            q_out = bundle.run.model.encode_queries(qf.inputs(np.array([0])), bundle.item_vectors)
-        vector = q_out.embedding[0].numpy()
+            q_out = bundle.run.model.encode_queries(
+                qf.inputs(np.arange(len(reqs))), bundle.item_vectors
+            )
+        vectors = q_out.embedding.numpy()
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
         try:
-            hits = bundle.index.search(vector, k, flt)
+            hits = bundle.index.search_many(vectors, [r.k for r in reqs], [r.filter for r in reqs])
         except Exception as exc:
             raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         timings["search"] = time.perf_counter() - t
         t = time.perf_counter()
-        explanations = self._explain(bundle, q_out, [h.item_id for h in hits])
+        explanations = self._explain(bundle, q_out, [[h.item_id for h in hs] for hs in hits])
         timings["explain"] = time.perf_counter() - t
         return [
-            ResultItem(h.item_id, h.score, h.payload, explanations.get(h.item_id)) for h in hits
+            [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
+            for hs, ex in zip(hits, explanations, strict=True)
         ]
 
     def warm_up(self) -> None:
-        """One anonymous query through every loaded model and index (first calls load lazy
+        """An anonymous query through every loaded model and index (first calls load lazy
         kernels and encoders); the server reports SERVING only after this. Not logged as an
         exposure."""
         for bundle in self.bundles.values():
             dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
-            self._retrieve(bundle, "warm up", empty_profile(*dims), 10, None, {})
+            req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
+            self._retrieve(bundle, [req], [empty_profile(*dims)], {})
 
     def close(self) -> None:
         """Flush the exposure log and close the indexes (after the server has drained)."""
@@ -223,13 +266,28 @@ class SearchEngine:
             bundle.index.close()
 
     @staticmethod
-    def _explain(bundle: ModelBundle, q_out, item_ids: list[str]) -> dict[str, dict[str, float]]:
-        rows = [bundle.catalog.index[i] for i in item_ids if i in bundle.catalog.index]
-        parts = explain_rows(bundle.run.model, bundle.catalog, q_out, 0, np.array(rows))
-        if parts is None:
-            return {}
-        keys = ("text", "image", "profile")
-        return {
-            str(bundle.catalog.item_ids[r]): {k: float(parts[k][j]) for k in keys}
-            for j, r in enumerate(rows)
-        }
+    def _explain(
+        bundle: ModelBundle, q_out: TowerOutput, item_ids: list[list[str]]
+    ) -> list[dict[str, Explanation]]:
+        """Per request: item id -> its score's (text, image, profile) shares, one pass for the
+        whole batch."""
+        index = bundle.catalog.index
+        known = [[i for i in ids if i in index] for ids in item_ids]
+        flat = [i for ids in known for i in ids]
+        if q_out.gates is None or not flat:
+            return [{} for _ in item_ids]
+        rows = np.fromiter((index[i] for i in flat), dtype=np.int64, count=len(flat))
+        owner = np.repeat(np.arange(len(known)), [len(ids) for ids in known])
+        if bundle.item_outputs is not None:
+            items = bundle.item_outputs.rows(rows)
+        else:
+            items = bundle.run.model.encode_items(bundle.catalog.inputs(rows))
+        parts = explain(q_out.rows(owner), items)
+        assert parts is not None  # both towers are gated
+        shares = zip(
+            parts["text"].tolist(), parts["image"].tolist(), parts["profile"].tolist(), strict=True
+        )
+        out: list[dict[str, Explanation]] = [{} for _ in item_ids]
+        for item, o, share in zip(flat, owner.tolist(), shares, strict=True):
+            out[o][item] = Explanation(*share)
+        return out

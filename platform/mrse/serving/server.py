@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
 from mrse.serving.metrics import ServerMetrics
 from mrse.serving.validation import InvalidRequest, validate
@@ -23,16 +25,14 @@ MAX_BATCH = 64
 def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
     results = []
     for r in o.results:
-        e = r.explanation or {}
+        e = r.explanation
         results.append(
             search_pb2.SearchResult(
                 item_id=r.item_id,
                 score=r.score,
-                explanation=search_pb2.Explanation(
-                    text=e.get("text", 0.0),
-                    image=e.get("image", 0.0),
-                    profile=e.get("profile", 0.0),
-                ),
+                explanation=None
+                if e is None
+                else search_pb2.Explanation(text=e.text, image=e.image, profile=e.profile),
                 category=r.payload.get("category", ""),
                 brand=r.payload.get("brand", ""),
                 price=r.payload.get("price"),
@@ -51,11 +51,17 @@ def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def __init__(
-        self, engine: SearchEngine, metrics: ServerMetrics, max_concurrency: int = 8
+        self,
+        engine: SearchEngine,
+        metrics: ServerMetrics,
+        max_concurrency: int = 32,
+        batch_workers: int = 1,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
-        self.executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="search")
+        self.batcher = Batcher(
+            engine, max_concurrency, batch_workers, on_batch=metrics.batch_size.observe
+        )
         self.slots = asyncio.Semaphore(max_concurrency)
 
     async def _fail(self, context, code: grpc.StatusCode, message: str):
@@ -63,6 +69,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         await context.abort(code, message)
 
     async def _run(self, request, context) -> search_pb2.SearchResponse:
+        start = time.perf_counter()
         try:
             req = validate(request)
         except InvalidRequest as exc:
@@ -70,11 +77,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await self._fail(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")
-        loop = asyncio.get_running_loop()
         error: tuple[grpc.StatusCode, str] | None = None
         async with self.slots:
             try:
-                fut = loop.run_in_executor(self.executor, self.engine.search, req)
+                fut = asyncio.wrap_future(self.batcher.submit(req))
                 outcome = await asyncio.wait_for(fut, timeout=remaining)
             except TimeoutError:
                 error = (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while searching")
@@ -86,10 +92,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             await self._fail(context, *error)
         for stage, seconds in outcome.timings.items():
             self.metrics.latency.labels(outcome.arm, stage).observe(seconds)
-        self.metrics.latency.labels(outcome.arm, "total").observe(sum(outcome.timings.values()))
         if outcome.degraded:
             self.metrics.degraded.inc()
-        return to_proto(outcome)
+        response = to_proto(outcome)
+        # total: validation, queueing for a batch, the batch, and building the response
+        self.metrics.latency.labels(outcome.arm, "total").observe(time.perf_counter() - start)
+        return response
 
     async def Search(self, request, context):  # noqa: N802 (gRPC method name)
         return await self._run(request, context)
@@ -109,7 +117,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 
 async def start_server(
-    engine: SearchEngine, address: str = "127.0.0.1:0", max_concurrency: int = 8
+    engine: SearchEngine,
+    address: str = "127.0.0.1:0",
+    max_concurrency: int = 32,
+    batch_workers: int = 1,
 ) -> tuple[grpc.aio.Server, int, ServerMetrics]:
     """Start serving ``engine``; returns (server, bound port, metrics). Health is SERVING only
     here, after the engine (models, indexes, feature store client) is fully loaded and warmed
@@ -117,7 +128,7 @@ async def start_server(
     metrics = ServerMetrics()
     server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrency * 4)
     search_pb2_grpc.add_SearchServiceServicer_to_server(
-        SearchServicer(engine, metrics, max_concurrency), server
+        SearchServicer(engine, metrics, max_concurrency, batch_workers), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -128,6 +139,11 @@ async def start_server(
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)
+    # Everything loaded so far (models, catalog tables, caches) lives as long as the server:
+    # keep it out of the garbage collector's full passes, which otherwise walk millions of
+    # long-lived objects and stall requests for hundreds of milliseconds.
+    gc.collect()
+    gc.freeze()
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     logger.info("search server listening on port %d", port)

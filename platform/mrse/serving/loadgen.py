@@ -1,0 +1,85 @@
+"""Closed-loop gRPC load: ``concurrency`` clients, each sending its next request as soon as the
+last one is answered, for ``duration_s`` after a warm-up. Runs in its own process (spawned), so
+the clients' Python does not share a GIL with the server's."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Latencies (ms) of the requests answered inside the window, and the window's wall times."""
+
+    latencies_ms: list[float]
+    errors: int
+    window_start: float  # time.time()
+    window_end: float
+
+
+async def _load(
+    target: str, requests: list[bytes], concurrency: int, warmup_s: float, duration_s: float
+):
+    import grpc
+
+    from mrse.v1 import search_pb2, search_pb2_grpc
+
+    reqs = [search_pb2.SearchRequest.FromString(r) for r in requests]
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = search_pb2_grpc.SearchServiceStub(channel)
+        loop_start = time.perf_counter()
+        start = loop_start + warmup_s
+        end = start + duration_s
+
+        async def client(i: int) -> None:
+            nonlocal errors
+            n = i
+            while True:
+                t = time.perf_counter()
+                if t >= end:
+                    return
+                try:
+                    await stub.Search(reqs[n % len(reqs)], timeout=10)
+                except grpc.RpcError:
+                    if t >= start:
+                        errors += 1
+                    continue
+                finally:
+                    n += concurrency
+                done = time.perf_counter()
+                if t >= start and done <= end:
+                    latencies.append((done - t) * 1e3)
+
+        wall0 = time.time() - (time.perf_counter() - loop_start)
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+    return LoadResult(latencies, errors, wall0 + warmup_s, wall0 + warmup_s + duration_s)
+
+
+def _child(target, requests, concurrency, warmup_s, duration_s, queue) -> None:
+    queue.put(asyncio.run(_load(target, requests, concurrency, warmup_s, duration_s)))
+
+
+def run_load(
+    target: str,
+    requests: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 2.0,
+) -> LoadResult:
+    """``requests``: serialized ``SearchRequest`` messages, cycled."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(
+        target=_child, args=(target, requests, concurrency, warmup_s, duration_s, queue)
+    )
+    proc.start()
+    try:
+        result = queue.get(timeout=warmup_s + duration_s + 120)
+    finally:
+        proc.join(30)
+    return result
