@@ -211,7 +211,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from mrse.serving.app import load_serve_config, serve
 
-    asyncio.run(serve(load_serve_config(args.config)))
+    cfg = load_serve_config(args.config)
+    if cfg.workers > 1:
+        from mrse.serving.workers import serve_workers
+
+        return serve_workers(cfg)
+    asyncio.run(serve(cfg))
     return 0
 
 
@@ -311,6 +316,7 @@ def _cmd_bench_serving(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             concurrency=tuple(int(c) for c in args.clients.split(",")),
             max_concurrency=args.max_concurrency,
+            workers=args.workers,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         )
     )
@@ -487,8 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="the model run to serve")
     p.add_argument("--k", type=int, default=100, help="results per request")
     p.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
-    p.add_argument("--clients", default="1,2,4,8,16,32", help="concurrency levels")
+    p.add_argument("--clients", default="1,2,4,6,8,12,16,32", help="concurrency levels")
     p.add_argument("--max-concurrency", type=int, default=32, help="server: requests in flight")
+    p.add_argument(
+        "--workers", type=int, default=2, help="also measure this many server processes (1: skip)"
+    )
     p.add_argument("--work-dir", default="results/serve-bench")
     p.add_argument("--out", default="results/serve-bench.json")
     p.set_defaults(func=_cmd_bench_serving)

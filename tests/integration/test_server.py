@@ -396,3 +396,65 @@ def test_concurrent_clients_are_answered_in_batches(stack):
         "mrse_batch_size_sum", 0
     )
     assert total == 40 and count < 40  # some requests shared a batch
+
+
+def test_two_server_processes_share_one_port(stack, sample_hm, tmp_path):
+    """`workers: 2`: two whole servers on one port, each on a private copy of the Edge index;
+    connections are spread between them; SIGTERM stops both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from mrse.streaming.broker import free_port, wait_for_port
+
+    paths = stack_paths()
+    build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
+    port, metrics_port = free_port(), free_port()
+    while metrics_port + 1 == port:
+        metrics_port = free_port()
+    arm = {"name": "only", "weight": 1, "model_version": "mrse-v1",
+           "feature_service": "mrse_v1", "index": "mrse-v1"}  # fmt: skip
+    cfg = {
+        "data": str(sample_hm),
+        "models": [{"version": "mrse-v1", "run": str(paths["run"])}],
+        "index": {"backend": "edge", "root": str(tmp_path / "index")},
+        "feature_store": {"data_dir": str(paths["feast"])},
+        "default_experiment": "e1",
+        "experiments": [{"name": "e1", "arms": [arm]}],
+        "address": f"127.0.0.1:{port}",
+        "metrics_port": metrics_port,
+        "workers": 2,
+        "warm_queries": 50,
+    }
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mrse.cli", "serve", "--config", str(tmp_path / "serve.yaml")],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
+    )  # fmt: skip
+    try:
+        wait_for_port(metrics_port, 180)
+        wait_for_port(metrics_port + 1, 180)  # each worker's metrics once it is serving
+        for _ in range(24):  # a new connection each time
+            with grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as ch:
+                resp = search_pb2_grpc.SearchServiceStub(ch).Search(
+                    search_pb2.SearchRequest(query="top", k=3)
+                )
+                assert len(resp.results) == 3
+        served = []
+        for p in (metrics_port, metrics_port + 1):
+            body = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read()
+            line = next(
+                ln for ln in body.decode().splitlines()
+                if ln.startswith('mrse_request_seconds_count{arm="only",stage="total"}')
+            )  # fmt: skip
+            served.append(float(line.split()[-1]))
+        assert sum(served) == 24 and min(served) > 0, served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-3000:]

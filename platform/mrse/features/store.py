@@ -183,13 +183,20 @@ class ProfileStore:
 
         self.store.push(PROFILE_PUSH, pd.DataFrame(rows), to=PushMode.ONLINE)
 
-    def read(self, user_ids: Iterable[str]) -> dict[str, StoredProfile | None]:
-        """The stored profile of each user (None for a user never written)."""
+    def read(
+        self, user_ids: Iterable[str], with_event_ids: bool = True
+    ) -> dict[str, StoredProfile | None]:
+        """The stored profile of each user (None for a user never written).
+
+        ``with_event_ids=False`` (serving) skips the idempotency window, which only the stream
+        worker needs: the returned ``applied_event_ids`` are then empty.
+        """
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return {}
+        fields = PROFILE_FIELDS if with_event_ids else PROFILE_FIELDS[:-1]
         resp = self.store.get_online_features(
-            features=[f"{PROFILE_VIEW}:{f}" for f in PROFILE_FIELDS],
+            features=[f"{PROFILE_VIEW}:{f}" for f in fields],
             entity_rows=[{"user_id": u} for u in ids],
         ).to_dict()
         out: dict[str, StoredProfile | None] = {}
@@ -208,5 +215,6 @@ class ProfileStore:
                 recent_ts=tuple(float(t) for t in resp["recent_ts"][i] or ()),
                 recent_categories=tuple(resp["recent_categories"][i] or ()),
             )
-            out[user_id] = StoredProfile(state, list(resp["applied_event_ids"][i] or ()))
+            applied = resp["applied_event_ids"][i] if with_event_ids else None
+            out[user_id] = StoredProfile(state, list(applied or ()))
         return out

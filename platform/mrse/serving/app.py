@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ class ServeConfig:
     address: str = "127.0.0.1:50051"
     metrics_port: int | None = None
     max_concurrency: int = 32  # requests in flight (queued or in a batch); also the max batch
-    batch_workers: int = 1  # threads answering batches (one per core beyond the first is plenty)
+    batch_workers: int = 1  # threads answering batches
+    workers: int = 1  # server processes on the same port (see mrse.serving.workers)
     exposures_bootstrap: str | None = None
     exposures_topic: str = "mrse.exposures"
     query_encoder: str = "minilm-int8"  # or minilm (fp32 PyTorch); see docs/benchmarks.md
@@ -83,6 +85,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             metrics_port=raw.get("metrics_port"),
             max_concurrency=int(raw.get("max_concurrency", 32)),
             batch_workers=int(raw.get("batch_workers", 1)),
+            workers=int(raw.get("workers", 1)),
             exposures_bootstrap=raw.get("exposures", {}).get("bootstrap"),
             exposures_topic=raw.get("exposures", {}).get("topic", "mrse.exposures"),
             **{
@@ -137,7 +140,8 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     )
 
 
-async def serve(cfg: ServeConfig) -> None:
+async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; ``on_ready`` is called once health says SERVING."""
     engine = build_engine(cfg)
     server, port, metrics = await start_server(
         engine, cfg.address, cfg.max_concurrency, cfg.batch_workers
@@ -145,8 +149,11 @@ async def serve(cfg: ServeConfig) -> None:
     if cfg.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        host = cfg.address.rsplit(":", 1)[0] or "127.0.0.1"  # where the API listens
+        start_http_server(cfg.metrics_port, addr=host, registry=metrics.registry)
     print(f"serving mrse.v1.SearchService on port {port}", flush=True)
+    if on_ready is not None:
+        on_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,11 +36,12 @@ from mrse.v1 import search_pb2
 
 logger = logging.getLogger(__name__)
 
-# (name, encoder, cache size): the designs compared with one client
+# (name, query encoder, cache size, concurrency sweep): the designs compared with one client;
+# the served default also under 1..N concurrent clients
 DESIGNS = (
-    ("minilm fp32 (PyTorch)", "minilm", 0),
-    ("minilm int8 (ONNX Runtime)", "minilm-int8", 0),
-    ("minilm int8 + warm query cache", "minilm-int8", 50_000),
+    ("minilm fp32 (PyTorch)", "minilm", 0, False),
+    ("minilm int8 (ONNX Runtime)", "minilm-int8", 0, False),
+    ("minilm int8 + warm query cache", "minilm-int8", 50_000, True),
 )
 STAGES = ("features", "encode", "search", "explain")
 
@@ -53,9 +54,10 @@ class ServeBenchConfig:
     k: int = 100
     duration_s: float = 15.0
     warmup_s: float = 3.0
-    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    concurrency: tuple[int, ...] = (1, 2, 4, 6, 8, 12, 16, 32)
     max_concurrency: int = 32  # server: requests in flight, and the largest batch
     warm_queries: int = 10_000
+    workers: int = 2  # also sweep this many server processes on one port (1: skip)
     cache_dir: Path | None = None
 
 
@@ -78,6 +80,9 @@ class _Recorder:
 
     def warm_up(self) -> None:
         self.engine.warm_up()
+
+    def close(self) -> None:
+        self.engine.close()
 
     def window(self, start: float, end: float) -> list[dict[str, float]]:
         with self._lock:
@@ -109,19 +114,70 @@ def _stage_stats(records: list[dict[str, float]]) -> dict[str, dict[str, float]]
     return out
 
 
-def _measure(server: BackgroundServer, rec: _Recorder, requests, cfg, concurrency: int) -> dict:
-    result: LoadResult = run_load(
-        server.target, requests, concurrency, cfg.duration_s, cfg.warmup_s
-    )
+def _measure(target: str, rec: _Recorder | None, requests, cfg, concurrency: int) -> dict:
+    result: LoadResult = run_load(target, requests, concurrency, cfg.duration_s, cfg.warmup_s)
     n = len(result.latencies_ms)
+    stages = rec.window(result.window_start, result.window_end) if rec is not None else []
     return {
         "clients": concurrency,
         "requests": n,
         "errors": result.errors,
         "qps": round(n / cfg.duration_s, 1),
         **_latency_stats(result.latencies_ms),
-        "server_stages": _stage_stats(rec.window(result.window_start, result.window_end)),
+        "server_stages": _stage_stats(stages),
     }
+
+
+def _run_workers(cfg, all_ready) -> None:
+    from mrse.cli import _setup_logging
+    from mrse.serving.workers import serve_workers
+
+    _setup_logging(False)
+    raise SystemExit(serve_workers(cfg, all_ready))
+
+
+def _measure_workers(cfg: ServeBenchConfig, requests, workers: int) -> list[dict]:
+    """The served default as ``workers`` server processes on one port: the concurrency sweep
+    (server-side stage times are per process and not collected here)."""
+    import multiprocessing as mp
+    import signal as sig
+
+    from mrse.serving.app import ServeConfig
+    from mrse.streaming.broker import free_port
+
+    port = free_port()
+    serve_cfg = ServeConfig(
+        data=cfg.data,
+        models={"bench": cfg.run},
+        experiments=(Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),)),),
+        default_experiment="bench",
+        index=IndexConfig(root=cfg.work_dir / "index"),
+        feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "feast"),
+        address=f"127.0.0.1:{port}",
+        max_concurrency=cfg.max_concurrency,
+        warm_queries=cfg.warm_queries,
+        workers=workers,
+    )
+    ctx = mp.get_context("spawn")
+    all_ready = ctx.Event()
+    proc = ctx.Process(target=_run_workers, args=(serve_cfg, all_ready))
+    proc.start()
+    target = f"127.0.0.1:{port}"
+    try:
+        while not all_ready.wait(1.0):
+            if not proc.is_alive():
+                raise RuntimeError(f"the server processes exited ({proc.exitcode})")
+        rows = []
+        for c in cfg.concurrency:
+            logger.info("%d server processes: %d clients for %.0fs", workers, c, cfg.duration_s)
+            rows.append(_measure(target, None, requests, cfg, c))
+        return rows
+    finally:
+        if proc.pid is not None and proc.is_alive():
+            import os
+
+            os.kill(proc.pid, sig.SIGTERM)
+        proc.join(60)
 
 
 def _requests(dataset, k: int) -> list[bytes]:
@@ -134,47 +190,62 @@ def _requests(dataset, k: int) -> list[bytes]:
     ]
 
 
-def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
+def bench_engine(cfg: ServeBenchConfig, encoder: str, cache: int) -> SearchEngine:
+    """The benchmark's engine: one model, one arm, the online profiles written by setup."""
     import torch
+
+    from mrse.training.checkpoint import load_run
 
     torch.set_num_threads(1)
     dataset = load_dataset(cfg.data)
-    index_cfg = IndexConfig(root=cfg.work_dir / "index")
+    dim = load_run(cfg.run).config.model.dim
+    index = open_index(IndexConfig(root=cfg.work_dir / "index"), "bench", dim)
+    bundle = load_bundle("bench", cfg.run, cfg.data, index, cfg.cache_dir)
+    store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
+    experiment = Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),))
+    vectors = build_query_vectors(encoder, cache, dataset, cfg.warm_queries)
+    return SearchEngine({"bench": bundle}, {"bench": experiment}, "bench", vectors, store)
+
+
+def _setup(cfg: ServeBenchConfig, dataset) -> dict:
+    """The index and the online profiles (every event of the dataset, through the worker's
+    fold)."""
     logger.info("building the index for %s", cfg.run)
-    index_summary = build_index(cfg.data, cfg.run, index_cfg, "bench", cfg.cache_dir)
+    summary = build_index(cfg.data, cfg.run, IndexConfig(root=cfg.work_dir / "index"), "bench",
+                          cfg.cache_dir)  # fmt: skip
     store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
     store.apply()
     catalog, profile = catalog_for_profiles(cfg.data, cfg.run, cfg.cache_dir)
     events = dataset_events(dataset)
     ProfileUpdater(store, catalog, profile).apply(events)
     logger.info("online profiles written for %d events", len(events))
-    from mrse.training.checkpoint import load_run
+    return summary
 
-    dim = load_run(cfg.run).config.model.dim
-    bundle = load_bundle("bench", cfg.run, cfg.data, open_index(index_cfg, "bench", dim))
-    experiment = Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),))
+
+def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
+    dataset = load_dataset(cfg.data)
+    index_summary = _setup(cfg, dataset)
     requests = _requests(dataset, cfg.k)
-    designs = []
-    sweep = []
-    try:
-        for i, (name, encoder, cache) in enumerate(DESIGNS):
-            vectors = build_query_vectors(encoder, cache, dataset, cfg.warm_queries)
-            engine = SearchEngine({"bench": bundle}, {"bench": experiment}, "bench", vectors, store)
-            rec = _Recorder(engine)
+    designs, sweeps = [], {}
+    for name, encoder, cache, sweep in DESIGNS:
+        engine = bench_engine(cfg, encoder, cache)
+        rec = _Recorder(engine)
+        try:
             with BackgroundServer(rec, max_concurrency=cfg.max_concurrency) as server:  # type: ignore[arg-type]
                 logger.info("design %s: 1 client for %.0fs", name, cfg.duration_s)
-                row = _measure(server, rec, requests, cfg, 1)
+                row = _measure(server.target, rec, requests, cfg, 1)
                 row["design"] = name
-                row["cache_hit_rate"] = (
-                    round(vectors.hits / max(vectors.hits + vectors.misses, 1), 3) if cache else 0.0
-                )
                 designs.append(row)
-                if i == len(DESIGNS) - 1:
+                if sweep:
+                    sweeps[name] = []
                     for c in cfg.concurrency:
                         logger.info("design %s: %d clients for %.0fs", name, c, cfg.duration_s)
-                        sweep.append(_measure(server, rec, requests, cfg, c))
-    finally:
-        bundle.index.close()
+                        sweeps[name].append(_measure(server.target, rec, requests, cfg, c))
+        finally:
+            engine.close()
+    if cfg.workers > 1:
+        name = f"{DESIGNS[-1][0]}, {cfg.workers} server processes"
+        sweeps[name] = _measure_workers(cfg, requests, cfg.workers)
     return {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -186,31 +257,33 @@ def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
         "max_concurrency": cfg.max_concurrency,
         "index": index_summary,
         "designs": designs,
-        "concurrency": sweep,
-        "design_under_load": DESIGNS[-1][0],
+        "concurrency": sweeps,
     }
 
 
 def plot_serve_benchmark(result: dict, path: Path) -> None:
-    """Latency (p50, p99) against throughput for the concurrency sweep."""
+    """Latency (p50, p99) against throughput, one line pair per design in the sweep."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["concurrency"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    qps = [r["qps"] for r in rows]
-    ax.plot(qps, [r["p50_ms"] for r in rows], "o-", label="p50")
-    ax.plot(qps, [r["p99_ms"] for r in rows], "s-", label="p99")
-    for r in rows:
-        ax.annotate(f"{r['clients']}", (r["qps"], r["p99_ms"]), textcoords="offset points",
-                    xytext=(3, 4), fontsize=8)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, rows) in enumerate(result["concurrency"].items()):
+        color = f"C{i}"
+        qps = [r["qps"] for r in rows]
+        ax.plot(qps, [r["p50_ms"] for r in rows], "o--", color=color, label=f"{name}: p50")
+        ax.plot(qps, [r["p99_ms"] for r in rows], "s-", color=color, label=f"{name}: p99")
+        for r in rows:
+            ax.annotate(str(r["clients"]), (r["qps"], r["p99_ms"]), textcoords="offset points",
+                        xytext=(3, 4), fontsize=7, color=color)  # fmt: skip
     ax.axhline(50, color="grey", ls=":", lw=1)
-    ax.set_xlabel("throughput (queries/s)")
+    ax.axvline(200, color="grey", ls=":", lw=1)
+    ax.set_xlabel("throughput (queries/s); numbers: concurrent clients")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{result['dataset']} ({result['items']:,} items), k={result['k']}: clients")
-    ax.legend()
+    ax.set_yscale("log")
+    ax.set_title(f"{result['dataset']} ({result['items']:,} items), k={result['k']}, 2 cores")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -155,7 +155,7 @@ class SearchEngine:
         if not known or self.profiles is None or not bundle.run.config.model.use_profile:
             return [cold] * len(user_ids), [False] * len(user_ids), False
         try:
-            stored = self.profiles.read(known)
+            stored = self.profiles.read(known, with_event_ids=False)
         except Exception:  # any store failure degrades to non-personalised results
             logger.warning("feature store unavailable; serving without profile", exc_info=True)
             self.degradations += 1

@@ -8,6 +8,7 @@ import asyncio
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from queue import Empty
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,14 @@ async def _load(
     reqs = [search_pb2.SearchRequest.FromString(r) for r in requests]
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = search_pb2_grpc.SearchServiceStub(channel)
+    # one connection per client (as many backend instances would have): a private subchannel
+    # pool, or grpc would share one TCP connection between identical channels
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(concurrency)
+    ]
+    try:
+        stubs = [search_pb2_grpc.SearchServiceStub(c) for c in channels]
         loop_start = time.perf_counter()
         start = loop_start + warmup_s
         end = start + duration_s
@@ -39,6 +46,7 @@ async def _load(
         async def client(i: int) -> None:
             nonlocal errors
             n = i
+            stub = stubs[i]
             while True:
                 t = time.perf_counter()
                 if t >= end:
@@ -57,6 +65,9 @@ async def _load(
 
         wall0 = time.time() - (time.perf_counter() - loop_start)
         await asyncio.gather(*(client(i) for i in range(concurrency)))
+    finally:
+        for c in channels:
+            await c.close()
     return LoadResult(latencies, errors, wall0 + warmup_s, wall0 + warmup_s + duration_s)
 
 
@@ -78,8 +89,19 @@ def run_load(
         target=_child, args=(target, requests, concurrency, warmup_s, duration_s, queue)
     )
     proc.start()
+    deadline = time.monotonic() + warmup_s + duration_s + 120
     try:
-        result = queue.get(timeout=warmup_s + duration_s + 120)
+        while True:
+            try:
+                return queue.get(timeout=1.0)
+            except Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(
+                        f"the load process exited with code {proc.exitcode} before reporting"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the load process did not report in time") from None
     finally:
         proc.join(30)
-    return result
+        if proc.is_alive():
+            proc.kill()

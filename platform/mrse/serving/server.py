@@ -126,7 +126,10 @@ async def start_server(
     here, after the engine (models, indexes, feature store client) is fully loaded and warmed
     up by one query per model."""
     metrics = ServerMetrics()
-    server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrency * 4)
+    server = grpc.aio.server(
+        maximum_concurrent_rpcs=max_concurrency * 4,
+        options=[("grpc.so_reuseport", 1)],  # several worker processes may share the port
+    )
     search_pb2_grpc.add_SearchServiceServicer_to_server(
         SearchServicer(engine, metrics, max_concurrency, batch_workers), server
     )
