@@ -58,6 +58,15 @@ class StoredProfile:
     applied_event_ids: list[str] = field(default_factory=list)
 
 
+def _to_bytes(v: np.ndarray) -> bytes:
+    """A profile sum as stored online: little-endian float64 bytes (exact)."""
+    return np.ascontiguousarray(v, dtype="<f8").tobytes()
+
+
+def _from_bytes(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype="<f8").astype(np.float64)  # a writable copy
+
+
 def _repo_config(cfg: FeatureStoreConfig):
     from feast.repo_config import RepoConfig
 
@@ -119,9 +128,9 @@ class ProfileStore:
                 [
                     ("user_id", pa.string()),
                     ("event_timestamp", ts),
-                    ("text_sum", f64),
+                    ("text_sum", pa.binary()),
                     ("text_weight", pa.float64()),
-                    ("image_sum", f64),
+                    ("image_sum", pa.binary()),
                     ("image_weight", pa.float64()),
                     ("ref_ts", pa.float64()),
                     ("history_length", pa.int64()),
@@ -167,9 +176,9 @@ class ProfileStore:
                 {
                     "user_id": user_id,
                     "event_timestamp": now,
-                    "text_sum": s.text_sum.astype(np.float64).tolist(),
+                    "text_sum": _to_bytes(s.text_sum),
                     "text_weight": float(s.text_weight),
-                    "image_sum": s.image_sum.astype(np.float64).tolist(),
+                    "image_sum": _to_bytes(s.image_sum),
                     "image_weight": float(s.image_weight),
                     "ref_ts": float(s.ref_ts),
                     "history_length": int(s.count),
@@ -205,9 +214,9 @@ class ProfileStore:
                 out[user_id] = None
                 continue
             state = ProfileState(
-                text_sum=np.asarray(resp["text_sum"][i], dtype=np.float64),
+                text_sum=_from_bytes(resp["text_sum"][i]),
                 text_weight=float(resp["text_weight"][i]),
-                image_sum=np.asarray(resp["image_sum"][i], dtype=np.float64),
+                image_sum=_from_bytes(resp["image_sum"][i]),
                 image_weight=float(resp["image_weight"][i]),
                 ref_ts=float(resp["ref_ts"][i]),
                 count=int(resp["history_length"][i]),
