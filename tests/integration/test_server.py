@@ -458,3 +458,28 @@ def test_two_server_processes_share_one_port(stack, sample_hm, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_batch_search_is_answered_in_one_engine_call(stack):
+    _, server, stub, _, events = stack
+    before = {s.name: s.value for s in server.metrics.batch_size.collect()[0].samples}
+    batch = search_pb2.BatchSearchRequest(
+        requests=[
+            search_pb2.SearchRequest(query=q, k=4, user_id=events[i].user_id)
+            for i, q in enumerate(("top", "jeans", "black dress", "bra", "shorts", "socks"))
+        ]
+    )
+    responses = stub.BatchSearch(batch).responses
+    assert [len(r.results) for r in responses] == [4] * 6
+    alone = stub.Search(batch.requests[2])
+    assert [r.item_id for r in responses[2].results] == [r.item_id for r in alone.results]
+    after = {s.name: s.value for s in server.metrics.batch_size.collect()[0].samples}
+    calls = after["mrse_batch_size_count"] - before.get("mrse_batch_size_count", 0)
+    assert calls <= 3  # the six (mostly) together, plus the single search
+    bad = search_pb2.BatchSearchRequest(
+        requests=[search_pb2.SearchRequest(query="top"),
+                  search_pb2.SearchRequest(query="top", experiment="nope")]
+    )  # fmt: skip
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchSearch(bad)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -112,8 +112,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 validate(r)
             except InvalidRequest as exc:
                 await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"request {i}: {exc}")
-        responses = [await self._run(r, context) for r in request.requests]
-        return search_pb2.BatchSearchResponse(responses=responses)
+        # submitted together, so the batcher answers them in one engine call; the first
+        # failure (already sent as the RPC's status) is re-raised once all have finished
+        results = await asyncio.gather(
+            *(self._run(r, context) for r in request.requests), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return search_pb2.BatchSearchResponse(responses=results)
 
 
 async def start_server(
