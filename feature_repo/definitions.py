@@ -31,7 +31,7 @@ user_profile_fresh = FeatureView(
     ttl=timedelta(days=3650),
     schema=[
         # the two sums as raw little-endian float64 bytes: exact, and one value to encode and
-        # decode instead of 1,664 (Feast's per-element conversion dominated reads and writes)
+        # decode instead of 1,664 (Feast's per-element conversion slowed the worker's writes)
         Field(name="text_sum", dtype=Bytes, description="decayed sum of text vectors, <f8"),
         Field(name="text_weight", dtype=Float64),
         Field(name="image_sum", dtype=Bytes, description="decayed sum of photo vectors, <f8"),
