@@ -66,11 +66,15 @@ ablation: $(STAMP)
 runs/hm-mrse/run.json: | $(STAMP)
 	$(BIN)/mrse train --data ../shared/benchmarks/hm --model mrse --out runs/hm-mrse
 
+# The n-gram query path (no text encoder at serving), with the ablation's 6-minute budget.
+runs/hm-ngram-query/run.json: | $(STAMP)
+	$(BIN)/mrse train --data ../shared/benchmarks/hm --model ngram-query --config configs/ablation.yaml --out runs/hm-ngram-query
+
 # Long benchmarks, never part of `make test`; numbers go to docs/benchmarks.md.
-bench: $(STAMP) runs/hm-mrse/run.json
+bench: $(STAMP) runs/hm-mrse/run.json runs/hm-ngram-query/run.json
 	$(BIN)/mrse bench-encoders --data ../shared/benchmarks/hm --out results/encoder-throughput.json
 	$(BIN)/mrse stream bench --data ../shared/benchmarks/hm --rate 2000 --out results/stream-bench.json
-	$(BIN)/mrse bench-serving --data ../shared/benchmarks/hm --run runs/hm-mrse --out results/serve-bench.json
+	$(BIN)/mrse bench-serving --data ../shared/benchmarks/hm --run runs/hm-mrse --ngram-run runs/hm-ngram-query --out results/serve-bench.json
 
 clean:
 	rm -rf $(VENV) .mrse-cache results

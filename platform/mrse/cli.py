@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from mrse.training.config import VARIANTS
+from mrse.training.config import PRESETS, VARIANTS
 
 logger = logging.getLogger("mrse")
 
@@ -317,6 +317,7 @@ def _cmd_bench_serving(args: argparse.Namespace) -> int:
             concurrency=tuple(int(c) for c in args.clients.split(",")),
             max_concurrency=args.max_concurrency,
             workers=args.workers,
+            ngram_run=Path(args.ngram_run) if args.ngram_run else None,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         )
     )
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train MRSE or a baseline/ablation tower on a dataset")
     p.add_argument("--data", required=True)
-    p.add_argument("--model", default="mrse", choices=list(VARIANTS))
+    p.add_argument("--model", default="mrse", choices=list(PRESETS))
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML file overriding the preset (see configs/)")
     p.add_argument("--name", help="run name (default: the --model preset)")
@@ -498,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=2, help="also measure this many server processes (1: skip)"
     )
+    p.add_argument("--ngram-run", help="also measure a run trained with `--model ngram-query`")
     p.add_argument("--work-dir", default="results/serve-bench")
     p.add_argument("--out", default="results/serve-bench.json")
     p.set_defaults(func=_cmd_bench_serving)

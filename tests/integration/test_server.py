@@ -483,3 +483,28 @@ def test_batch_search_is_answered_in_one_engine_call(stack):
     with pytest.raises(grpc.RpcError) as err:
         stub.BatchSearch(bad)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_serving_benchmark_runs_and_reports_every_design(stack, sample_hm, tmp_path):
+    """`mrse bench-serving` end to end on the sample, in seconds (no timing asserted)."""
+    from mrse.serving.benchmark import (
+        DESIGNS,
+        ServeBenchConfig,
+        plot_serve_benchmark,
+        run_serve_benchmark,
+    )
+
+    cfg = ServeBenchConfig(
+        data=sample_hm, run=stack_paths()["run"], work_dir=tmp_path / "bench", k=20,
+        duration_s=1.0, warmup_s=0.5, concurrency=(1, 3), workers=1, warm_queries=100,
+    )  # fmt: skip
+    result = run_serve_benchmark(cfg)
+    assert [d["design"] for d in result["designs"]] == [d[0] for d in DESIGNS]
+    for row in result["designs"]:
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert set(row["server_stages"]) >= {"features", "encode", "search", "explain"}
+    (sweep,) = result["concurrency"].values()
+    assert [r["clients"] for r in sweep] == [1, 3] and all(r["errors"] == 0 for r in sweep)
+    assert sweep[1]["server_stages"]["batch_size"]["mean"] >= 1.0
+    plot_serve_benchmark(result, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").stat().st_size > 0

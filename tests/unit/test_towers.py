@@ -113,6 +113,21 @@ def test_text_tower_ignores_user_and_photos():
     torch.testing.assert_close(a, model.encode_queries(q, e1).embedding)
 
 
+def test_ngram_query_path_never_reads_the_text_vector():
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "use_query_text": False})).eval()
+    items = model.encode_items(_items([True, True], [True, True])).embedding
+    q = _queries(2, [True, False])
+    a = model.encode_queries(q, items).embedding
+    q.text = torch.randn(2, 384)  # any text vector (or none at all): the same query embedding
+    torch.testing.assert_close(a, model.encode_queries(q, items).embedding)
+    q.sparse = KeyedJaggedTensor.from_lengths_sync(  # other query words: another embedding
+        keys=["query_ngrams", "profile_categories"],
+        values=torch.tensor([300, 301, 302, 303, 1, 2]),
+        lengths=torch.tensor([2, 2, 1, 1]),
+    )
+    assert not torch.allclose(a, model.encode_queries(q, items).embedding)
+
+
 def test_explanations_sum_to_the_score():
     model = MRSEModel(CFG).eval()
     items_out = model.encode_items(_items([True, False], [True, True]))

@@ -27,6 +27,9 @@ class ModelConfig:
     recent_items: int = 20
     use_image: bool = True
     use_profile: bool = True
+    # False: the query tower never sees the MiniLM query vector (n-grams and profile only), so
+    # serving needs no text encoder at all
+    use_query_text: bool = True
     fusion: Fusion = "lmoe"
     dropout: float = 0.1
     # Training only: hide the profile from this fraction of queries, so the query tower cannot

@@ -278,6 +278,8 @@ class QueryTower(nn.Module):
         c = self.config
         if not c.use_profile:  # the text-only tower must not see anything about the user
             modality = torch.zeros_like(modality)
+        if not c.use_query_text:  # the n-gram path: no MiniLM vector of the query anywhere
+            text = torch.zeros_like(text)
         pooled = self.ebc(sparse).to_dict()
         q_text = F.normalize(self.text(text), dim=-1)  # (B, D)
         q_ngram = F.normalize(self.ngram(pooled["query_ngrams"]), dim=-1)  # (B, D)

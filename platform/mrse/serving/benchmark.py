@@ -58,6 +58,7 @@ class ServeBenchConfig:
     max_concurrency: int = 32  # server: requests in flight, and the largest batch
     warm_queries: int = 10_000
     workers: int = 2  # also sweep this many server processes on one port (1: skip)
+    ngram_run: Path | None = None  # a run trained with model.use_query_text = false
     cache_dir: Path | None = None
 
 
@@ -190,29 +191,43 @@ def _requests(dataset, k: int) -> list[bytes]:
     ]
 
 
-def bench_engine(cfg: ServeBenchConfig, encoder: str, cache: int) -> SearchEngine:
-    """The benchmark's engine: one model, one arm, the online profiles written by setup."""
+def bench_engine(
+    cfg: ServeBenchConfig, encoder: str, cache: int, run: Path | None = None
+) -> SearchEngine:
+    """The benchmark's engine: one model (``cfg.run``, or ``run`` with its own index), one arm,
+    the online profiles written by setup."""
     import torch
 
     from mrse.training.checkpoint import load_run
 
     torch.set_num_threads(1)
     dataset = load_dataset(cfg.data)
-    dim = load_run(cfg.run).config.model.dim
-    index = open_index(IndexConfig(root=cfg.work_dir / "index"), "bench", dim)
-    bundle = load_bundle("bench", cfg.run, cfg.data, index, cfg.cache_dir)
+    run = run or cfg.run
+    dim = load_run(run).config.model.dim
+    index = open_index(IndexConfig(root=cfg.work_dir / "index"), _index_name(cfg, run), dim)
+    bundle = load_bundle("bench", run, cfg.data, index, cfg.cache_dir)
     store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
     experiment = Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),))
     vectors = build_query_vectors(encoder, cache, dataset, cfg.warm_queries)
     return SearchEngine({"bench": bundle}, {"bench": experiment}, "bench", vectors, store)
 
 
+def _index_name(cfg: ServeBenchConfig, run: Path) -> str:
+    return "bench" if run == cfg.run else "bench-ngram"
+
+
 def _setup(cfg: ServeBenchConfig, dataset) -> dict:
-    """The index and the online profiles (every event of the dataset, through the worker's
+    """The indexes and the online profiles (every event of the dataset, through the worker's
     fold)."""
-    logger.info("building the index for %s", cfg.run)
-    summary = build_index(cfg.data, cfg.run, IndexConfig(root=cfg.work_dir / "index"), "bench",
-                          cfg.cache_dir)  # fmt: skip
+    summary: dict = {}
+    for run in (cfg.run, cfg.ngram_run):
+        if run is None:
+            continue
+        logger.info("building the index for %s", run)
+        name = _index_name(cfg, run)
+        summary[name] = build_index(
+            cfg.data, run, IndexConfig(root=cfg.work_dir / "index"), name, cfg.cache_dir
+        )
     store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
     store.apply()
     catalog, profile = catalog_for_profiles(cfg.data, cfg.run, cfg.cache_dir)
@@ -227,8 +242,14 @@ def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
     index_summary = _setup(cfg, dataset)
     requests = _requests(dataset, cfg.k)
     designs, sweeps = [], {}
-    for name, encoder, cache, sweep in DESIGNS:
-        engine = bench_engine(cfg, encoder, cache)
+    designs_to_run = [
+        (name, encoder, cache, sweep, None) for name, encoder, cache, sweep in DESIGNS
+    ]
+    if cfg.ngram_run is not None:
+        designs_to_run.insert(2, ("n-gram query path (no text encoder)", "minilm-int8", 0, False,
+                                  cfg.ngram_run))  # fmt: skip
+    for name, encoder, cache, sweep, run in designs_to_run:
+        engine = bench_engine(cfg, encoder, cache, run)
         rec = _Recorder(engine)
         try:
             with BackgroundServer(rec, max_concurrency=cfg.max_concurrency) as server:  # type: ignore[arg-type]

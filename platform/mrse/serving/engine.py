@@ -226,7 +226,10 @@ class SearchEngine:
         t = time.perf_counter()
         cfg = bundle.run.config.model
         texts = [r.query for r in reqs]
-        raw = self.query_vectors.many(texts)
+        if cfg.use_query_text:
+            raw = self.query_vectors.many(texts)
+        else:  # the n-gram path: the model never reads a text vector, so none is computed
+            raw = np.zeros((len(reqs), cfg.text_dim), dtype=np.float32)
         qf = build_query_features(texts, raw, states, bundle.catalog, bundle.run.stats, cfg)
         with torch.no_grad():
             q_out = bundle.run.model.encode_queries(

@@ -78,6 +78,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "no-profile": {"model": {"use_profile": False}},
     "no-lmoe": {"model": {"fusion": "concat"}},
     "no-hard-negatives": {"loss": {"triplet_weight": 0.0}},
+    # serving design, not an ablation: the query tower without the MiniLM query vector
+    "ngram-query": {"model": {"use_query_text": False}},
 }
 
 # Presets in the order reports list them: the baseline first.
