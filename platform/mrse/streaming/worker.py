@@ -104,8 +104,11 @@ class StreamWorker:
             while not stop.is_set():
                 polled = consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.max_batch)
                 records = [r for batch in polled.values() for r in batch]
-                if not self.ready.is_set() and consumer.assignment():
+                if not self.ready.is_set():
+                    if not consumer.assignment():
+                        continue  # still joining the group: not idle yet, however long it takes
                     self.ready.set()
+                    last_data = time.monotonic()  # idle time counts from the assignment
                 if not records:
                     if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                         break
