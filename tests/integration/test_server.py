@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mrse.cli import main
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
-from mrse.index.build import IndexConfig, build_index, open_index
+from mrse.index.build import IndexConfig, build_index
 from mrse.serving.background import BackgroundServer
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import build_query_vectors
@@ -50,7 +50,7 @@ def stack(sample_hm, tmp_path_factory):
     )
     index_cfg = IndexConfig(root=tmp / "index")
     build_index(sample_hm, run, index_cfg, version="mrse-v1")
-    bundle = load_bundle("mrse-v1", run, sample_hm, open_index(index_cfg, "mrse-v1", 32))
+    bundle = load_bundle("mrse-v1", run, sample_hm, index_cfg)
     store = ProfileStore(FeatureStoreConfig(data_dir=tmp / "feast"))
     store.apply()
     catalog, profile = catalog_for_profiles(sample_hm, run, None)

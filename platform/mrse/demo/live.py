@@ -13,7 +13,7 @@ from pathlib import Path
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.experiments.exposures import ExposureLogger
 from mrse.features.store import FeatureStoreConfig, ProfileStore
-from mrse.index.build import IndexConfig, open_index
+from mrse.index.build import IndexConfig
 from mrse.serving.background import BackgroundServer
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import build_query_vectors
@@ -100,13 +100,11 @@ class LiveStack:
 
     def _engine(self, profiles: ProfileStore) -> SearchEngine:
         from mrse.data import load_dataset
-        from mrse.training.checkpoint import load_run
 
-        bundles = {}
-        for a in self.arms:
-            dim = load_run(a.run).config.model.dim
-            index = open_index(self.index, a.version, dim)
-            bundles[a.version] = load_bundle(a.version, a.run, self.data, index, self.cache_dir)
+        bundles = {
+            a.version: load_bundle(a.version, a.run, self.data, self.index, self.cache_dir)
+            for a in self.arms
+        }
         return SearchEngine(
             bundles,
             {self.experiment.name: self.experiment},

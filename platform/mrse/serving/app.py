@@ -14,7 +14,7 @@ import yaml
 
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
-from mrse.index.build import IndexConfig, open_index
+from mrse.index.build import IndexConfig
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.server import start_server
@@ -116,10 +116,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         store.close()
     bundles = {}
     for version, run in cfg.models.items():
-        from mrse.training.checkpoint import load_run
-
-        dim = load_run(run).config.model.dim
-        bundles[version] = load_bundle(version, run, cfg.data, open_index(cfg.index, version, dim))
+        bundles[version] = load_bundle(version, run, cfg.data, cfg.index)
     profiles = None
     if cfg.feature_store is not None:
         profiles = ProfileStore(cfg.feature_store)

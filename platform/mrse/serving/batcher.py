@@ -39,8 +39,6 @@ class Batcher:
             threading.Thread(target=self._loop, name=f"search-batcher-{i}", daemon=True)
             for i in range(workers)
         ]
-        self.batches = 0
-        self.requests = 0
         for t in self._threads:
             t.start()
 
@@ -78,8 +76,6 @@ class Batcher:
             except Exception as exc:  # a bug, not a request error: fail this batch only
                 logger.exception("search batch failed")
                 outcomes = [exc] * len(live)
-            self.batches += 1
-            self.requests += len(live)
             if self.on_batch is not None:
                 self.on_batch(len(live))
             for (_, fut), outcome in zip(live, outcomes, strict=True):

@@ -23,7 +23,7 @@ import numpy as np
 from mrse.data import load_dataset
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
-from mrse.index.build import IndexConfig, build_index, open_index
+from mrse.index.build import IndexConfig, build_index
 from mrse.serving.background import BackgroundServer
 from mrse.serving.engine import SearchEngine, SearchOutcome, load_bundle
 from mrse.serving.loadgen import LoadResult, run_load
@@ -198,14 +198,11 @@ def bench_engine(
     the online profiles written by setup."""
     import torch
 
-    from mrse.training.checkpoint import load_run
-
     torch.set_num_threads(1)
     dataset = load_dataset(cfg.data)
     run = run or cfg.run
-    dim = load_run(run).config.model.dim
-    index = open_index(IndexConfig(root=cfg.work_dir / "index"), _index_name(cfg, run), dim)
-    bundle = load_bundle("bench", run, cfg.data, index, cfg.cache_dir)
+    index = IndexConfig(root=cfg.work_dir / "index")
+    bundle = load_bundle("bench", run, cfg.data, index, cfg.cache_dir, _index_name(cfg, run))
     store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
     experiment = Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),))
     vectors = build_query_vectors(encoder, cache, dataset, cfg.warm_queries)

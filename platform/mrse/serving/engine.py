@@ -25,6 +25,7 @@ from mrse.features.profile import ProfileState, empty_profile
 from mrse.features.queries import build_query_features
 from mrse.features.store import ProfileStore
 from mrse.index.base import SearchFilter, VectorIndex
+from mrse.index.build import IndexConfig, open_index
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain
@@ -61,8 +62,15 @@ EXPLAIN_CACHE_BYTES = 1 << 30
 
 
 def load_bundle(
-    version: str, run_dir: Path, data: Path, index: VectorIndex, cache_dir: Path | None = None
+    version: str,
+    run_dir: Path,
+    data: Path,
+    index: IndexConfig,
+    cache_dir: Path | None = None,
+    index_name: str | None = None,
 ) -> ModelBundle:
+    """Load a run, its catalog features and item vectors, and open its index (``index_name``,
+    default the version) at the run's dimension."""
     run = load_run(run_dir)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
@@ -71,7 +79,8 @@ def load_bundle(
     keep = outputs.experts is not None and outputs.experts.nbytes <= EXPLAIN_CACHE_BYTES
     if outputs.experts is not None and not keep:
         logger.info("%s: catalog too large to keep expert outputs; explaining on demand", version)
-    return ModelBundle(version, run, catalog, outputs.embedding, index, outputs if keep else None)
+    opened = open_index(index, index_name or version, run.config.model.dim)
+    return ModelBundle(version, run, catalog, outputs.embedding, opened, outputs if keep else None)
 
 
 class Explanation(NamedTuple):

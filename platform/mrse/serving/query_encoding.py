@@ -36,20 +36,8 @@ class QueryVectors:
         self.hits = self.misses = 0
 
     def __call__(self, query: str) -> np.ndarray:
-        key = normalise_query(query)
-        if self.size:
-            with self._lock:
-                vec = self._cache.get(key)
-                if vec is not None:
-                    self._cache.move_to_end(key)
-                    self.hits += 1
-                    return vec
-        vec = self.encode([key])[0]
-        with self._lock:
-            self.misses += 1
-            if self.size:
-                self._put(key, vec)
-        return vec
+        """(dim,) vector of one query."""
+        return self.many([query])[0]
 
     def many(self, queries: list[str]) -> np.ndarray:
         """(N, dim) vectors of ``queries``: cache hits looked up, misses encoded in one batch."""
