@@ -118,7 +118,8 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
         replay(events, ReplayConfig(bootstrap=stack.broker.bootstrap))
         stack.wait_applied(len(events))
         users = {e.user_id for e in events}
-        online = sum(p is not None for p in stack.engine.profiles.read(users).values())
+        stored = stack.engine.profiles.read(users, with_event_ids=False)
+        online = sum(p is not None for p in stored.values())
         print(
             f"{dataset.name}: streamed {stack.worker.stats.applied} events through the embedded "
             f"broker; {online}/{len(users)} shopper profiles are online in the feature store"

@@ -106,7 +106,7 @@ def run_searches(
 
     stub = search_pb2_grpc.SearchServiceStub(channel)
     users = [u for u in queries["user_id"] if isinstance(u, str)]
-    stored = profiles.read(users)
+    stored = profiles.read(users, with_event_ids=False)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     out: list[Showcase] = []
     try:

@@ -175,8 +175,6 @@ def _measure_workers(cfg: ServeBenchConfig, requests, workers: int) -> list[dict
         return rows
     finally:
         if proc.pid is not None and proc.is_alive():
-            import os
-
             os.kill(proc.pid, sig.SIGTERM)
         proc.join(60)
 

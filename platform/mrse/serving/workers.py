@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import tempfile
@@ -69,8 +70,6 @@ def serve_workers(cfg: ServeConfig, all_ready=None, ready_timeout: float = 900.0
         def forward(signum, _frame) -> None:
             for p in procs:
                 if p.is_alive() and p.pid is not None:
-                    import os
-
                     os.kill(p.pid, signum)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
