@@ -148,3 +148,137 @@ def test_sigkill_worker_and_restart_broker_lose_and_double_nothing(kafka, hm, tm
     worker = _start_worker(data, kafka, feature_dir, topic, log)
     assert worker.wait(timeout=600) == 0, log.read_text()[-3000:]
     _assert_matches_offline(ProfileStore(FeatureStoreConfig(data_dir=feature_dir)), events, catalog)
+
+
+def _topic(kafka, name: str, **configs: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs)])
+    finally:
+        admin.close()
+
+
+def _dlq_records(kafka, topic: str) -> list:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        out: list = []
+        deadline = time.monotonic() + 30
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def _committed(kafka, group: str, topic: str) -> int | None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    try:
+        return consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close()
+
+
+def _worker(kafka, store, catalog, topic: str, group: str) -> StreamWorker:
+    return StreamWorker(
+        WorkerConfig(
+            bootstrap=kafka.bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq",
+            group_id=group, session_timeout_ms=2000, dead_letter_retry_max_s=2.0,
+        ),
+        ProfileUpdater(store, catalog, ProfileConfig()),
+    )  # fmt: skip
+
+
+def test_poison_events_over_the_dlq_limit_are_dead_lettered_not_fatal(kafka, hm, tmp_path):
+    """A clicks topic that takes 3 MB messages: a 2 MB bad event (too large for the DLQ copy,
+    it crashed the worker on every restart) and a bad event just under 1 MB (its DLQ copy was
+    rejected, silently) both leave a durable, cut record; the valid events around them land."""
+    from kafka import KafkaProducer
+
+    _, ds, catalog = hm
+    events = dataset_events(ds)[:2]
+    topic = "clicks-poison"
+    _topic(kafka, topic, **{"max.message.bytes": "3000000"})
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, max_request_size=4_000_000)
+    big = b'{"event_id": "' + b"x" * 2_000_000 + b'"}'
+    near = b'{"event_id": "' + b"y" * (1_000_000 - 200) + b'"}'
+    for value in (events[0].to_json(), big, near, events[1].to_json()):
+        producer.send(topic, value=value, key=b"k")
+    producer.flush()
+    producer.close()
+    store = ProfileStore(FeatureStoreConfig(data_dir=tmp_path / "feast"))
+    store.apply()
+    stats = _worker(kafka, store, catalog, topic, "poison").run(idle_exit_s=5.0)
+    assert stats.applied == 2 and dict(stats.dead_lettered) == {"oversized": 2}
+    assert _committed(kafka, "poison", topic) == 4  # every event behind the poison moved on
+    letters = _dlq_records(kafka, f"{topic}.dlq")
+    assert len(letters) == 2
+    for record, (offset, size) in zip(letters, ((1, len(big)), (2, len(near))), strict=True):
+        h = {k: v.decode() for k, v in record.headers}
+        assert h["reason"] == "oversized" and h["source_topic"] == topic
+        assert (h["source_partition"], h["source_offset"]) == ("0", str(offset))
+        assert h["original_size"] == str(size) and h["truncated"] == "1"
+        assert len(record.value) == 64 * 1024 and record.value == (big, near)[offset - 1][:65536]
+        assert record.key == b"k"
+
+
+def test_worker_waits_for_an_unwritable_dlq_then_resumes(kafka, hm, tmp_path):
+    """While the DLQ refuses every record, the worker neither commits past the bad event nor
+    exits; once the topic is writable again it writes the dead letter and moves on."""
+    from kafka import KafkaProducer
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    _, ds, catalog = hm
+    events = dataset_events(ds)[:1]
+    topic = "clicks-blocked"
+    _topic(kafka, topic)
+    _topic(kafka, f"{topic}.dlq", **{"max.message.bytes": "100"})  # smaller than any letter
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for value in (b"not an event at all", events[0].to_json()):
+        producer.send(topic, value=value)
+    producer.flush()
+    producer.close()
+    store = ProfileStore(FeatureStoreConfig(data_dir=tmp_path / "feast"))
+    store.apply()
+    worker = _worker(kafka, store, catalog, topic, "blocked")
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while worker.stats.dead_letter_failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.stats.dead_letter_failures >= 2 and thread.is_alive()
+        assert _committed(kafka, "blocked", topic) in (None, 0)  # nothing committed past it
+        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, f"{topic}.dlq", configs={"max.message.bytes": "1000000"}
+        )
+        admin.alter_configs([resource])
+        admin.close()
+        while worker.stats.batches < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        while _committed(kafka, "blocked", topic) != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _committed(kafka, "blocked", topic) == 2
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    (letter,) = _dlq_records(kafka, f"{topic}.dlq")
+    h = {k: v.decode() for k, v in letter.headers}
+    assert h["reason"] == "bad_json" and h["source_offset"] == "0" and h["truncated"] == "0"
+    # the first refusal said "too large", so the payload went and the headers stayed
+    assert letter.value == b"" and h["payload_dropped"] == "too large"
+    assert h["original_size"] == str(len(b"not an event at all"))
+    assert worker.stats.applied == 1

@@ -30,6 +30,7 @@ Reason = Literal[
     "bad_type",
     "bad_timestamp",
     "oversized_field",
+    "invalid_text",
     "unknown_item",
 ]
 
@@ -77,11 +78,27 @@ class Event:
         return msg.SerializeToString()
 
 
+def _looks_like_text(payload: bytes) -> bool:
+    """UTF-8 with no control characters but whitespace: meant as JSON, not protobuf (a
+    ``ClickEvent`` with two or more fields always holds a control byte, the second tag)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
 def _from_json(payload: bytes) -> dict:
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if payload.lstrip()[:1] not in (b"{", b"["):
+            raise EventError(
+                "bad_json", "plain text, not a JSON object nor a mrse.v1.ClickEvent"
+            ) from exc
         raise EventError("bad_json", f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise EventError("bad_json", "JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise EventError("bad_json", f"expected a JSON object, got {type(data).__name__}")
     if "ts_ms" not in data and "ts" in data:
@@ -97,8 +114,8 @@ def _from_proto(payload: bytes) -> dict:
     msg = events_pb2.ClickEvent()
     try:
         msg.ParseFromString(payload)
-    except DecodeError as exc:
-        raise EventError("bad_proto", f"not a mrse.v1.ClickEvent: {exc}") from exc
+    except (DecodeError, RecursionError, ValueError) as exc:  # invalid UTF-8 is a DecodeError
+        raise EventError("bad_proto", "not a mrse.v1.ClickEvent protobuf") from exc
     kind = {events_pb2.CLICK: "click", events_pb2.PURCHASE: "purchase"}.get(msg.type, "")
     return {
         "event_id": msg.event_id,
@@ -120,6 +137,12 @@ def _text(data: dict, name: str, required: bool) -> str | None:
         raise EventError("missing_field", f"field {name!r} must be a string")
     if len(value) > MAX_FIELD_CHARS:
         raise EventError("oversized_field", f"field {name!r} longer than {MAX_FIELD_CHARS}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escaped in JSON ("\ud800")
+        raise EventError("invalid_text", f"field {name!r} is not valid Unicode text") from exc
+    if "\x00" in value:
+        raise EventError("invalid_text", f"field {name!r} contains a NUL character")
     return value
 
 
@@ -135,7 +158,12 @@ def parse_event(
     """
     if len(payload) > MAX_EVENT_BYTES:
         raise EventError("oversized", f"{len(payload)} bytes > {MAX_EVENT_BYTES}")
-    data = _from_json(payload) if payload.lstrip()[:1] == b"{" else _from_proto(payload)
+    if not payload.strip():
+        raise EventError("bad_json", "empty message")
+    if payload.lstrip()[:1] == b"{" or _looks_like_text(payload):
+        data = _from_json(payload)
+    else:
+        data = _from_proto(payload)
     event_id = _text(data, "event_id", required=True)
     user_id = _text(data, "user_id", required=True)
     item_id = _text(data, "item_id", required=True)
@@ -146,9 +174,14 @@ def parse_event(
     ts_ms = data.get("ts_ms")
     if ts_ms is None:
         raise EventError("missing_field", "field 'ts_ms' is required")
-    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float) or not math.isfinite(ts_ms):
-        raise EventError("bad_timestamp", f"ts_ms must be a number, got {ts_ms!r}")
-    ts = float(ts_ms) / 1000.0
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float):
+        raise EventError("bad_timestamp", f"ts_ms must be a number, got {type(ts_ms).__name__}")
+    try:
+        ts = float(ts_ms) / 1000.0
+    except OverflowError:
+        ts = math.inf
+    if not math.isfinite(ts):
+        raise EventError("bad_timestamp", "ts_ms must be a finite number")
     now = time.time() if now is None else now
     if ts < MIN_TS or ts > now + FUTURE_SLACK_S:
         raise EventError("bad_timestamp", f"ts {ts:.0f} is before 1990 or more than a day ahead")

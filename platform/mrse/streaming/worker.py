@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener
 
+from mrse.streaming.dead_letters import (
+    DeadLetter,
+    DeadLetterConfig,
+    DeadLetterWriter,
+    dead_letter,
+    dead_letter_producer,
+)
 from mrse.streaming.events import Event, EventError, parse_event
 from mrse.streaming.topics import CLICKS, DEAD_LETTER, ensure_topics
 from mrse.streaming.updater import ProfileUpdater
@@ -34,6 +41,8 @@ class WorkerConfig:
     poll_timeout_ms: int = 100
     fetch_max_wait_ms: int = 20  # low: a fetch that waits for more data delays freshness
     session_timeout_ms: int = 6000
+    dead_letter_max_payload_bytes: int = 64 * 1024  # a bad event's payload kept in its DLQ copy
+    dead_letter_retry_max_s: float = 30.0  # back-off cap while the DLQ cannot be written
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -47,6 +56,8 @@ class WorkerStats:
     duplicates: int = 0
     batches: int = 0
     dead_lettered: Counter = field(default_factory=Counter)
+    dead_letter_failures: int = 0  # attempts to write the DLQ that failed (retried)
+    commit_failures: int = 0  # commits refused after a rebalance (the batch is redelivered)
 
 
 class _ClearCacheOnRebalance(ConsumerRebalanceListener):
@@ -81,7 +92,7 @@ class StreamWorker:
     def run(
         self, stop: threading.Event | None = None, idle_exit_s: float | None = None
     ) -> WorkerStats:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaConsumer
 
         c = self.config
         ensure_topics(c.bootstrap, [c.topic, c.dead_letter_topic])
@@ -96,7 +107,17 @@ class StreamWorker:
             heartbeat_interval_ms=max(100, c.session_timeout_ms // 3),
         )
         consumer.subscribe([c.topic], listener=_ClearCacheOnRebalance(self.updater))
-        producer = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all", linger_ms=5)
+        dlq_config = DeadLetterConfig(
+            c.dead_letter_topic,
+            max_payload_bytes=c.dead_letter_max_payload_bytes,
+            retry_initial_s=min(0.5, c.dead_letter_retry_max_s),
+            retry_max_s=c.dead_letter_retry_max_s,
+        )
+        dlq = DeadLetterWriter(
+            lambda: dead_letter_producer(c.bootstrap),
+            dlq_config,
+            on_failure=self._on_dead_letter_failure,
+        )
         stop = stop or threading.Event()
         last_data = time.monotonic()
         logger.info("stream worker consuming %s as %s from %s", c.topic, c.group_id, c.bootstrap)
@@ -114,31 +135,57 @@ class StreamWorker:
                         break
                     continue
                 last_data = time.monotonic()
-                self._process(records, producer)
-                consumer.commit()
+                if not self._process(records, dlq, stop):
+                    break  # stopped while the DLQ was not writable: nothing past it committed
+                self._commit(consumer)
         finally:
-            producer.close()
+            dlq.close()
             consumer.close()
         logger.info("stream worker stopped: %s", self.stats)
         return self.stats
 
-    def _process(self, records: list, producer) -> None:
+    def _on_dead_letter_failure(self) -> None:
+        self.stats.dead_letter_failures += 1
+
+    def _commit(self, consumer) -> None:
+        from kafka.errors import CommitFailedError
+
+        try:
+            consumer.commit()
+        except CommitFailedError as exc:
+            # the group moved on (e.g. this worker waited on the DLQ past max.poll.interval):
+            # the batch is redelivered, and event-id idempotency makes re-applying it a no-op
+            self.stats.commit_failures += 1
+            logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
+
+    def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
+        """Validate, apply, dead-letter; False when stopped before the dead letters landed."""
         now = time.time()
-        events = []
+        events: list[Event] = []
+        letters: list[DeadLetter] = []
         for r in records:
             try:
-                events.append(parse_event(r.value, self.updater.known_items, now))
+                events.append(parse_event(r.value or b"", self.updater.known_items, now))
             except EventError as exc:
-                self.stats.dead_lettered[exc.reason] += 1
-                headers = [("reason", exc.reason.encode()), ("error", str(exc).encode()[:1000])]
-                producer.send(
-                    self.config.dead_letter_topic, value=r.value, key=r.key, headers=headers
+                reason, message = exc.reason, str(exc)
+            except Exception as exc:  # a parser bug must not stop the stream
+                logger.exception("unexpected error parsing the event at offset %d", r.offset)
+                reason, message = "invalid", f"unexpected {type(exc).__name__}"
+            else:
+                continue
+            self.stats.dead_lettered[reason] += 1
+            letters.append(
+                dead_letter(
+                    r.value, r.key, reason, message, (r.topic, r.partition, r.offset),
+                    self.config.dead_letter_max_payload_bytes,
                 )
+            )  # fmt: skip
         result = self.updater.apply(events)
         if self.on_written is not None:
             self.on_written(events, time.time())
-        producer.flush()  # dead letters are durable before the offsets move on
+        durable = dlq.write(letters, stop)  # dead letters land before the offsets move on
         self.stats.consumed += len(records)
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
         self.stats.batches += 1
+        return durable
