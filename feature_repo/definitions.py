@@ -14,9 +14,6 @@ from feast.types import Array, Bytes, Float64, Int64, String
 user = Entity(
     name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="a shopper"
 )
-item = Entity(
-    name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="a catalog item"
-)
 
 user_profile_source = FileSource(
     name="user_profile_source",
@@ -48,21 +45,19 @@ user_profile_fresh = FeatureView(
     tags={"owner": "mrse", "writer": "stream worker"},
 )
 
-item_source = FileSource(
-    name="item_source", path="data/items.parquet", timestamp_field="event_timestamp"
-)
-item_features = FeatureView(
-    name="item_features",
-    entities=[item],
-    ttl=timedelta(days=3650),
-    schema=[
-        Field(name="category", dtype=String),
-        Field(name="brand", dtype=String),
-        Field(name="price", dtype=Float64),
+# What each model version reads, by the entity keys it needs: MRSE the shopper's profile by
+# user_id (all of it but the stream worker's idempotency window); the text tower nothing.
+# Item attributes (category, brand, price) are served from the vector index's payload, not
+# from Feast, so no item view is advertised here.
+mrse_v1 = FeatureService(
+    name="mrse_v1",
+    features=[
+        user_profile_fresh[
+            [f.name for f in user_profile_fresh.schema if f.name != "applied_event_ids"]
+        ]
     ],
-    online=True,
-    source=item_source,
+    description="MRSE: the shopper's multi-modal profile, by user_id",
 )
-
-mrse_v1 = FeatureService(name="mrse_v1", features=[user_profile_fresh, item_features])
-text_tower_v1 = FeatureService(name="text_tower_v1", features=[item_features])
+text_tower_v1 = FeatureService(
+    name="text_tower_v1", features=[], description="text tower: reads no features"
+)

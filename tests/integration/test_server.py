@@ -508,3 +508,311 @@ def test_serving_benchmark_runs_and_reports_every_design(stack, sample_hm, tmp_p
     assert sweep[1]["server_stages"]["batch_size"]["mean"] >= 1.0
     plot_serve_benchmark(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+# ---- hostile clients: bytes that are not a request, oversized filters, unexpected errors ----
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, written by hand (so it can hold invalid UTF-8)."""
+    assert number < 16 and len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _raw_search(channel):
+    return channel.unary_unary(
+        "/mrse.v1.SearchService/Search",
+        request_serializer=None,
+        response_deserializer=search_pb2.SearchResponse.FromString,
+    )
+
+
+def _errors(server, code: str) -> float:
+    samples = server.metrics.errors.collect()[0].samples
+    return sum(s.value for s in samples if s.name.endswith("_total") and s.labels["code"] == code)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _field(1, b"black top")[:-3],  # truncated
+        b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # garbage
+        _field(1, b"black \xff top"),  # invalid UTF-8 in the query
+        _field(1, b"top") + _field(2, b"\xc3\x28"),  # ... in user_id
+        _field(1, b"top") + _field(5, b"\xed\xa0\x80"),  # a lone surrogate (JavaScript)
+        _field(1, b"top") + _field(4, _field(1, b"category") + _field(2, b"\xe2\x82")),
+        _field(1, b"top") + _field(7, b"\x80"),  # arm_override
+    ],
+)
+def test_undecodable_requests_are_invalid_argument_and_counted(stack, raw, caplog):
+    _, server, _, channel, _ = stack
+    before = _errors(server, "INVALID_ARGUMENT")
+    with pytest.raises(grpc.RpcError) as err:
+        _raw_search(channel)(raw, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = err.value.details()
+    assert "not a valid mrse.v1.SearchRequest" in details and "UTF-8" in details
+    assert "Error" not in details and "Exception" not in details  # no internal class names
+    assert _errors(server, "INVALID_ARGUMENT") == before + 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_undecodable_batch_request_is_invalid_argument(stack):
+    _, _, _, channel, _ = stack
+    call = channel.unary_unary(
+        "/mrse.v1.SearchService/BatchSearch",
+        request_serializer=None,
+        response_deserializer=search_pb2.BatchSearchResponse.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        call(_field(1, _field(1, b"\xff")), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "mrse.v1.BatchSearchRequest" in err.value.details()
+
+
+def test_filter_count_and_values_are_capped(stack):
+    import time
+
+    from mrse.serving.validation import MAX_FILTERS, MAX_TOTAL_FILTER_VALUES
+
+    _, _, stub, _, _ = stack
+    flood = [search_pb2.FieldFilter(field="category", any=["x"])] * 150_000
+    t = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", filters=flood), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {MAX_FILTERS} filters" in err.value.details()
+    assert time.perf_counter() - t < 2.0  # refused before any work (it took 2.6 s when accepted)
+    many = [search_pb2.FieldFilter(field="brand", any=[f"b{i}"]) for i in range(MAX_FILTERS + 1)]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", filters=many))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    wide = [
+        search_pb2.FieldFilter(field=f, any=[f"v{i}" for i in range(100)])
+        for f in ("brand", "category", "brand")
+    ]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", filters=wide))
+    assert f"at most {MAX_TOTAL_FILTER_VALUES} filter values" in err.value.details()
+    ok = [search_pb2.FieldFilter(field="brand", any=[f"b{i}"]) for i in range(MAX_FILTERS)]
+    stub.Search(search_pb2.SearchRequest(query="top", filters=ok))  # at the cap: accepted
+
+
+def test_unknown_arm_message_is_plain(stack):
+    _, _, stub, _, _ = stack
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top", arm_override="zzz"))
+    assert err.value.details() == "experiment 'default' has no arm 'zzz'"
+
+
+def test_unexpected_engine_error_is_internal_without_internals(stack, monkeypatch):
+    engine, server, stub, _, _ = stack
+
+    def broken(reqs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(engine, "search_many", broken)
+    before = _errors(server, "INTERNAL")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(search_pb2.SearchRequest(query="top"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in err.value.details() and "RuntimeError" not in err.value.details()
+    assert err.value.details().startswith("internal error (ref ")
+    assert _errors(server, "INTERNAL") == before + 1
+
+
+def test_grpcurl_calls_the_api_through_reflection(stack):
+    """A client in another language (grpcurl, Go) that knows nothing but the server's
+    reflection: lists the service, searches, and gets INVALID_ARGUMENT for a bad request."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, server, _, _, events = stack
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert grpcurl, "grpcurl is not installed: it comes with requirements-dev.txt"
+    target = f"127.0.0.1:{server.port}"
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [grpcurl, "-plaintext", *args], capture_output=True, text=True, timeout=60
+        )
+
+    listed = call(target, "list")
+    assert listed.returncode == 0 and "mrse.v1.SearchService" in listed.stdout.split()
+    body = json.dumps({"query": "black top", "k": 3, "userId": events[0].user_id})
+    found = call("-d", body, target, "mrse.v1.SearchService/Search")
+    assert found.returncode == 0, found.stderr
+    resp = json.loads(found.stdout)
+    assert len(resp["results"]) == 3 and resp["personalized"] is True
+    bad = call("-d", json.dumps({"query": "", "k": 3}), target, "mrse.v1.SearchService/Search")
+    assert (
+        bad.returncode != 0 and "InvalidArgument" in bad.stderr and "query is empty" in bad.stderr
+    )
+    health = call(target, "grpc.health.v1.Health/Check")
+    assert health.returncode == 0 and "SERVING" in health.stdout
+
+
+# ---- graceful stop: NOT_SERVING at once, answering through the drain, no failed request ----
+
+
+def _serve_process(sample_hm, tmp_path, **extra):
+    """`mrse serve` in its own process on a private index copy; returns (proc, port, log)."""
+    import os
+    import subprocess
+    import sys
+
+    from mrse.streaming.broker import free_port
+
+    paths = stack_paths()
+    build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
+    port = free_port()
+    arm = {"name": "only", "weight": 1, "model_version": "mrse-v1",
+           "feature_service": "mrse_v1", "index": "mrse-v1"}  # fmt: skip
+    cfg = {
+        "data": str(sample_hm),
+        "models": [{"version": "mrse-v1", "run": str(paths["run"])}],
+        "index": {"backend": "edge", "root": str(tmp_path / "index")},
+        "feature_store": {"data_dir": str(paths["feast"])},
+        "default_experiment": "e1",
+        "experiments": [{"name": "e1", "arms": [arm]}],
+        "address": f"127.0.0.1:{port}",
+        "warm_queries": 50,
+        **extra,
+    }
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mrse.cli", "serve", "--config", str(tmp_path / "serve.yaml")],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
+    )  # fmt: skip
+    return proc, port, log
+
+
+def _wait_serving(port: int, timeout: float = 180.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                status = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service="mrse.v1.SearchService"), timeout=2
+                )
+                if status.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no server SERVING on {port}")
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_sigterm_drains_health_first_then_exits_zero(stack, sample_hm, tmp_path):
+    import signal
+    import time
+
+    proc, port, log = _serve_process(sample_hm, tmp_path, drain_s=3.0, shutdown_grace_s=5.0)
+    try:
+        _wait_serving(port)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub, health = search_pb2_grpc.SearchServiceStub(ch), health_pb2_grpc.HealthStub(ch)
+            stub.Search(search_pb2.SearchRequest(query="top", k=3))
+            proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            status = None
+            while time.monotonic() - t0 < 2.0:
+                status = health.Check(health_pb2.HealthCheckRequest(service="")).status
+                if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                time.sleep(0.02)
+            flipped = time.monotonic() - t0
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert flipped < 1.0
+            answered = 0
+            while time.monotonic() - t0 < 2.5:  # inside the drain: still answered
+                resp = stub.Search(search_pb2.SearchRequest(query="jeans", k=3), timeout=5)
+                answered += len(resp.results) == 3
+            assert answered > 5
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert time.monotonic() - t0 >= 3.0  # it answered for the whole drain
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_graceful_stop_of_one_of_two_processes_fails_no_request(stack, sample_hm, tmp_path):
+    """Closed-loop clients on two server processes (one port); one process gets SIGTERM
+    mid-load: every request is answered, the stopped process exits 0, the other serves on."""
+    import signal
+    import threading
+    import time
+
+    proc, port, log = _serve_process(
+        sample_hm, tmp_path, workers=2, drain_s=1.5, shutdown_grace_s=5.0
+    )
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        with grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as ch:
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            while not stop.is_set():
+                try:
+                    stub.Search(search_pb2.SearchRequest(query=f"top {i}", k=5), timeout=10)
+                    answered[0] += 1
+                except grpc.RpcError as exc:
+                    failures.append(f"{exc.code()}: {exc.details()}")
+
+    try:
+        _wait_serving(port)
+        deadline = time.monotonic() + 180
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [p for p in _children(proc.pid) if p != proc.pid]
+        time.sleep(3.0)  # both have warmed up and serve
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        before = answered[0]
+        victim = workers[0]
+        import os
+
+        os.kill(victim, signal.SIGTERM)
+        gone = time.monotonic() + 30
+        while os.path.exists(f"/proc/{victim}") and time.monotonic() < gone:
+            if open(f"/proc/{victim}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break  # exited, not yet reaped
+            time.sleep(0.1)
+        time.sleep(2.0)  # load keeps running on the survivor
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert not failures, failures[:5]
+        assert answered[0] > before + 20
+        assert proc.poll() is None  # the parent and the other worker still run
+    finally:
+        stop.set()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-3000:]

@@ -81,3 +81,50 @@ def test_updater_is_idempotent_and_its_cache_agrees_with_the_store(store, sample
     assert (r.applied, r.duplicates) == (1, 1)
     stored = store.read(["cache-user"])["cache-user"]
     assert stored.state.count == 6 and stored.applied_event_ids == ["e3", "e4", "e9"]
+
+
+def test_feature_services_are_readable_with_feasts_own_api(store):
+    """A user of Feast (not of mrse) opens the store's directory and reads each model's
+    FeatureService by the entity key it needs: mrse_v1 by user_id alone, text_tower_v1 none."""
+    from feast import FeatureStore
+
+    rng = np.random.default_rng(1)
+    ev = [ProfileEvent("i1", 1.6e9, "c", rng.normal(size=384), rng.normal(size=1280))]
+    state = profile_from_events(ev, ProfileConfig(), 384, 1280)
+    store.write({"u-feast": StoredProfile(state, ["e9"])})
+    fs = FeatureStore(repo_path=str(store.config.data_dir))
+    service = fs.get_feature_service("mrse_v1")
+    got = fs.get_online_features(features=service, entity_rows=[{"user_id": "u-feast"}]).to_dict()
+    assert got["history_length"] == [1] and got["recent_items"] == [["i1"]]
+    assert "applied_event_ids" not in got  # the worker's idempotency window is no model input
+    np.testing.assert_allclose(np.frombuffer(got["text_sum"][0], "<f8"), state.text_sum)
+    assert fs.get_feature_service("text_tower_v1").feature_view_projections == []
+    views = {v.name for v in fs.list_feature_views()}
+    assert views == {"user_profile_fresh"}  # nothing advertised that has no online rows
+
+
+def test_feast_cli_writes_nothing_into_the_feature_repo(tmp_path):
+    """`feast -c feature_repo apply` (as documented) keeps its stores in the ignored
+    `.mrse-features/` beside the repo; `feast -c DIR` reads a store mrse wrote."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    checkout = tmp_path / "checkout"
+    shutil.copytree(repo / "feature_repo", checkout / "feature_repo")
+    before = sorted(p.relative_to(checkout) for p in (checkout / "feature_repo").rglob("*"))
+    feast = str(Path(sys.executable).parent / "feast")
+    env_cwd = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 300}
+    done = subprocess.run([feast, "-c", str(checkout / "feature_repo"), "apply"], **env_cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed = subprocess.run(
+        [feast, "-c", str(checkout / "feature_repo"), "feature-services", "list"], **env_cwd
+    )
+    assert "mrse_v1" in listed.stdout and "text_tower_v1" in listed.stdout
+    after = sorted(p.relative_to(checkout) for p in (checkout / "feature_repo").rglob("*"))
+    assert after == before
+    assert (checkout / ".mrse-features" / "registry.db").exists()
+    for written in (".mrse-features/registry.db", "feature_repo/data/online_store.db"):
+        assert subprocess.run(["git", "check-ignore", "-q", written], cwd=repo).returncode == 0

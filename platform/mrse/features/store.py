@@ -67,9 +67,8 @@ def _from_bytes(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype="<f8").astype(np.float64)  # a writable copy
 
 
-def _repo_config(cfg: FeatureStoreConfig):
-    from feast.repo_config import RepoConfig
-
+def _repo_settings(cfg: FeatureStoreConfig) -> dict:
+    """Feast's repo settings for ``cfg`` (absolute paths), as in a ``feature_store.yaml``."""
     data_dir = cfg.data_dir.resolve()  # Feast resolves relative paths against repo_path
     data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.registry_url:
@@ -80,15 +79,38 @@ def _repo_config(cfg: FeatureStoreConfig):
         online = {"type": "redis", "connection_string": cfg.redis}
     else:
         online = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
-    return RepoConfig(
-        project=cfg.project,
-        registry=registry,
-        provider="local",
-        online_store=online,
-        offline_store={"type": "file"},
-        entity_key_serialization_version=3,
-        repo_path=str(data_dir),
-    )
+    return {
+        "project": cfg.project,
+        "registry": registry,
+        "provider": "local",
+        "online_store": online,
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def _repo_config(cfg: FeatureStoreConfig):
+    from feast.repo_config import RepoConfig
+
+    return RepoConfig(**_repo_settings(cfg), repo_path=str(cfg.data_dir.resolve()))
+
+
+FEAST_YAML_NOTE = """\
+# Written by mrse (ProfileStore.apply): this feature store, for Feast's own CLI and API, e.g.
+#   feast -c THIS_DIR feature-services list
+#   FeatureStore(repo_path=THIS_DIR).get_online_features(
+#       features=store.get_feature_service("mrse_v1"), entity_rows=[{"user_id": ...}])
+# Read-only use: the definitions live in feature_repo/ (`feast apply` here would find none).
+"""
+
+
+def write_feast_yaml(cfg: FeatureStoreConfig) -> Path:
+    """``feature_store.yaml`` in ``cfg.data_dir`` describing this store; returns its path."""
+    import yaml
+
+    path = cfg.data_dir.resolve() / "feature_store.yaml"
+    path.write_text(FEAST_YAML_NOTE + yaml.safe_dump(_repo_settings(cfg), sort_keys=False))
+    return path
 
 
 def load_definitions(repo_dir: Path = REPO_DIR):
@@ -140,15 +162,6 @@ class ProfileStore:
                     ("applied_event_ids", strings),
                 ]
             ),  # fmt: skip
-            "items.parquet": pa.schema(
-                [
-                    ("item_id", pa.string()),
-                    ("event_timestamp", ts),
-                    ("category", pa.string()),
-                    ("brand", pa.string()),
-                    ("price", pa.float64()),
-                ]
-            ),  # fmt: skip
         }
         for name, schema in schemas.items():
             if not (root / name).exists():
@@ -156,9 +169,9 @@ class ProfileStore:
 
     def apply(self) -> None:
         self._ensure_offline_files()
+        write_feast_yaml(self.config)
         d = self._defs
-        objects = [d.user, d.item, d.user_profile_push, d.user_profile_fresh]
-        objects += [d.item_features, d.mrse_v1, d.text_tower_v1]
+        objects = [d.user, d.user_profile_push, d.user_profile_fresh, d.mrse_v1, d.text_tower_v1]
         self.store.apply(objects)
         logger.info(
             "feast: applied %d definitions to project %s", len(objects), self.config.project

@@ -44,8 +44,12 @@ class ServeConfig:
     query_cache: int = 50_000  # LRU entries; 0: no cache
     warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
     torch_threads: int = 1  # per request; concurrency comes from max_concurrency
+    drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
+    shutdown_grace_s: float = 10.0  # then: new requests refused, in-flight ones finish
 
     def __post_init__(self) -> None:
+        if self.drain_s < 0 or self.shutdown_grace_s < 0:
+            raise ValueError("drain_s and shutdown_grace_s must be >= 0")
         if self.query_encoder not in QUERY_ENCODERS:
             raise ValueError(f"query_encoder must be one of {', '.join(QUERY_ENCODERS)}")
         names = {e.name for e in self.experiments}
@@ -90,12 +94,56 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             exposures_topic=raw.get("exposures", {}).get("topic", "mrse.exposures"),
             **{
                 k: raw[k]
-                for k in ("query_encoder", "query_cache", "warm_queries", "torch_threads")
+                for k in (
+                    "query_encoder",
+                    "query_cache",
+                    "warm_queries",
+                    "torch_threads",
+                    "drain_s",
+                    "shutdown_grace_s",
+                )
                 if k in raw
             },
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: bad serving config ({exc}); see configs/serve.yaml") from exc
+
+
+def load_experiments(cfg: ServeConfig) -> dict[str, Experiment]:
+    """The experiments to serve: the config's, written to the experiments table, plus those
+    defined only in the table. The table is read once, at start. If the database cannot be
+    reached the server still starts on the config's experiments (logged loudly), unless the
+    default experiment is defined only in the table: then it refuses to start, saying why."""
+    experiments = {e.name: e for e in cfg.experiments}
+    if not cfg.experiments_url:
+        return experiments
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mrse.experiments.store import ExperimentStore
+
+    try:
+        store = ExperimentStore(cfg.experiments_url)
+        try:
+            for e in cfg.experiments:  # the config's definitions win (deploys are the truth)
+                store.put(e)
+            return {e.name: e for e in store.list()}
+        finally:
+            store.close()
+    except SQLAlchemyError as exc:
+        where = cfg.experiments_url.split("@")[-1]  # no credentials in the log
+        if cfg.default_experiment not in experiments:
+            raise RuntimeError(
+                f"experiments database unreachable ({where}) and the default experiment "
+                f"{cfg.default_experiment!r} is defined only there: cannot start"
+            ) from exc
+        logger.error(
+            "experiments database unreachable (%s: %s); serving the %d experiment(s) of the "
+            "config only",
+            where,
+            type(exc).__name__,
+            len(experiments),
+        )
+        return experiments
 
 
 def build_engine(cfg: ServeConfig) -> SearchEngine:
@@ -105,15 +153,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    experiments = {e.name: e for e in cfg.experiments}
-    if cfg.experiments_url:
-        from mrse.experiments.store import ExperimentStore
-
-        store = ExperimentStore(cfg.experiments_url)
-        for e in cfg.experiments:  # the config's definitions win (deploys are the source of truth)
-            store.put(e)
-        experiments = {e.name: e for e in store.list()}
-        store.close()
+    experiments = load_experiments(cfg)
     bundles = {}
     for version, run in cfg.models.items():
         bundles[version] = load_bundle(version, run, cfg.data, cfg.index)
@@ -140,9 +180,8 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
 async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; ``on_ready`` is called once health says SERVING."""
     engine = build_engine(cfg)
-    server, port, metrics = await start_server(
-        engine, cfg.address, cfg.max_concurrency, cfg.batch_workers
-    )
+    running = await start_server(engine, cfg.address, cfg.max_concurrency, cfg.batch_workers)
+    port, metrics = running.port, running.metrics
     if cfg.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -151,13 +190,17 @@ async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) ->
     print(f"serving mrse.v1.SearchService on port {port}", flush=True)
     if on_ready is not None:
         on_ready()
-    stop = asyncio.Event()
+    stop, again = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (again if stop.is_set() else stop).set()  # a second signal cuts the drain short
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
     finally:
-        await server.stop(5.0)  # grace: in-flight requests finish
+        await running.drain(cfg.drain_s, cfg.shutdown_grace_s, cut_short=again)
         engine.close()
         logger.info("server stopped")

@@ -40,9 +40,12 @@ class BackgroundServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.server, self.port, self.metrics = self.loop.run_until_complete(
+            self.running = self.loop.run_until_complete(
                 start_server(self.engine, self.address, self.max_concurrency, self.batch_workers)
             )
+            self.server, self.port, self.metrics = (
+                self.running.server, self.running.port, self.running.metrics,
+            )  # fmt: skip
         except BaseException as exc:  # reported to the caller of start()
             self._error = exc
             self._ready.set()

@@ -146,8 +146,8 @@ class SearchEngine:
             raise NotFound(f"no experiment named {name!r}")
         try:
             arm = assign_arm(req.user_id or req.request_id, experiment, req.arm_override)
-        except KeyError as exc:
-            raise NotFound(str(exc)) from exc
+        except KeyError as exc:  # str(KeyError) is the repr of its message: quotes doubled
+            raise NotFound(exc.args[0] if exc.args else "no such arm") from exc
         bundle = self.bundles.get(arm.model_version)
         if bundle is None:
             raise Unavailable(f"model version {arm.model_version!r} is not loaded")

@@ -1,4 +1,12 @@
-"""The async gRPC server: validation, deadlines, bounded concurrency, health and reflection."""
+"""The async gRPC server: validation, deadlines, bounded concurrency, health and reflection.
+
+Requests arrive as raw bytes and are decoded here, not by the gRPC library, so that a message
+that is not a valid ``mrse.v1`` request (truncated, garbage, a string field that is not valid
+UTF-8, such as a lone surrogate sent by a JavaScript client) is answered INVALID_ARGUMENT with
+a message a client can act on, counted in ``mrse_errors_total``, and logged without a
+traceback. Anything unexpected is answered INTERNAL with the request id, never with the
+exception's class or text.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,11 @@ import asyncio
 import gc
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -15,7 +26,7 @@ from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
 from mrse.serving.metrics import ServerMetrics
 from mrse.serving.validation import InvalidRequest, validate
-from mrse.v1 import search_pb2, search_pb2_grpc
+from mrse.v1 import search_pb2
 
 logger = logging.getLogger(__name__)
 SERVICE = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
@@ -49,7 +60,23 @@ def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
     )
 
 
-class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+def decode(message_type, raw: bytes):
+    """Parse ``raw`` as ``message_type``; raises InvalidRequest saying what is wrong."""
+    msg = message_type()
+    try:
+        msg.ParseFromString(raw)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise InvalidRequest(
+            f"the request is not a valid {msg.DESCRIPTOR.full_name}: it is truncated or "
+            "corrupt, or a string field is not valid UTF-8 (strings must be UTF-8 encoded "
+            "Unicode text; a lone UTF-16 surrogate is not)"
+        ) from exc
+    return msg
+
+
+class SearchServicer:
+    """``Search`` and ``BatchSearch`` over serialized requests (see the module docstring)."""
+
     def __init__(
         self,
         engine: SearchEngine,
@@ -67,6 +94,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def _fail(self, context, code: grpc.StatusCode, message: str):
         self.metrics.errors.labels(code.name).inc()
         await context.abort(code, message)
+
+    async def _guarded(self, handler, raw: bytes, context):
+        """Run ``handler``; an exception that is not an answer becomes INTERNAL."""
+        try:
+            return await handler(raw, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            logger.exception("internal error answering a request (ref %s)", ref)
+            await self._fail(context, grpc.StatusCode.INTERNAL, f"internal error (ref {ref})")
 
     async def _run(self, request, context) -> search_pb2.SearchResponse:
         start = time.perf_counter()
@@ -99,10 +137,24 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self.metrics.latency.labels(outcome.arm, "total").observe(time.perf_counter() - start)
         return response
 
-    async def Search(self, request, context):  # noqa: N802 (gRPC method name)
+    async def Search(self, raw: bytes, context):  # noqa: N802 (gRPC method name)
+        return await self._guarded(self._search, raw, context)
+
+    async def BatchSearch(self, raw: bytes, context):  # noqa: N802
+        return await self._guarded(self._batch_search, raw, context)
+
+    async def _decode(self, message_type, raw: bytes, context):
+        try:
+            return decode(message_type, raw)
+        except InvalidRequest as exc:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def _search(self, raw: bytes, context):
+        request = await self._decode(search_pb2.SearchRequest, raw, context)
         return await self._run(request, context)
 
-    async def BatchSearch(self, request, context):  # noqa: N802
+    async def _batch_search(self, raw: bytes, context):
+        request = await self._decode(search_pb2.BatchSearchRequest, raw, context)
         if len(request.requests) > MAX_BATCH:
             await self._fail(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_BATCH} requests per batch"
@@ -123,13 +175,54 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.BatchSearchResponse(responses=results)
 
 
+def _serialize(message) -> bytes:
+    return message.SerializeToString()
+
+
+def add_search_service(servicer: SearchServicer, server: grpc.aio.Server) -> None:
+    """Register ``mrse.v1.SearchService`` taking raw request bytes (decoded by the servicer)."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=None, response_serializer=_serialize
+        )
+        for name in ("Search", "BatchSearch")
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+@dataclass
+class RunningServer:
+    """A started server: the gRPC server, its bound port, metrics and health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    metrics: ServerMetrics
+    health: health.aio.HealthServicer
+
+    async def drain(self, drain_s: float, grace_s: float, cut_short=None) -> None:
+        """Stop gracefully: health NOT_SERVING at once (load balancers stop sending), keep
+        answering for ``drain_s`` seconds (or until ``cut_short``, an asyncio.Event, is set),
+        then refuse new requests and let those in flight finish within ``grace_s``."""
+        await self.health.enter_graceful_shutdown()
+        logger.info("draining: health NOT_SERVING, still answering for %.1fs", drain_s)
+        if drain_s > 0:
+            if cut_short is None:
+                await asyncio.sleep(drain_s)
+            else:
+                try:
+                    await asyncio.wait_for(cut_short.wait(), timeout=drain_s)
+                except TimeoutError:
+                    pass
+        await self.server.stop(grace_s)
+
+
 async def start_server(
     engine: SearchEngine,
     address: str = "127.0.0.1:0",
     max_concurrency: int = 32,
     batch_workers: int = 1,
-) -> tuple[grpc.aio.Server, int, ServerMetrics]:
-    """Start serving ``engine``; returns (server, bound port, metrics). Health is SERVING only
+) -> RunningServer:
+    """Start serving ``engine``. Health is SERVING only
     here, after the engine (models, indexes, feature store client) is fully loaded and warmed
     up by one query per model."""
     metrics = ServerMetrics()
@@ -137,9 +230,7 @@ async def start_server(
         maximum_concurrent_rpcs=max_concurrency * 4,
         options=[("grpc.so_reuseport", 1)],  # several worker processes may share the port
     )
-    search_pb2_grpc.add_SearchServiceServicer_to_server(
-        SearchServicer(engine, metrics, max_concurrency, batch_workers), server
-    )
+    add_search_service(SearchServicer(engine, metrics, max_concurrency, batch_workers), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -157,4 +248,4 @@ async def start_server(
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     logger.info("search server listening on port %d", port)
-    return server, port, metrics
+    return RunningServer(server, port, metrics, health_servicer)

@@ -11,8 +11,10 @@ from mrse.index.base import SearchFilter
 MAX_QUERY_CHARS = 512
 MAX_K = 1000
 DEFAULT_K = 100
-MAX_FILTER_VALUES = 100
-MAX_ID_CHARS = 256
+MAX_FILTERS = 16  # filters per request (each field at most once is the normal case)
+MAX_FILTER_VALUES = 100  # values in one filter's `any`
+MAX_TOTAL_FILTER_VALUES = 256  # values over all of a request's filters
+MAX_ID_CHARS = 256  # ids, experiment and arm names, filter values
 
 
 class InvalidRequest(ValueError):
@@ -50,6 +52,14 @@ def validate(req) -> ValidRequest:
     categories: list[str] = []
     brands: list[str] = []
     price_min = price_max = None
+    # counted before anything is looked at, so an oversized request costs nothing more
+    if len(req.filters) > MAX_FILTERS:
+        raise InvalidRequest(f"at most {MAX_FILTERS} filters per request, got {len(req.filters)}")
+    total = sum(len(f.any) for f in req.filters)
+    if total > MAX_TOTAL_FILTER_VALUES:
+        raise InvalidRequest(
+            f"at most {MAX_TOTAL_FILTER_VALUES} filter values per request in all, got {total}"
+        )
     for f in req.filters:
         if f.field in ("category", "brand"):
             if not f.any:
@@ -58,6 +68,10 @@ def validate(req) -> ValidRequest:
                 raise InvalidRequest(f"filter on {f.field!r}: at most {MAX_FILTER_VALUES} values")
             if f.HasField("gte") or f.HasField("lte"):
                 raise InvalidRequest(f"filter on {f.field!r} takes 'any', not a range")
+            if any(len(v) > MAX_ID_CHARS for v in f.any):
+                raise InvalidRequest(
+                    f"filter on {f.field!r}: values longer than {MAX_ID_CHARS} characters"
+                )
             (categories if f.field == "category" else brands).extend(f.any)
         elif f.field == "price":
             if f.any:
@@ -72,7 +86,8 @@ def validate(req) -> ValidRequest:
             price_min = f.gte if f.HasField("gte") else price_min
             price_max = f.lte if f.HasField("lte") else price_max
         else:
-            raise InvalidRequest(f"unknown filter field {f.field!r}; use category, brand or price")
+            name = f.field if len(f.field) <= 64 else f.field[:64] + "..."
+            raise InvalidRequest(f"unknown filter field {name!r}; use category, brand or price")
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidRequest(f"price range is empty: gte {price_min} > lte {price_max}")
     return ValidRequest(
