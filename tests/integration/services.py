@@ -117,14 +117,22 @@ class Kafka:
 
 
 class Redis:
-    def __init__(self, root: Path) -> None:
+    """``persist``: an append-only file, so data survives :meth:`stop` + :meth:`start`."""
+
+    def __init__(self, root: Path, persist: bool = False) -> None:
         _require(shutil.which("redis-server"), "redis-server")
         self.port = free_port()
+        self.root = root
+        self.persist = persist
         root.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    def start(self) -> None:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(root)],
-            stdout=(root / "redis.out").open("ab"), stderr=subprocess.STDOUT,
+             "--appendonly", "no", *aof, "--dir", str(self.root)],
+            stdout=(self.root / "redis.out").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for_port(self.port)
 
@@ -150,6 +158,13 @@ class Postgres:
         self._as_postgres(
             [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
         )
+        self.start()
+        self._as_postgres(
+            ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "feast"]
+        )
+
+    def start(self) -> None:
+        root = self.root
         opts = f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
         self._as_postgres(
             [
@@ -163,9 +178,6 @@ class Postgres:
                 "-w",
                 "start",
             ]
-        )
-        self._as_postgres(
-            ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "feast"]
         )
 
     @staticmethod

@@ -29,6 +29,7 @@ from mrse.index.build import IndexConfig, open_index
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain
+from mrse.serving.guard import Guard
 from mrse.serving.query_encoding import QueryVectors
 from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
@@ -128,7 +129,12 @@ class SearchEngine:
         query_vectors: QueryVectors,
         profiles: ProfileStore | None = None,
         log_exposure: Callable[[Exposure], None] | None = None,
+        profile_timeout_s: float = 0.1,
+        profile_retry_s: float = 1.0,
     ) -> None:
+        """``profile_timeout_s``: the most a batch waits for the feature store; after a
+        failure or a late answer the store is skipped for ``profile_retry_s`` (see
+        :mod:`mrse.serving.guard`)."""
         if default_experiment not in experiments:
             raise ValueError(f"default experiment {default_experiment!r} is not defined")
         self.bundles = bundles
@@ -138,6 +144,7 @@ class SearchEngine:
         self.profiles = profiles
         self.log_exposure = log_exposure
         self.degradations = 0
+        self.profile_guard = Guard("feature store", profile_timeout_s, profile_retry_s)
 
     def _route(self, req: ValidRequest) -> tuple[Experiment, Arm, ModelBundle]:
         name = req.experiment or self.default_experiment
@@ -163,11 +170,13 @@ class SearchEngine:
         known = [u for u in user_ids if u is not None]
         if not known or self.profiles is None or not bundle.run.config.model.use_profile:
             return [cold] * len(user_ids), [False] * len(user_ids), False
+        store = self.profiles
         try:
-            stored = self.profiles.read(known, with_event_ids=False)
-        except Exception:  # any store failure degrades to non-personalised results
-            logger.warning("feature store unavailable; serving without profile", exc_info=True)
-            self.degradations += 1
+            stored = self.profile_guard(
+                lambda: store.read(known, with_event_ids=False), owner=store
+            )
+        except Exception:  # any store failure degrades to non-personalised results (the
+            self.degradations += 1  # guard logged why, once per trip)
             return [cold] * len(user_ids), [False] * len(user_ids), True
         found = [stored.get(u) if u is not None else None for u in user_ids]
         return (
@@ -268,9 +277,15 @@ class SearchEngine:
             dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
             req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
             self._retrieve(bundle, [req], [empty_profile(*dims)], {})
+        if self.profiles is not None:  # the first read loads Feast's registry: not in a request
+            try:
+                self.profiles.read(["warm-up"], with_event_ids=False)
+            except Exception as exc:
+                logger.warning("feature store not readable at start (%s); serving degraded", exc)
 
     def close(self) -> None:
         """Flush the exposure log and close the indexes (after the server has drained)."""
+        self.profile_guard.close()
         close = getattr(self.log_exposure, "close", None)
         if close is not None:
             close()
