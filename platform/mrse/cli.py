@@ -175,6 +175,13 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         )
     )
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from mrse.streaming.metrics import worker_registry
+
+        registry = worker_registry(worker.stats)
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -447,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
     q.add_argument("--redis", default="localhost:6379")
     q.add_argument("--registry-url", help="SQL registry URL (default: a file registry)")
+    q.add_argument(
+        "--metrics-port", type=int, help="Prometheus metrics on http://127.0.0.1:PORT/metrics"
+    )
     q.set_defaults(func=_cmd_stream_worker)
     q = stream.add_parser("bench", help="worker throughput and freshness")
     q.add_argument("--data", required=True)

@@ -136,6 +136,12 @@ def test_filters_are_applied(stack):
         ),
         ({"query": "top", "experiment": "nope"}, grpc.StatusCode.NOT_FOUND),
         ({"query": "top", "arm_override": "zzz"}, grpc.StatusCode.NOT_FOUND),
+        ({"query": "top\x00"}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"query": "top", "user_id": "u\x001"}, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            {"query": "top", "filters": [search_pb2.FieldFilter(field="brand", any=["a\x00"])]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
 )
 def test_errors_map_to_status_codes(stack, request_kwargs, code):

@@ -259,6 +259,7 @@ def test_worker_waits_for_an_unwritable_dlq_then_resumes(kafka, hm, tmp_path):
         while worker.stats.dead_letter_failures < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert worker.stats.dead_letter_failures >= 2 and thread.is_alive()
+        assert worker.stats.dead_letter_blocked  # mrse_stream_dead_letter_blocked reads 1
         assert _committed(kafka, "blocked", topic) in (None, 0)  # nothing committed past it
         admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
         resource = ConfigResource(
@@ -274,7 +275,7 @@ def test_worker_waits_for_an_unwritable_dlq_then_resumes(kafka, hm, tmp_path):
     finally:
         stop.set()
         thread.join(60)
-    assert not thread.is_alive()
+    assert not thread.is_alive() and not worker.stats.dead_letter_blocked
     (letter,) = _dlq_records(kafka, f"{topic}.dlq")
     h = {k: v.decode() for k, v in letter.headers}
     assert h["reason"] == "bad_json" and h["source_offset"] == "0" and h["truncated"] == "0"

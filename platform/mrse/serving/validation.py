@@ -32,7 +32,14 @@ class ValidRequest:
     arm_override: str | None
 
 
+def _no_nul(value: str, name: str) -> None:
+    # valid UTF-8, but not text: PostgreSQL, C libraries and log pipelines choke on it
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} contains a NUL character")
+
+
 def _text_id(value: str, name: str) -> str | None:
+    _no_nul(value, name)
     value = value.strip()
     if len(value) > MAX_ID_CHARS:
         raise InvalidRequest(f"{name} longer than {MAX_ID_CHARS} characters")
@@ -41,6 +48,7 @@ def _text_id(value: str, name: str) -> str | None:
 
 def validate(req) -> ValidRequest:
     """Check a ``mrse.v1.SearchRequest`` (or anything with its fields)."""
+    _no_nul(req.query, "query")
     query = (req.query or "").strip()
     if not query:
         raise InvalidRequest("query is empty")
@@ -68,6 +76,8 @@ def validate(req) -> ValidRequest:
                 raise InvalidRequest(f"filter on {f.field!r}: at most {MAX_FILTER_VALUES} values")
             if f.HasField("gte") or f.HasField("lte"):
                 raise InvalidRequest(f"filter on {f.field!r} takes 'any', not a range")
+            for v in f.any:
+                _no_nul(v, f"a value of the {f.field!r} filter")
             if any(len(v) > MAX_ID_CHARS for v in f.any):
                 raise InvalidRequest(
                     f"filter on {f.field!r}: values longer than {MAX_ID_CHARS} characters"

@@ -57,6 +57,7 @@ class WorkerStats:
     batches: int = 0
     dead_lettered: Counter = field(default_factory=Counter)
     dead_letter_failures: int = 0  # attempts to write the DLQ that failed (retried)
+    dead_letter_blocked: bool = False  # True while the DLQ cannot be written
     commit_failures: int = 0  # commits refused after a rebalance (the batch is redelivered)
 
 
@@ -146,6 +147,7 @@ class StreamWorker:
 
     def _on_dead_letter_failure(self) -> None:
         self.stats.dead_letter_failures += 1
+        self.stats.dead_letter_blocked = True
 
     def _commit(self, consumer) -> None:
         from kafka.errors import CommitFailedError
@@ -184,6 +186,7 @@ class StreamWorker:
         if self.on_written is not None:
             self.on_written(events, time.time())
         durable = dlq.write(letters, stop)  # dead letters land before the offsets move on
+        self.stats.dead_letter_blocked = not durable
         self.stats.consumed += len(records)
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
