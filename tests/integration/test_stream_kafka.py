@@ -214,15 +214,19 @@ def test_poison_events_over_the_dlq_limit_are_dead_lettered_not_fatal(kafka, hm,
     near = b'{"event_id": "' + b"y" * (1_000_000 - 200) + b'"}'
     for value in (events[0].to_json(), big, near, events[1].to_json()):
         producer.send(topic, value=value, key=b"k")
+    producer.send(topic, value=b"{bad", key=b"K" * 1_500_000)  # a key no DLQ record can hold
     producer.flush()
     producer.close()
     store = ProfileStore(FeatureStoreConfig(data_dir=tmp_path / "feast"))
     store.apply()
     stats = _worker(kafka, store, catalog, topic, "poison").run(idle_exit_s=5.0)
-    assert stats.applied == 2 and dict(stats.dead_lettered) == {"oversized": 2}
-    assert _committed(kafka, "poison", topic) == 4  # every event behind the poison moved on
+    assert stats.applied == 2 and dict(stats.dead_lettered) == {"oversized": 2, "bad_json": 1}
+    assert _committed(kafka, "poison", topic) == 5  # every event behind the poison moved on
     letters = _dlq_records(kafka, f"{topic}.dlq")
-    assert len(letters) == 2
+    assert len(letters) == 3
+    huge_key = letters.pop()
+    assert huge_key.key == b"K" * 1024 and huge_key.value == b"{bad"
+    assert dict(huge_key.headers)["original_key_size"] == b"1500000"
     for record, (offset, size) in zip(letters, ((1, len(big)), (2, len(near))), strict=True):
         h = {k: v.decode() for k, v in record.headers}
         assert h["reason"] == "oversized" and h["source_topic"] == topic
@@ -283,3 +287,50 @@ def test_worker_waits_for_an_unwritable_dlq_then_resumes(kafka, hm, tmp_path):
     assert letter.value == b"" and h["payload_dropped"] == "too large"
     assert h["original_size"] == str(len(b"not an event at all"))
     assert worker.stats.applied == 1
+
+
+def test_worker_waits_for_the_feature_store_then_resumes(kafka, hm, tmp_path):
+    """Redis (the online store) down: the worker retries the write, commits nothing and stays
+    up; Redis back: the events land exactly once and the offsets move on."""
+    from kafka import KafkaProducer
+
+    from .services import Redis
+
+    _, ds, catalog = hm
+    events = dataset_events(ds)[:40]
+    topic = "clicks-store-down"
+    _topic(kafka, topic)
+    redis = Redis(tmp_path / "redis", persist=True)
+    try:
+        store = ProfileStore(
+            FeatureStoreConfig(data_dir=tmp_path / "feast", online="redis", redis=redis.address)
+        )
+        store.apply()
+        redis.stop()
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+        for e in events:
+            producer.send(topic, value=e.to_json())
+        producer.flush()
+        producer.close()
+        worker = _worker(kafka, store, catalog, topic, "store-down")
+        worker.config = type(worker.config)(**{**worker.config.__dict__, "store_retry_max_s": 1.0})
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 120
+            while worker.stats.store_failures < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert worker.stats.store_failures >= 2 and worker.stats.store_blocked
+            assert thread.is_alive() and _committed(kafka, "store-down", topic) in (None, 0)
+            redis.start()
+            while _committed(kafka, "store-down", topic) != len(events):
+                assert time.monotonic() < deadline, worker.stats
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert not worker.stats.store_blocked and worker.stats.applied == len(events)
+        _assert_matches_offline(store, events, catalog)
+    finally:
+        redis.stop()

@@ -39,8 +39,10 @@ class ExperimentStore:
     """CRUD for experiments. ``url``: a SQLAlchemy URL (``sqlite:///experiments.db``,
     ``postgresql+psycopg://user@host/db``)."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url, future=True)
+    def __init__(self, url: str, connect_timeout_s: int = 5) -> None:
+        # a database that hangs (not refuses) must not stall a server's start for good
+        args = {"connect_timeout": connect_timeout_s} if url.startswith("postgresql") else {}
+        self.engine = create_engine(url, future=True, connect_args=args)
         _Base.metadata.create_all(self.engine)
 
     def put(self, experiment: Experiment) -> None:

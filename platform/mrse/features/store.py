@@ -46,6 +46,9 @@ class FeatureStoreConfig:
     online: Literal["sqlite", "redis"] = "sqlite"
     redis: str = "localhost:6379"
     registry_url: str | None = None
+    # socket timeouts added to the Redis connection string unless it sets its own: a Redis
+    # that stops answering (a partition, not a refusal) must not hold a thread for good
+    redis_timeout_s: float = 2.0
     repo_dir: Path = REPO_DIR
     project: str = "mrse"
 
@@ -76,7 +79,11 @@ def _repo_settings(cfg: FeatureStoreConfig) -> dict:
     else:
         registry = str(data_dir / "registry.db")
     if cfg.online == "redis":
-        online = {"type": "redis", "connection_string": cfg.redis}
+        conn = cfg.redis
+        if "socket_timeout" not in conn:
+            t = cfg.redis_timeout_s
+            conn += f",socket_timeout={t},socket_connect_timeout={t}"
+        online = {"type": "redis", "connection_string": conn}
     else:
         online = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
     return {

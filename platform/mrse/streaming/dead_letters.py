@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_BYTES = 1000
+MAX_KEY_BYTES = 1024  # a key is an id: anything longer is cut (a topic may take huge keys)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def dead_letter(
     payload = value or b""
     topic, partition, offset = source
     kept = payload[:max_payload_bytes]
+    cut_key = key[:MAX_KEY_BYTES] if key is not None else None
     headers = (
         ("reason", reason.encode()),
         ("error", message.encode("utf-8", "replace")[:MAX_ERROR_BYTES]),
@@ -85,7 +87,9 @@ def dead_letter(
         ("original_size", str(len(payload)).encode()),
         ("truncated", b"1" if len(kept) < len(payload) else b"0"),
     )
-    return DeadLetter(key, kept, headers)
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        headers = (*headers, ("original_key_size", str(len(key)).encode()))
+    return DeadLetter(cut_key, kept, headers)
 
 
 def _too_large(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ class WorkerStatsCollector:
             ("dead_letter_failures", "Failed attempts to write the DLQ (retried)",
              s.dead_letter_failures),
             ("commit_failures", "Offset commits refused after a rebalance", s.commit_failures),
+            ("store_failures", "Failed feature-store writes (retried)", s.store_failures),
         ):  # fmt: skip
             yield CounterMetricFamily(f"mrse_stream_{name}", doc, value=value)
         dead = CounterMetricFamily(
@@ -36,6 +37,11 @@ class WorkerStatsCollector:
             "mrse_stream_dead_letter_blocked",
             "1 while the DLQ cannot be written (the worker waits, committing nothing)",
             value=1.0 if s.dead_letter_blocked else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "mrse_stream_store_blocked",
+            "1 while the feature store cannot be written (the worker waits, committing nothing)",
+            value=1.0 if s.store_blocked else 0.0,
         )
 
 

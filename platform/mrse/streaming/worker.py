@@ -26,7 +26,7 @@ from mrse.streaming.dead_letters import (
 )
 from mrse.streaming.events import Event, EventError, parse_event
 from mrse.streaming.topics import CLICKS, DEAD_LETTER, ensure_topics
-from mrse.streaming.updater import ProfileUpdater
+from mrse.streaming.updater import ApplyResult, ProfileUpdater
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class WorkerConfig:
     session_timeout_ms: int = 6000
     dead_letter_max_payload_bytes: int = 64 * 1024  # a bad event's payload kept in its DLQ copy
     dead_letter_retry_max_s: float = 30.0  # back-off cap while the DLQ cannot be written
+    store_retry_max_s: float = 30.0  # back-off cap while the feature store cannot be written
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -58,6 +59,8 @@ class WorkerStats:
     dead_lettered: Counter = field(default_factory=Counter)
     dead_letter_failures: int = 0  # attempts to write the DLQ that failed (retried)
     dead_letter_blocked: bool = False  # True while the DLQ cannot be written
+    store_failures: int = 0  # failed writes to the feature store (retried)
+    store_blocked: bool = False  # True while the feature store cannot be written
     commit_failures: int = 0  # commits refused after a rebalance (the batch is redelivered)
 
 
@@ -145,6 +148,30 @@ class StreamWorker:
         logger.info("stream worker stopped: %s", self.stats)
         return self.stats
 
+    def _apply(self, events: list[Event], stop: threading.Event) -> ApplyResult | None:
+        """Apply ``events``; while the feature store fails, retry with back-off (re-applying
+        is safe: profiles are re-read and event ids already written are skipped). None when
+        stopped first."""
+        delay = min(0.5, self.config.store_retry_max_s)
+        while True:
+            try:
+                result = self.updater.apply(events)
+            except Exception as exc:
+                self.stats.store_failures += 1
+                self.stats.store_blocked = True
+                logger.error(
+                    "feature store write failed (%s: %s); not committing, retrying in %.1fs",
+                    type(exc).__name__, exc, delay,
+                )  # fmt: skip
+                if stop.wait(delay):
+                    return None
+                delay = min(delay * 2, self.config.store_retry_max_s)
+                continue
+            if self.stats.store_blocked:
+                logger.warning("feature store writable again")
+                self.stats.store_blocked = False
+            return result
+
     def _on_dead_letter_failure(self) -> None:
         self.stats.dead_letter_failures += 1
         self.stats.dead_letter_blocked = True
@@ -182,7 +209,9 @@ class StreamWorker:
                     self.config.dead_letter_max_payload_bytes,
                 )
             )  # fmt: skip
-        result = self.updater.apply(events)
+        result = self._apply(events, stop)
+        if result is None:
+            return False  # stopped while the store was down: nothing committed
         if self.on_written is not None:
             self.on_written(events, time.time())
         durable = dlq.write(letters, stop)  # dead letters land before the offsets move on
