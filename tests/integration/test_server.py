@@ -407,39 +407,15 @@ def test_concurrent_clients_are_answered_in_batches(stack):
 def test_two_server_processes_share_one_port(stack, sample_hm, tmp_path):
     """`workers: 2`: two whole servers on one port, each on a private copy of the Edge index;
     connections are spread between them; SIGTERM stops both."""
-    import os
     import signal
-    import subprocess
-    import sys
     import urllib.request
 
     from mrse.streaming.broker import free_port, wait_for_port
 
-    paths = stack_paths()
-    build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
-    port, metrics_port = free_port(), free_port()
-    while metrics_port + 1 == port:
-        metrics_port = free_port()
-    arm = {"name": "only", "weight": 1, "model_version": "mrse-v1",
-           "feature_service": "mrse_v1", "index": "mrse-v1"}  # fmt: skip
-    cfg = {
-        "data": str(sample_hm),
-        "models": [{"version": "mrse-v1", "run": str(paths["run"])}],
-        "index": {"backend": "edge", "root": str(tmp_path / "index")},
-        "feature_store": {"data_dir": str(paths["feast"])},
-        "default_experiment": "e1",
-        "experiments": [{"name": "e1", "arms": [arm]}],
-        "address": f"127.0.0.1:{port}",
-        "metrics_port": metrics_port,
-        "workers": 2,
-        "warm_queries": 50,
-    }
-    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mrse.cli", "serve", "--config", str(tmp_path / "serve.yaml")],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
-    )  # fmt: skip
+    metrics_port = free_port()
+    proc, port, log = _serve_process(
+        sample_hm, tmp_path, metrics_port=metrics_port, workers=2, avoid_port=metrics_port + 1
+    )
     try:
         wait_for_port(metrics_port, 180)
         wait_for_port(metrics_port + 1, 180)  # each worker's metrics once it is serving
@@ -664,8 +640,9 @@ def test_grpcurl_calls_the_api_through_reflection(stack):
 # ---- graceful stop: NOT_SERVING at once, answering through the drain, no failed request ----
 
 
-def _serve_process(sample_hm, tmp_path, **extra):
-    """`mrse serve` in its own process on a private index copy; returns (proc, port, log)."""
+def _serve_process(sample_hm, tmp_path, avoid_port: int | None = None, **extra):
+    """`mrse serve` in its own process on a private index copy; returns (proc, port, log).
+    ``extra``: more config keys; ``avoid_port``: a port the server's must not be."""
     import os
     import subprocess
     import sys
@@ -675,6 +652,8 @@ def _serve_process(sample_hm, tmp_path, **extra):
     paths = stack_paths()
     build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
     port = free_port()
+    while port == avoid_port:
+        port = free_port()
     arm = {"name": "only", "weight": 1, "model_version": "mrse-v1",
            "feature_service": "mrse_v1", "index": "mrse-v1"}  # fmt: skip
     cfg = {
