@@ -801,3 +801,34 @@ def test_graceful_stop_of_one_of_two_processes_fails_no_request(stack, sample_hm
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda q, tail: _field(1, q) + tail,
+            st.binary(min_size=1, max_size=40),
+            st.binary(max_size=60),
+        ),
+    ),
+    method=st.sampled_from(["Search", "BatchSearch"]),
+)
+def test_arbitrary_bytes_never_get_unknown_or_internal(stack, raw, method):
+    """Whatever bytes a client sends as a request: an answer, INVALID_ARGUMENT or NOT_FOUND."""
+    _, _, _, channel, _ = stack
+    reply = search_pb2.SearchResponse if method == "Search" else search_pb2.BatchSearchResponse
+    call = channel.unary_unary(
+        f"/mrse.v1.SearchService/{method}",
+        request_serializer=None,
+        response_deserializer=reply.FromString,
+    )
+    try:
+        call(raw, timeout=30)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        code = exc.code()
+    assert code in ALLOWED, (code, raw)
