@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from mrse.logs import setup_logging
 from mrse.training.config import PRESETS, VARIANTS
 
 logger = logging.getLogger("mrse")
@@ -16,39 +17,6 @@ logger = logging.getLogger("mrse")
 
 class UsageError(ValueError):
     """The command line asks for something inconsistent."""
-
-
-def _closed_socket_race(record: logging.LogRecord) -> bool:
-    """False for kafka-python's traceback when a client is closed while its network loop
-    reads (``'NoneType' object has no attribute 'recv'``): harmless, the client is going
-    away, but it printed an ERROR traceback at the end of successful runs. Kept at DEBUG."""
-    exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(exc, AttributeError) and "no attribute 'recv'" in str(exc):
-        record.levelno, record.levelname, record.exc_info, record.exc_text = (
-            logging.DEBUG, "DEBUG", None, None,
-        )  # fmt: skip
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-    return True
-
-
-def _setup_logging(verbose: bool) -> None:
-    # Called before any heavy import: some libraries (fbgemm) configure the root logger when
-    # imported, which would otherwise turn basicConfig into a no-op.
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    root = logging.getLogger()
-    root.setLevel(level)
-    for handler in root.handlers:
-        # libraries that log INFO through the root logger itself (fbgemm's ~30 "Successfully
-        # loaded" lines) are noise; their warnings still show
-        handler.addFilter(lambda r: r.name != "root" or r.levelno >= logging.WARNING)
-    for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s", "kafka", "feast"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    transport = logging.getLogger("kafka.net.transport")
-    if _closed_socket_race not in transport.filters:
-        transport.addFilter(_closed_socket_race)
 
 
 def _report(result: dict, path: Path) -> None:
@@ -63,7 +31,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
     from mrse.evaluation.harness import evaluate
-    from mrse.evaluation.report import format_table, plot_results, write_json
+    from mrse.evaluation.report import format_table, write_json
+    from mrse.jobs.plots import plot_results
     from mrse.retrieval.baselines import build_baseline
 
     if (args.model is None) == (args.run is None):
@@ -107,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
-    from mrse.evaluation.ablation import AblationConfig, run_ablation
+    from mrse.jobs.ablation import AblationConfig, run_ablation
 
     run_ablation(
         AblationConfig(
@@ -200,7 +169,7 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream_bench(args: argparse.Namespace) -> int:
-    from mrse.streaming.benchmark import StreamBenchConfig, run_stream_benchmark
+    from mrse.jobs.bench_stream import StreamBenchConfig, run_stream_benchmark
 
     result = run_stream_benchmark(
         StreamBenchConfig(
@@ -328,7 +297,8 @@ def _cmd_ab_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_serving(args: argparse.Namespace) -> int:
-    from mrse.serving.benchmark import ServeBenchConfig, plot_serve_benchmark, run_serve_benchmark
+    from mrse.jobs.bench_serving import ServeBenchConfig, run_serve_benchmark
+    from mrse.jobs.plots import plot_serve_benchmark
 
     result = run_serve_benchmark(
         ServeBenchConfig(
@@ -350,7 +320,7 @@ def _cmd_bench_serving(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_encoders(args: argparse.Namespace) -> int:
-    from mrse.encoders.benchmark import benchmark_encoders
+    from mrse.jobs.bench_encoders import benchmark_encoders
 
     result = benchmark_encoders(Path(args.data), n=args.n)
     _report(result, Path(args.out))
@@ -537,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     from mrse.data.dataset import DataValidationError
     from mrse.evaluation.harness import EvaluationError
     from mrse.training.checkpoint import RunError

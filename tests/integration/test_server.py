@@ -469,12 +469,8 @@ def test_batch_search_is_answered_in_one_engine_call(stack):
 
 def test_serving_benchmark_runs_and_reports_every_design(stack, sample_hm, tmp_path):
     """`mrse bench-serving` end to end on the sample, in seconds (no timing asserted)."""
-    from mrse.serving.benchmark import (
-        DESIGNS,
-        ServeBenchConfig,
-        plot_serve_benchmark,
-        run_serve_benchmark,
-    )
+    from mrse.jobs.bench_serving import DESIGNS, ServeBenchConfig, run_serve_benchmark
+    from mrse.jobs.plots import plot_serve_benchmark
 
     cfg = ServeBenchConfig(
         data=sample_hm, run=stack_paths()["run"], work_dir=tmp_path / "bench", k=20,

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from mrse.evaluation.ablation import END, START, AblationConfig, run_ablation, write_doc_section
+from mrse.jobs.ablation import END, START, AblationConfig, run_ablation, write_doc_section
 
 SMALL = {
     "model": {"dim": 32, "hidden": 64, "sparse_dim": 16, "ngram_buckets": 4096, "recent_items": 5},

@@ -9,7 +9,7 @@ from mrse.cli import main
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.evaluation.harness import EvaluationError, build_query_contexts, evaluate
-from mrse.evaluation.metrics import METRIC_NAMES
+from mrse.metrics.ranking import METRIC_NAMES
 from mrse.retrieval.base import top_k
 from mrse.retrieval.bm25 import BM25Retriever
 from mrse.retrieval.dense import NO_TEXT_SCORE, DenseRetriever

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mrse.evaluation.metrics import (
+from mrse.metrics.ranking import (
     dcg_at_k,
     hit_rate_at_k,
     mean_metrics,

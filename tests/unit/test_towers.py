@@ -5,8 +5,9 @@ import pytest
 import torch
 from torchrec import KeyedJaggedTensor
 
+from mrse.features.inputs import ItemInputs, QueryInputs
 from mrse.models.config import ModelConfig
-from mrse.models.two_tower import ItemInputs, MRSEModel, QueryInputs, explain
+from mrse.models.two_tower import MRSEModel, explain
 
 CFG = ModelConfig(
     dim=16,

@@ -9,7 +9,8 @@ from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_items
 from mrse.evaluation.harness import EvalResult, evaluate
-from mrse.evaluation.report import plot_results, write_json
+from mrse.evaluation.report import write_json
+from mrse.jobs.plots import plot_results
 from mrse.retrieval.baselines import BASELINES, build_baseline
 
 logger = logging.getLogger(__name__)

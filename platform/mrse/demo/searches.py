@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mrse.evaluation.metrics import query_metrics
 from mrse.features.store import ProfileStore
+from mrse.metrics.ranking import query_metrics
 from mrse.streaming.events import Event
 from mrse.streaming.topics import CLICKS
 from mrse.v1 import search_pb2, search_pb2_grpc

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset
 from mrse.data.history import HistoryIndex
-from mrse.evaluation.metrics import mean_metrics, query_metrics
+from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.retrieval.base import QueryContext, Retriever
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mrse.evaluation.harness import EvalResult
-from mrse.evaluation.metrics import METRIC_NAMES
+from mrse.metrics.ranking import METRIC_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -40,32 +40,4 @@ def write_json(result: EvalResult, path: str | Path, per_query: bool = True) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         json.dump(result.to_json(per_query=per_query), f, indent=2)
-    logger.info("wrote %s", path)
-
-
-def plot_results(results: Sequence[EvalResult], path: str | Path) -> None:
-    """Grouped bar chart: metrics on x, one bar per (dataset, model)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / max(len(results), 1)
-    x = np.arange(len(METRIC_NAMES))
-    for i, r in enumerate(results):
-        vals = [r.metrics[m] for m in METRIC_NAMES]
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{r.dataset} / {r.model}")
-    ax.set_xticks(x, METRIC_NAMES)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("score")
-    ax.set_title("Retrieval quality on the test queries")
-    ax.legend(fontsize=8, ncols=2)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     logger.info("wrote %s", path)

@@ -11,9 +11,8 @@ from torchrec import KeyedJaggedTensor
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import ItemFeatures, encode_items
+from mrse.features.inputs import FeatureShape, ItemInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
-from mrse.models.config import ModelConfig
-from mrse.models.two_tower import ItemInputs
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class CatalogFeatures:
 
 
 def build_catalog_features(
-    dataset: Dataset, feats: ItemFeatures, stats: FeatureStats, config: ModelConfig
+    dataset: Dataset, feats: ItemFeatures, stats: FeatureStats, config: FeatureShape
 ) -> CatalogFeatures:
     """Turn a dataset's frozen-encoder features into model inputs (any catalog, seen or not)."""
     items = dataset.items
@@ -142,7 +141,7 @@ def build_catalog_features(
 
 
 def model_catalog(
-    dataset: Dataset, cache: FeatureCache, config: ModelConfig, stats: FeatureStats | None = None
+    dataset: Dataset, cache: FeatureCache, config: FeatureShape, stats: FeatureStats | None = None
 ) -> tuple[CatalogFeatures, FeatureStats]:
     """Encode ``dataset``'s items (photos only if the model reads them) and build the model's
     catalog features, centred with ``stats`` (a run's) or, for a new run, statistics fitted here."""

@@ -11,6 +11,7 @@ import torch
 from torchrec import KeyedJaggedTensor
 
 from mrse.features.catalog import CatalogFeatures, FeatureStats, centre_unit, gather_jagged, jagged
+from mrse.features.inputs import FeatureShape, QueryInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
 from mrse.features.profile import (
     ProfileConfig,
@@ -20,8 +21,6 @@ from mrse.features.profile import (
     profile_vectors,
     update_profile,
 )
-from mrse.models.config import ModelConfig
-from mrse.models.two_tower import QueryInputs
 
 
 def to_seconds(ts: pd.Timestamp | np.datetime64) -> float:
@@ -134,7 +133,7 @@ def build_query_features(
     profiles: Sequence[ProfileState],
     catalog: CatalogFeatures,
     stats: FeatureStats,
-    config: ModelConfig,
+    config: FeatureShape,
 ) -> QueryFeatures:
     """Assemble query features. ``text_vectors`` (Q, 384) are raw MiniLM query vectors."""
     k = config.recent_items

@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
-from torchrec import KeyedJaggedTensor
 
+from mrse.features.inputs import ItemInputs, QueryInputs
 from mrse.models.config import ModelConfig
 from mrse.models.towers import ITEM_EXPERTS, QUERY_EXPERTS, ItemTower, QueryTower, TowerOutput
-
-
-@dataclass
-class ItemInputs:
-    """Item features for N items (see ``mrse.features.catalog``)."""
-
-    text: torch.Tensor  # (N, 384)
-    has_text: torch.Tensor  # (N,) bool
-    image: torch.Tensor  # (N, 1280)
-    has_image: torch.Tensor  # (N,) bool
-    sparse: KeyedJaggedTensor  # item_ngrams, item_category, item_brand; stride N
-
-
-@dataclass
-class QueryInputs:
-    """Query and profile features for B queries; ``recent`` indexes items (-1 = none)."""
-
-    text: torch.Tensor  # (B, 384)
-    sparse: KeyedJaggedTensor  # query_ngrams, profile_categories; stride B
-    profile_text: torch.Tensor  # (B, 384)
-    profile_image: torch.Tensor  # (B, 1280)
-    modality: torch.Tensor  # (B, 4)
-    has_history: torch.Tensor  # (B,) bool
-    recent: torch.Tensor  # (B, K) long catalog rows, -1 padding
 
 
 class MRSEModel(nn.Module):

@@ -41,9 +41,9 @@ def worker_config(cfg: ServeConfig, i: int, scratch: Path) -> ServeConfig:
 
 
 def _worker_main(cfg: ServeConfig, i: int, ready) -> None:
-    from mrse.cli import _setup_logging
+    from mrse.logs import setup_logging
 
-    _setup_logging(False)
+    setup_logging(False)
     asyncio.run(serve(cfg, on_ready=lambda: ready.put(i)))
 
 

@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 from mrse.data.dataset import Dataset, load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts
-from mrse.evaluation.metrics import mean_metrics, query_metrics
 from mrse.features.catalog import CatalogFeatures, FeatureStats, model_catalog
 from mrse.features.queries import QueryFeatures, build_query_features, snapshot_profiles
 from mrse.losses import consistency, sampled_softmax, triplet
+from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.models.inference import encode_catalog, encode_queries
 from mrse.models.towers import text_and_image_views
 from mrse.models.two_tower import MRSEModel

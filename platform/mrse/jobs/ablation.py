@@ -18,6 +18,7 @@ from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.report import format_table, write_json
+from mrse.jobs.plots import plot_ablation
 from mrse.retrieval.baselines import build_baseline
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
@@ -91,49 +92,6 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
     if cfg.doc is not None:
         write_doc_section(cfg.doc, markdown(rows, plot_path.relative_to(cfg.doc.parent)))
     return rows
-
-
-def plot_ablation(
-    rows: list[dict], path: Path, metrics: tuple[str, ...] = ("ndcg@10", "recall@100")
-) -> None:
-    """One panel per dataset: each model's metrics as horizontal bars, text tower marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(
-        1,
-        len(datasets),
-        figsize=(6 * len(datasets), 0.5 * len(rows) / max(len(datasets), 1) + 2),
-        squeeze=False,
-    )
-    colors = ("#1f77b4", "#ff7f0e", "#2ca02c")
-    for ax, ds in zip(axes[0], datasets, strict=True):
-        sub = [r for r in rows if r["dataset"] == ds]
-        y = np.arange(len(sub))
-        h = 0.8 / len(metrics)
-        for j, m in enumerate(metrics):
-            vals = [r["metrics"][m] for r in sub]
-            ax.barh(y + j * h - 0.4 + h / 2, vals, h, label=m, color=colors[j % len(colors)])
-            for yi, v in zip(y, vals, strict=True):
-                ax.text(v + 0.01, yi + j * h - 0.4 + h / 2, f"{v:.3f}", va="center", fontsize=7)
-        ax.set_yticks(y, [r["model"] for r in sub])
-        ax.invert_yaxis()
-        ax.set_xlim(0, 1.35)  # room on the right for the legend
-        ax.set_title(ds)
-        ax.grid(axis="x", alpha=0.3)
-        base = next((r["metrics"][metrics[0]] for r in sub if r["model"] == "text-tower"), None)
-        if base is not None:
-            ax.axvline(base, color="grey", ls="--", lw=1, label=f"text-tower {metrics[0]}")
-        ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Ablation on the test queries")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def markdown(rows: list[dict], plot: Path) -> str:

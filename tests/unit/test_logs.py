@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from mrse.cli import _setup_logging
+from mrse.logs import setup_logging
 
 
 def _record(exc: BaseException, name: str = "kafka.net.transport") -> logging.LogRecord:
@@ -16,7 +16,7 @@ def _record(exc: BaseException, name: str = "kafka.net.transport") -> logging.Lo
 
 
 def test_closed_socket_race_is_not_an_error_but_other_errors_are(caplog):
-    _setup_logging(False)
+    setup_logging(False)
     logger = logging.getLogger("kafka.net.transport")
     with caplog.at_level(logging.WARNING, logger="kafka"):
         try:

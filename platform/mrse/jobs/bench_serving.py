@@ -24,9 +24,9 @@ from mrse.data import load_dataset
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, build_index
+from mrse.jobs.loadgen import LoadResult, run_load
 from mrse.serving.background import BackgroundServer
 from mrse.serving.engine import SearchEngine, SearchOutcome, load_bundle
-from mrse.serving.loadgen import LoadResult, run_load
 from mrse.serving.query_encoding import build_query_vectors
 from mrse.serving.validation import ValidRequest
 from mrse.streaming.producer import dataset_events
@@ -130,10 +130,10 @@ def _measure(target: str, rec: _Recorder | None, requests, cfg, concurrency: int
 
 
 def _run_workers(cfg, all_ready) -> None:
-    from mrse.cli import _setup_logging
+    from mrse.logs import setup_logging
     from mrse.serving.workers import serve_workers
 
-    _setup_logging(False)
+    setup_logging(False)
     raise SystemExit(serve_workers(cfg, all_ready))
 
 
@@ -275,32 +275,3 @@ def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
         "designs": designs,
         "concurrency": sweeps,
     }
-
-
-def plot_serve_benchmark(result: dict, path: Path) -> None:
-    """Latency (p50, p99) against throughput, one line pair per design in the sweep."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (name, rows) in enumerate(result["concurrency"].items()):
-        color = f"C{i}"
-        qps = [r["qps"] for r in rows]
-        ax.plot(qps, [r["p50_ms"] for r in rows], "o--", color=color, label=f"{name}: p50")
-        ax.plot(qps, [r["p99_ms"] for r in rows], "s-", color=color, label=f"{name}: p99")
-        for r in rows:
-            ax.annotate(str(r["clients"]), (r["qps"], r["p99_ms"]), textcoords="offset points",
-                        xytext=(3, 4), fontsize=7, color=color)  # fmt: skip
-    ax.axhline(50, color="grey", ls=":", lw=1)
-    ax.axvline(200, color="grey", ls=":", lw=1)
-    ax.set_xlabel("throughput (queries/s); numbers: concurrent clients")
-    ax.set_ylabel("latency (ms)")
-    ax.set_yscale("log")
-    ax.set_title(f"{result['dataset']} ({result['items']:,} items), k={result['k']}, 2 cores")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,0 +1,107 @@
+"""Every figure the platform draws (evaluation results, the ablation, the serving benchmark),
+drawn the same way: matplotlib's file backend, 120 dpi, the folder made, the figure closed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mrse.evaluation.report import METRIC_NAMES, EvalResult
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    logger.info("wrote %s", path)
+
+
+def plot_results(results: Sequence[EvalResult], path: str | Path) -> None:
+    """Grouped bar chart: metrics on x, one bar per (dataset, model)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / max(len(results), 1)
+    x = np.arange(len(METRIC_NAMES))
+    for i, r in enumerate(results):
+        vals = [r.metrics[m] for m in METRIC_NAMES]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{r.dataset} / {r.model}")
+    ax.set_xticks(x, METRIC_NAMES)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.set_title("Retrieval quality on the test queries")
+    ax.legend(fontsize=8, ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_ablation(
+    rows: list[dict], path: Path, metrics: tuple[str, ...] = ("ndcg@10", "recall@100")
+) -> None:
+    """One panel per dataset: each model's metrics as horizontal bars, text tower marked."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(
+        1,
+        len(datasets),
+        figsize=(6 * len(datasets), 0.5 * len(rows) / max(len(datasets), 1) + 2),
+        squeeze=False,
+    )
+    colors = ("#1f77b4", "#ff7f0e", "#2ca02c")
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        sub = [r for r in rows if r["dataset"] == ds]
+        y = np.arange(len(sub))
+        h = 0.8 / len(metrics)
+        for j, m in enumerate(metrics):
+            vals = [r["metrics"][m] for r in sub]
+            ax.barh(y + j * h - 0.4 + h / 2, vals, h, label=m, color=colors[j % len(colors)])
+            for yi, v in zip(y, vals, strict=True):
+                ax.text(v + 0.01, yi + j * h - 0.4 + h / 2, f"{v:.3f}", va="center", fontsize=7)
+        ax.set_yticks(y, [r["model"] for r in sub])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.35)  # room on the right for the legend
+        ax.set_title(ds)
+        ax.grid(axis="x", alpha=0.3)
+        base = next((r["metrics"][metrics[0]] for r in sub if r["model"] == "text-tower"), None)
+        if base is not None:
+            ax.axvline(base, color="grey", ls="--", lw=1, label=f"text-tower {metrics[0]}")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Ablation on the test queries")
+    _save(fig, path)
+
+
+def plot_serve_benchmark(result: dict, path: Path) -> None:
+    """Latency (p50, p99) against throughput, one line pair per design in the sweep."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, rows) in enumerate(result["concurrency"].items()):
+        color = f"C{i}"
+        qps = [r["qps"] for r in rows]
+        ax.plot(qps, [r["p50_ms"] for r in rows], "o--", color=color, label=f"{name}: p50")
+        ax.plot(qps, [r["p99_ms"] for r in rows], "s-", color=color, label=f"{name}: p99")
+        for r in rows:
+            ax.annotate(str(r["clients"]), (r["qps"], r["p99_ms"]), textcoords="offset points",
+                        xytext=(3, 4), fontsize=7, color=color)  # fmt: skip
+    ax.axhline(50, color="grey", ls=":", lw=1)
+    ax.axvline(200, color="grey", ls=":", lw=1)
+    ax.set_xlabel("throughput (queries/s); numbers: concurrent clients")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(f"{result['dataset']} ({result['items']:,} items), k={result['k']}, 2 cores")
+    ax.legend(fontsize=7)
+    _save(fig, path)
