@@ -80,7 +80,17 @@ def test_wilson_interval_and_ctr_report():
         Exposure("r5", EXP.name, "mrse", "u1", ("b",), 100.0, qa=True),  # QA override
         Exposure("r6", EXP.name, "mrse", "", ("b",), 100.0),  # anonymous: nothing to join
     ]
-    clicks = [("u1", "b", 150.0), ("u2", "c", 99.0), ("u3", "z", 120.0)]  # u2 clicked before
+    clicks = [("u1", "b", 150.0), ("u2", "c", 90.0), ("u3", "z", 120.0)]  # u2 clicked before
     report = {r.arm: r for r in ctr_by_arm(exposures, clicks, EXP.name)}
     assert (report["mrse"].exposures, report["mrse"].clicked) == (2, 1)
     assert report["control"].ctr == 0.0 and report["control"].ci_high > 0
+
+
+def test_a_click_a_rounding_error_before_its_exposure_still_counts():
+    """Clicks carry millisecond times from the client's clock: one sent 0.3 ms after the
+    response can be stamped before the server's exposure time; it is the same click."""
+    exposure = Exposure("r", EXP.name, "mrse", "u1", ("a",), 100.0004)
+    (report,) = ctr_by_arm([exposure], [("u1", "a", 100.000)], EXP.name)
+    assert report.clicked == 1
+    (report,) = ctr_by_arm([exposure], [("u1", "a", 90.0)], EXP.name)
+    assert report.clicked == 0  # seconds before: not caused by this exposure

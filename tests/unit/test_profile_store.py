@@ -128,3 +128,42 @@ def test_feast_cli_writes_nothing_into_the_feature_repo(tmp_path):
     assert (checkout / ".mrse-features" / "registry.db").exists()
     for written in (".mrse-features/registry.db", "feature_repo/data/online_store.db"):
         assert subprocess.run(["git", "check-ignore", "-q", written], cwd=repo).returncode == 0
+
+
+def test_every_form_of_the_profile_schema_agrees(store):
+    """Feast's registered view, the offline file, the model's FeatureService and the row
+    codec all follow the one declaration."""
+    import pyarrow.parquet as pq
+
+    from mrse.features.profile_schema import (
+        MODEL_FIELDS,
+        PROFILE_COLUMNS,
+        PROFILE_FIELDS,
+        VIEW,
+        arrow_schema,
+        from_row,
+        to_row,
+    )
+
+    registered = store.store.get_feature_view(VIEW)
+    assert tuple(f.name for f in registered.features) == PROFILE_FIELDS
+    kinds = {c.name: c.kind for c in PROFILE_COLUMNS}
+    for f in registered.features:
+        want = {"vector": "Bytes", "float": "Float64", "int": "Int64",
+                "strings": "Array(String)", "floats": "Array(Float64)"}[kinds[f.name]]  # fmt: skip
+        assert str(f.dtype) == want, f.name
+    offline = pq.read_schema(store.config.data_dir / "data" / "user_profiles.parquet")
+    assert offline.names == arrow_schema().names == ["user_id", "event_timestamp", *PROFILE_FIELDS]
+    service = store.store.get_feature_service("mrse_v1")
+    (projection,) = service.feature_view_projections
+    assert tuple(f.name for f in projection.features) == MODEL_FIELDS
+    assert set(PROFILE_FIELDS) - set(MODEL_FIELDS) == {"applied_event_ids"}
+    rng = np.random.default_rng(2)
+    ev = [ProfileEvent("i1", 1.6e9, "c", rng.normal(size=384), rng.normal(size=1280))]
+    state = profile_from_events(ev, ProfileConfig(), 384, 1280)
+    row = to_row(state, ["e1"])
+    assert tuple(row) == PROFILE_FIELDS
+    back, ids = from_row(row)
+    np.testing.assert_array_equal(back.text_sum, state.text_sum)
+    assert back.recent_items == state.recent_items and back.count == state.count
+    assert ids == ["e1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,11 +40,26 @@ class FeatureCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file, set once; switching needs exclusive access and does
+        # not wait on the busy timeout, so several processes opening the cache at once (the
+        # ranks of a sharded run) failed with "database is locked". Switch only when needed.
+        mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            self._set_wal()
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)"
         )
         self._db.commit()
+
+    def _set_wal(self, attempts: int = 50) -> None:
+        for attempt in range(attempts):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.1)
 
     @classmethod
     def open_default(cls, cache_dir: str | Path | None = None) -> FeatureCache:

@@ -46,12 +46,16 @@ def ctr_by_arm(
     clicks: Iterable[tuple[str, str, float]],
     experiment: str,
     window_s: float = 3600.0,
+    skew_s: float = 1.0,
 ) -> list[ArmReport]:
     """Share of exposures followed by a click on one of the shown items.
 
     ``clicks``: (user_id, item_id, ts). A click counts for an exposure if the same user clicks
-    a shown item within ``window_s`` after it. Exposures served under a QA override, and
-    anonymous ones (no user id to join clicks on), are not part of the sample.
+    a shown item within ``window_s`` after it, or up to ``skew_s`` before it: the click's time
+    comes from another clock (the client's) and is stored to the millisecond, so a click sent
+    right after the response can carry a time just before the server's exposure time.
+    Exposures served under a QA override, and anonymous ones (no user id to join clicks on),
+    are not part of the sample.
     """
     by_user: dict[str, list[tuple[str, float]]] = {}
     for user, item, ts in clicks:
@@ -62,7 +66,7 @@ def ctr_by_arm(
             continue
         shown = set(e.item_ids)
         hit = any(
-            item in shown and e.ts <= ts <= e.ts + window_s
+            item in shown and e.ts - skew_s <= ts <= e.ts + window_s
             for item, ts in by_user.get(e.user_id, ())
         )
         c = counts.setdefault(e.arm, [0, 0])

@@ -13,28 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
 from mrse.features.profile import ProfileState
+from mrse.features.profile_schema import (
+    ENTITY_KEY,
+    MODEL_FIELDS,
+    PROFILE_FIELDS,
+    PUSH_SOURCE,
+    TIMESTAMP,
+    VIEW,
+    arrow_schema,
+    from_row,
+    to_row,
+)
 
 logger = logging.getLogger(__name__)
 
 REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
-PROFILE_VIEW = "user_profile_fresh"
-PROFILE_PUSH = "user_profile_push"
-PROFILE_FIELDS = (
-    "text_sum",
-    "text_weight",
-    "image_sum",
-    "image_weight",
-    "ref_ts",
-    "history_length",
-    "recent_items",
-    "recent_ts",
-    "recent_categories",
-    "applied_event_ids",
-)
 
 
 @dataclass(frozen=True)
@@ -59,15 +55,6 @@ class StoredProfile:
 
     state: ProfileState
     applied_event_ids: list[str] = field(default_factory=list)
-
-
-def _to_bytes(v: np.ndarray) -> bytes:
-    """A profile sum as stored online: little-endian float64 bytes (exact)."""
-    return np.ascontiguousarray(v, dtype="<f8").tobytes()
-
-
-def _from_bytes(b: bytes) -> np.ndarray:
-    return np.frombuffer(b, dtype="<f8").astype(np.float64)  # a writable copy
 
 
 def _repo_settings(cfg: FeatureStoreConfig) -> dict:
@@ -144,35 +131,14 @@ class ProfileStore:
         self.store = FeatureStore(config=_repo_config(config))
 
     def _ensure_offline_files(self) -> None:
-        """Feast reads each file source's schema on apply: create empty typed files once."""
-        import pyarrow as pa
+        """Feast reads each file source's schema on apply: create the empty typed file once."""
         import pyarrow.parquet as pq
 
         root = self.config.data_dir / "data"
         root.mkdir(parents=True, exist_ok=True)
-        ts = pa.timestamp("us", tz="UTC")
-        f64, strings = pa.list_(pa.float64()), pa.list_(pa.string())
-        schemas = {
-            "user_profiles.parquet": pa.schema(
-                [
-                    ("user_id", pa.string()),
-                    ("event_timestamp", ts),
-                    ("text_sum", pa.binary()),
-                    ("text_weight", pa.float64()),
-                    ("image_sum", pa.binary()),
-                    ("image_weight", pa.float64()),
-                    ("ref_ts", pa.float64()),
-                    ("history_length", pa.int64()),
-                    ("recent_items", strings),
-                    ("recent_ts", f64),
-                    ("recent_categories", strings),
-                    ("applied_event_ids", strings),
-                ]
-            ),  # fmt: skip
-        }
-        for name, schema in schemas.items():
-            if not (root / name).exists():
-                pq.write_table(schema.empty_table(), root / name)
+        path = root / "user_profiles.parquet"
+        if not path.exists():
+            pq.write_table(arrow_schema().empty_table(), path)
 
     def apply(self) -> None:
         self._ensure_offline_files()
@@ -188,29 +154,14 @@ class ProfileStore:
         """Push profiles to the online store (one row per user, overwriting)."""
         if not profiles:
             return
-        rows = []
         now = pd.Timestamp.now(tz="UTC")
-        for user_id, p in profiles.items():
-            s = p.state
-            rows.append(
-                {
-                    "user_id": user_id,
-                    "event_timestamp": now,
-                    "text_sum": _to_bytes(s.text_sum),
-                    "text_weight": float(s.text_weight),
-                    "image_sum": _to_bytes(s.image_sum),
-                    "image_weight": float(s.image_weight),
-                    "ref_ts": float(s.ref_ts),
-                    "history_length": int(s.count),
-                    "recent_items": list(s.recent_items),
-                    "recent_ts": [float(t) for t in s.recent_ts],
-                    "recent_categories": list(s.recent_categories),
-                    "applied_event_ids": list(p.applied_event_ids),
-                }
-            )
+        rows = [
+            {ENTITY_KEY: user_id, TIMESTAMP: now, **to_row(p.state, p.applied_event_ids)}
+            for user_id, p in profiles.items()
+        ]
         from feast.data_source import PushMode
 
-        self.store.push(PROFILE_PUSH, pd.DataFrame(rows), to=PushMode.ONLINE)
+        self.store.push(PUSH_SOURCE, pd.DataFrame(rows), to=PushMode.ONLINE)
 
     def read(
         self, user_ids: Iterable[str], with_event_ids: bool = True
@@ -223,27 +174,16 @@ class ProfileStore:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return {}
-        fields = PROFILE_FIELDS if with_event_ids else PROFILE_FIELDS[:-1]
+        fields = PROFILE_FIELDS if with_event_ids else MODEL_FIELDS
         resp = self.store.get_online_features(
-            features=[f"{PROFILE_VIEW}:{f}" for f in fields],
-            entity_rows=[{"user_id": u} for u in ids],
+            features=[f"{VIEW}:{f}" for f in fields],
+            entity_rows=[{ENTITY_KEY: u} for u in ids],
         ).to_dict()
         out: dict[str, StoredProfile | None] = {}
         for i, user_id in enumerate(ids):
             if resp["history_length"][i] is None:
                 out[user_id] = None
                 continue
-            state = ProfileState(
-                text_sum=_from_bytes(resp["text_sum"][i]),
-                text_weight=float(resp["text_weight"][i]),
-                image_sum=_from_bytes(resp["image_sum"][i]),
-                image_weight=float(resp["image_weight"][i]),
-                ref_ts=float(resp["ref_ts"][i]),
-                count=int(resp["history_length"][i]),
-                recent_items=tuple(resp["recent_items"][i] or ()),
-                recent_ts=tuple(float(t) for t in resp["recent_ts"][i] or ()),
-                recent_categories=tuple(resp["recent_categories"][i] or ()),
-            )
-            applied = resp["applied_event_ids"][i] if with_event_ids else None
-            out[user_id] = StoredProfile(state, list(applied or ()))
+            state, applied = from_row({f: resp[f][i] for f in fields})
+            out[user_id] = StoredProfile(state, applied)
         return out
