@@ -26,6 +26,7 @@ def snapshot(config: Path, k: int) -> dict:
 
     cfg = load_serve_config(config)
     engine = build_engine(cfg)
+    engine.warm_up()  # as the server does before it reports SERVING
     try:
         queries = load_dataset(cfg.data).queries
         experiment = engine.experiments[cfg.default_experiment]

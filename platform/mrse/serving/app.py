@@ -44,7 +44,7 @@ class ServeConfig:
     query_cache: int = 50_000  # LRU entries; 0: no cache
     warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
     torch_threads: int = 1  # per request; concurrency comes from max_concurrency
-    profile_timeout_ms: float = 100.0  # the most a batch waits for the feature store
+    profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (reads 1-6 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
     shutdown_grace_s: float = 10.0  # then: new requests refused, in-flight ones finish

@@ -129,7 +129,7 @@ class SearchEngine:
         query_vectors: QueryVectors,
         profiles: ProfileStore | None = None,
         log_exposure: Callable[[Exposure], None] | None = None,
-        profile_timeout_s: float = 0.1,
+        profile_timeout_s: float = 0.25,
         profile_retry_s: float = 1.0,
     ) -> None:
         """``profile_timeout_s``: the most a batch waits for the feature store; after a
