@@ -13,6 +13,7 @@ from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import ItemFeatures, encode_items
 from mrse.features.inputs import FeatureShape, ItemInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
+from mrse.features.profile import ProfileState, empty_profile
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class CatalogFeatures:
     category_id: np.ndarray
     brand_id: np.ndarray
     categories: np.ndarray
+
+    def cold_profile(self) -> ProfileState:
+        """The profile of a shopper with no history, in this catalog's vector sizes."""
+        return empty_profile(self.text.shape[1], self.image.shape[1])
 
     def __len__(self) -> int:
         return len(self.item_ids)

@@ -135,7 +135,7 @@ def build_query_features(
     stats: FeatureStats,
     config: FeatureShape,
 ) -> QueryFeatures:
-    """Assemble query features. ``text_vectors`` (Q, 384) are raw MiniLM query vectors."""
+    """Assemble query features. ``text_vectors`` (Q, Dt) are raw query text vectors."""
     k = config.recent_items
     values, offsets = jagged([ngram_ids(t, config.ngram_buckets) for t in texts])
     vecs = [profile_vectors(p) for p in profiles]
@@ -154,10 +154,14 @@ def build_query_features(
         ngram_values=values,
         ngram_offsets=offsets,
         profile_text=torch.from_numpy(
-            np.stack([v.text for v in vecs]) if q else np.zeros((0, 384), np.float32)
+            np.stack([v.text for v in vecs])
+            if q
+            else np.zeros((0, catalog.text.shape[1]), np.float32)
         ),
         profile_image=torch.from_numpy(
-            np.stack([v.image for v in vecs]) if q else np.zeros((0, 1280), np.float32)
+            np.stack([v.image for v in vecs])
+            if q
+            else np.zeros((0, catalog.image.shape[1]), np.float32)
         ),
         modality=torch.from_numpy(
             np.stack([v.modality for v in vecs]) if q else np.zeros((0, 4), np.float32)

@@ -18,7 +18,6 @@ import numpy as np
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.features.catalog import model_catalog
 from mrse.index.base import VectorIndex
 from mrse.models.inference import encode_catalog
 from mrse.training.checkpoint import load_run
@@ -88,7 +87,7 @@ def build_index(
     version = version_name(version or run.name)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
-        catalog, _ = model_catalog(dataset, cache, run.config.model, run.stats)
+        catalog = run.featurizer.catalog(dataset, cache)
     vectors = encode_catalog(run.model, catalog).numpy().astype(np.float32)
     index = open_index(config, version, vectors.shape[1])
     try:

@@ -9,8 +9,7 @@ import numpy as np
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts, lazy_query_encoder
-from mrse.features.catalog import model_catalog
-from mrse.features.queries import build_query_features, snapshot_profiles
+from mrse.features.queries import snapshot_profiles
 from mrse.models.inference import encode_catalog, encode_queries, explain_rows
 from mrse.retrieval.base import QueryContext, Ranking
 from mrse.training.checkpoint import Run
@@ -33,8 +32,7 @@ class ModelRetriever:
         self.name = run.name
         self.dataset = dataset
         self.cache = cache
-        cfg = run.config
-        self.catalog, _ = model_catalog(dataset, cache, cfg.model, run.stats)
+        self.catalog = run.featurizer.catalog(dataset, cache)
         self.items = encode_catalog(run.model, self.catalog)  # (N, D)
         # loaded once, only on a cache miss
         self._encode_query, self._query_model_id = lazy_query_encoder(query_encoder)
@@ -44,13 +42,11 @@ class ModelRetriever:
         texts = [q.query for q in queries]
         requests = [(q.user_id, q.ts) for q in queries]
         profiles = snapshot_profiles(self.dataset.events, self.catalog, requests, cfg.profile)
-        qf = build_query_features(
+        qf = self.run.featurizer.queries(
             texts,
             encode_query_texts(texts, self.cache, self._encode_query, self._query_model_id),
             profiles,
             self.catalog,
-            self.run.stats,
-            cfg.model,
         )
         (out,) = encode_queries(self.run.model, qf, self.items, batch_size=len(texts))
         scores = out.embedding @ self.items.T  # (Q, N)

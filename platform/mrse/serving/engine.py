@@ -20,9 +20,8 @@ from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.experiments.assignment import Arm, Experiment, assign_arm
 from mrse.experiments.report import Exposure
-from mrse.features.catalog import CatalogFeatures, model_catalog
-from mrse.features.profile import ProfileState, empty_profile
-from mrse.features.queries import build_query_features
+from mrse.features.catalog import CatalogFeatures
+from mrse.features.profile import ProfileState
 from mrse.features.store import ProfileStore
 from mrse.index.base import SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
@@ -75,7 +74,7 @@ def load_bundle(
     run = load_run(run_dir)
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
-        catalog, _ = model_catalog(dataset, cache, run.config.model, run.stats)
+        catalog = run.featurizer.catalog(dataset, cache)
     outputs = encode_catalog_outputs(run.model, catalog)
     keep = outputs.experts is not None and outputs.experts.nbytes <= EXPLAIN_CACHE_BYTES
     if outputs.experts is not None and not keep:
@@ -165,8 +164,7 @@ class SearchEngine:
     ) -> tuple[list[ProfileState], list[bool], bool]:
         """(states, personalized per request, degraded). One read for the batch; store down ->
         cold start for all, never an error."""
-        dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
-        cold = empty_profile(*dims)
+        cold = bundle.catalog.cold_profile()
         known = [u for u in user_ids if u is not None]
         if not known or self.profiles is None or not bundle.run.config.model.use_profile:
             return [cold] * len(user_ids), [False] * len(user_ids), False
@@ -248,7 +246,7 @@ class SearchEngine:
             raw = self.query_vectors.many(texts)
         else:  # the n-gram path: the model never reads a text vector, so none is computed
             raw = np.zeros((len(reqs), cfg.text_dim), dtype=np.float32)
-        qf = build_query_features(texts, raw, states, bundle.catalog, bundle.run.stats, cfg)
+        qf = bundle.run.featurizer.queries(texts, raw, states, bundle.catalog)
         with torch.no_grad():
             q_out = bundle.run.model.encode_queries(
                 qf.inputs(np.arange(len(reqs))), bundle.item_vectors
@@ -274,9 +272,8 @@ class SearchEngine:
         kernels and encoders); the server reports SERVING only after this. Not logged as an
         exposure."""
         for bundle in self.bundles.values():
-            dims = (bundle.catalog.text.shape[1], bundle.catalog.image.shape[1])
             req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
-            self._retrieve(bundle, [req], [empty_profile(*dims)], {})
+            self._retrieve(bundle, [req], [bundle.catalog.cold_profile()], {})
         if self.profiles is not None:  # the first read loads Feast's registry: not in a request
             try:
                 self.profiles.read(["warm-up"], with_event_ids=False)

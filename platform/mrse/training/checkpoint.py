@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mrse.features.catalog import FeatureStats
+from mrse.features.featurizer import Featurizer
 from mrse.models.two_tower import MRSEModel
 from mrse.training.config import TrainConfig, config_from_dict
 
@@ -34,6 +35,11 @@ class Run:
     model: MRSEModel
     stats: FeatureStats
     info: dict[str, Any]
+
+    @property
+    def featurizer(self) -> Featurizer:
+        """How this run turns a catalog and its shoppers into model inputs."""
+        return Featurizer(self.config.model, self.stats)
 
 
 def save_run(

@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from mrse.data.dataset import Dataset, load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts
-from mrse.features.catalog import CatalogFeatures, FeatureStats, model_catalog
-from mrse.features.queries import QueryFeatures, build_query_features, snapshot_profiles
+from mrse.features.catalog import CatalogFeatures, FeatureStats
+from mrse.features.featurizer import Featurizer
+from mrse.features.queries import QueryFeatures, snapshot_profiles
 from mrse.losses import consistency, sampled_softmax, triplet
 from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.models.inference import encode_catalog, encode_queries
@@ -62,14 +63,16 @@ class PreparedData:
 def prepare(
     dataset: Dataset, config: TrainConfig, cache: FeatureCache, stats: FeatureStats | None = None
 ) -> PreparedData:
-    catalog, stats = model_catalog(dataset, cache, config.model, stats)
+    if stats is None:
+        featurizer, catalog = Featurizer.fit(dataset, cache, config.model)
+    else:  # resuming: the statistics the run was started with
+        featurizer = Featurizer(config.model, stats)
+        catalog = featurizer.catalog(dataset, cache)
     examples = build_examples(dataset)
     profiles = snapshot_profiles(dataset.events, catalog, examples.requests(), config.profile)
     vecs = encode_query_texts(list(examples.texts), cache)
-    queries = build_query_features(
-        list(examples.texts), vecs, profiles, catalog, stats, config.model
-    )
-    return PreparedData(dataset, stats, catalog, examples, queries)
+    queries = featurizer.queries(list(examples.texts), vecs, profiles, catalog)
+    return PreparedData(dataset, featurizer.stats, catalog, examples, queries)
 
 
 def validate(

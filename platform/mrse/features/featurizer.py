@@ -1,0 +1,58 @@
+"""The one owner of how a model turns a catalog and its shoppers into model inputs.
+
+A model's inputs depend on its shape (hash sizes, history length, modalities: ``FeatureShape``)
+and on feature statistics fitted on the training catalog (vector means for centring). A
+``Featurizer`` holds both; training builds one when it fits the statistics, and every trained
+run hands out its own (``Run.featurizer``) to indexing, evaluation, serving and the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrse.data.dataset import Dataset
+from mrse.encoders.cache import FeatureCache
+from mrse.features.catalog import CatalogFeatures, FeatureStats, model_catalog
+from mrse.features.inputs import FeatureShape
+from mrse.features.profile import ProfileState
+from mrse.features.queries import QueryFeatures, build_query_features
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    shape: FeatureShape
+    stats: FeatureStats
+
+    @classmethod
+    def fit(
+        cls, dataset: Dataset, cache: FeatureCache, shape: FeatureShape
+    ) -> tuple[Featurizer, CatalogFeatures]:
+        """A new model's featurizer, its statistics fitted on ``dataset``; and that catalog."""
+        catalog, stats = model_catalog(dataset, cache, shape)
+        return cls(shape, stats), catalog
+
+    def catalog(self, dataset: Dataset, cache: FeatureCache) -> CatalogFeatures:
+        """Every item of ``dataset`` as the item tower reads it (photos encoded only if the
+        model reads them)."""
+        catalog, _ = model_catalog(dataset, cache, self.shape, self.stats)
+        return catalog
+
+    def queries(
+        self,
+        texts: Sequence[str],
+        text_vectors: np.ndarray,
+        profiles: Sequence[ProfileState],
+        catalog: CatalogFeatures,
+    ) -> QueryFeatures:
+        """A batch of queries with the asking shoppers' profiles, as the query tower reads it.
+
+        Args:
+            texts: Q query strings.
+            text_vectors: (Q, Dt) raw query text vectors.
+            profiles: Q profiles (``catalog.cold_profile()`` for a shopper with none).
+            catalog: the items the profiles' recent items are looked up in.
+        """
+        return build_query_features(texts, text_vectors, profiles, catalog, self.stats, self.shape)
