@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrse.experiments.assignment import Arm, Experiment
-from mrse.experiments.exposures import ExposureLogger
-from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.features.store import FeatureStoreConfig
 from mrse.index.build import IndexConfig
+from mrse.serving.app import ServeConfig, build_engine
 from mrse.serving.background import BackgroundServer
-from mrse.serving.engine import SearchEngine, load_bundle
-from mrse.serving.query_encoding import build_query_vectors
+from mrse.serving.engine import SearchEngine
 from mrse.streaming.broker import EmbeddedBroker
 from mrse.streaming.service import StreamServiceConfig, build_worker
 from mrse.streaming.worker import StreamWorker, WorkerConfig
@@ -88,8 +87,8 @@ class LiveStack:
         self._worker_thread.start()
         if not self.worker.ready.wait(60):
             raise TimeoutError("the stream worker did not join its consumer group within 60s")
-        self.exposures = ExposureLogger(self.broker.bootstrap)
-        self.engine = self._engine(ProfileStore(store))
+        self.engine = self._engine(store)
+        self.exposures = self.engine.log_exposure
         self.server = BackgroundServer(self.engine).start()
         logger.info(
             "live: broker %s, stream worker, search server on %s",
@@ -98,20 +97,20 @@ class LiveStack:
         )
         return self
 
-    def _engine(self, profiles: ProfileStore) -> SearchEngine:
-        from mrse.data import load_dataset
-
-        bundles = {
-            a.version: load_bundle(a.version, a.run, self.data, self.index, self.cache_dir)
-            for a in self.arms
-        }
-        return SearchEngine(
-            bundles,
-            {self.experiment.name: self.experiment},
-            self.experiment.name,
-            build_query_vectors("minilm-int8", 50_000, load_dataset(self.data), 10_000),
-            profiles,
-            self.exposures,
+    def _engine(self, store: FeatureStoreConfig) -> SearchEngine:
+        """The serving defaults, on the embedded stores, with exposures to the broker."""
+        return build_engine(
+            ServeConfig(
+                data=self.data,
+                models={a.version: a.run for a in self.arms},
+                experiments=(self.experiment,),
+                default_experiment=self.experiment.name,
+                index=self.index,
+                feature_store=store,
+                exposures_bootstrap=self.broker.bootstrap,
+                torch_threads=0,  # the demo's process: leave torch's threads as they are
+                feature_cache=self.cache_dir,
+            )
         )
 
     def wait_applied(self, n: int, timeout: float = 120.0) -> None:
@@ -134,9 +133,7 @@ class LiveStack:
         if hasattr(self, "server"):
             steps.append(self.server.stop)
         if hasattr(self, "engine"):
-            steps.append(self.engine.close)
-        elif hasattr(self, "exposures"):
-            steps.append(self.exposures.close)
+            steps.append(self.engine.close)  # flushes the exposure log too
         steps.append(self._stop.set)
         if hasattr(self, "_worker_thread"):
             steps.append(lambda: self._worker_thread.join(30))

@@ -25,9 +25,9 @@ from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig, build_index
 from mrse.jobs.loadgen import LoadResult, run_load
+from mrse.serving.app import ServeConfig, build_engine
 from mrse.serving.background import BackgroundServer
-from mrse.serving.engine import SearchEngine, SearchOutcome, load_bundle
-from mrse.serving.query_encoding import build_query_vectors
+from mrse.serving.engine import SearchEngine, SearchOutcome
 from mrse.serving.validation import ValidRequest
 from mrse.streaming.producer import dataset_events
 from mrse.streaming.service import catalog_for_profiles
@@ -194,17 +194,24 @@ def bench_engine(
 ) -> SearchEngine:
     """The benchmark's engine: one model (``cfg.run``, or ``run`` with its own index), one arm,
     the online profiles written by setup."""
-    import torch
-
-    torch.set_num_threads(1)
-    dataset = load_dataset(cfg.data)
     run = run or cfg.run
-    index = IndexConfig(root=cfg.work_dir / "index")
-    bundle = load_bundle("bench", run, cfg.data, index, cfg.cache_dir, _index_name(cfg, run))
-    store = ProfileStore(FeatureStoreConfig(data_dir=cfg.work_dir / "feast"))
-    experiment = Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),))
-    vectors = build_query_vectors(encoder, cache, dataset, cfg.warm_queries)
-    return SearchEngine({"bench": bundle}, {"bench": experiment}, "bench", vectors, store)
+    version = _index_name(cfg, run)  # the index was built under this name
+    experiment = Experiment("bench", (Arm("mrse", 1.0, version, "mrse_v1", version),))
+    return build_engine(
+        ServeConfig(
+            data=cfg.data,
+            models={version: run},
+            experiments=(experiment,),
+            default_experiment="bench",
+            index=IndexConfig(root=cfg.work_dir / "index"),
+            feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "feast"),
+            query_encoder=encoder,
+            query_cache=cache,
+            warm_queries=cfg.warm_queries,
+            torch_threads=1,
+            feature_cache=cfg.cache_dir,
+        )
+    )
 
 
 def _index_name(cfg: ServeBenchConfig, run: Path) -> str:

@@ -43,7 +43,8 @@ class ServeConfig:
     query_encoder: str = "minilm-int8"  # or minilm (fp32 PyTorch); see docs/benchmarks.md
     query_cache: int = 50_000  # LRU entries; 0: no cache
     warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
-    torch_threads: int = 1  # per request; concurrency comes from max_concurrency
+    torch_threads: int = 1  # per request; concurrency comes from max_concurrency (0: as is)
+    feature_cache: Path | None = None  # the encoders' feature cache (default $MRSE_CACHE_DIR)
     profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (reads 1-6 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
@@ -103,6 +104,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
                     "torch_threads",
                     "drain_s",
                     "shutdown_grace_s",
+                    "feature_cache",
                 )
                 if k in raw
             },
@@ -149,6 +151,8 @@ def load_experiments(cfg: ServeConfig) -> dict[str, Experiment]:
 
 
 def build_engine(cfg: ServeConfig) -> SearchEngine:
+    """The one place a search engine is wired from its configuration (the server, the demo
+    and the serving benchmark all come through here)."""
     import torch
 
     from mrse.data import load_dataset
@@ -158,7 +162,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     experiments = load_experiments(cfg)
     bundles = {}
     for version, run in cfg.models.items():
-        bundles[version] = load_bundle(version, run, cfg.data, cfg.index)
+        bundles[version] = load_bundle(version, run, cfg.data, cfg.index, cfg.feature_cache)
     profiles = None
     if cfg.feature_store is not None:
         profiles = ProfileStore(cfg.feature_store)
