@@ -93,17 +93,6 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_config(args: argparse.Namespace):
-    from mrse.features.store import FeatureStoreConfig
-
-    return FeatureStoreConfig(
-        data_dir=Path(args.feature_dir),
-        online=args.online,
-        redis=args.redis,
-        registry_url=args.registry_url,
-    )
-
-
 def _cmd_stream_replay(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.streaming.producer import ReplayConfig, dataset_events, replay
@@ -123,38 +112,45 @@ def _cmd_stream_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_flags(args: argparse.Namespace) -> dict:
+    """The stream worker's flags that were given, shaped as its config."""
+    given = {
+        "data": args.data, "run": args.run, "cache_dir": args.cache_dir,
+        "idle_exit_s": args.idle_exit, "metrics_port": args.metrics_port,
+        "worker": {"bootstrap": args.bootstrap, "topic": args.topic,
+                   "group_id": args.group_id, "max_batch": args.max_batch},
+        "store": {"data_dir": args.feature_dir, "online": args.online, "redis": args.redis,
+                  "registry_url": args.registry_url},
+    }  # fmt: skip
+    out = {k: v for k, v in given.items() if v is not None and not isinstance(v, dict)}
+    for key in ("worker", "store"):
+        nested = {k: v for k, v in given[key].items() if v is not None}
+        if nested:
+            out[key] = nested
+    return out
+
+
 def _cmd_stream_worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from mrse.settings import describe, load
     from mrse.streaming.service import StreamServiceConfig, build_worker
-    from mrse.streaming.worker import WorkerConfig
 
-    worker = build_worker(
-        StreamServiceConfig(
-            data=Path(args.data),
-            run=Path(args.run) if args.run else None,
-            worker=WorkerConfig(
-                bootstrap=args.bootstrap,
-                topic=args.topic,
-                group_id=args.group_id,
-                max_batch=args.max_batch,
-            ),
-            store=_store_config(args),
-            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        )
-    )
-    if args.metrics_port is not None:
+    cfg = load(StreamServiceConfig, args.config, "MRSE_STREAM", overrides=_stream_flags(args))
+    logger.info("stream worker config: %s", describe(cfg))
+    worker = build_worker(cfg)
+    if cfg.metrics_port is not None:
         from prometheus_client import start_http_server
 
         from mrse.streaming.metrics import worker_registry
 
         registry = worker_registry(worker.stats)
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+        start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stats = worker.run(stop=stop, idle_exit_s=args.idle_exit)
+    stats = worker.run(stop=stop, idle_exit_s=cfg.idle_exit_s)
     print(
         json.dumps(
             {
@@ -202,8 +198,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from mrse.serving.app import load_serve_config, serve
+    from mrse.settings import describe
 
     cfg = load_serve_config(args.config)
+    logger.info("serving config: %s", describe(cfg))
     if cfg.workers > 1:
         from mrse.serving.workers import serve_workers
 
@@ -413,16 +411,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--encoding", choices=["json", "proto"], default="json")
     q.set_defaults(func=_cmd_stream_replay)
     q = stream.add_parser("worker", help="consume clicks and keep user profiles fresh in Feast")
-    q.add_argument("--data", required=True, help="the catalog (dataset directory)")
+    # every setting also comes from --config FILE or MRSE_STREAM__* variables; flags win
+    q.add_argument("--config", help="YAML with the fields of StreamServiceConfig")
+    q.add_argument("--data", help="the catalog (dataset directory)")
     q.add_argument("--run", help="the serving model's run (its feature statistics)")
-    q.add_argument("--bootstrap", required=True)
-    q.add_argument("--topic", default="mrse.clicks")
-    q.add_argument("--group-id", default="mrse-profile-worker")
-    q.add_argument("--max-batch", type=int, default=1000)
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port")
+    q.add_argument("--topic", help="default mrse.clicks")
+    q.add_argument("--group-id", help="default mrse-profile-worker")
+    q.add_argument("--max-batch", type=int, help="default 1000")
     q.add_argument("--idle-exit", type=float, help="exit after this many idle seconds")
-    q.add_argument("--feature-dir", default=".mrse-features", help="Feast data directory")
-    q.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
-    q.add_argument("--redis", default="localhost:6379")
+    q.add_argument("--feature-dir", help="Feast data directory (default .mrse-features)")
+    q.add_argument("--online", choices=["sqlite", "redis"], help="default sqlite")
+    q.add_argument("--redis", help="host:port (default localhost:6379)")
     q.add_argument("--registry-url", help="SQL registry URL (default: a file registry)")
     q.add_argument(
         "--metrics-port", type=int, help="Prometheus metrics on http://127.0.0.1:PORT/metrics"
@@ -510,11 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from mrse.data.dataset import DataValidationError
     from mrse.evaluation.harness import EvaluationError
+    from mrse.settings import ConfigError
     from mrse.training.checkpoint import RunError
 
     try:
         return int(args.func(args) or 0)
-    except (DataValidationError, EvaluationError, RunError, UsageError) as exc:
+    except (ConfigError, DataValidationError, EvaluationError, RunError, UsageError) as exc:
         logger.error("%s", exc)
         return 2
 

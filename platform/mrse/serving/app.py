@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mrse.experiments.assignment import Arm, Experiment
+from mrse.experiments.assignment import Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.server import start_server
+from mrse.settings import load
 
 logger = logging.getLogger(__name__)
+ENV_PREFIX = "MRSE_SERVE"
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,24 @@ class ServeConfig:
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
     shutdown_grace_s: float = 10.0  # then: new requests refused, in-flight ones finish
 
+    @classmethod
+    def from_raw(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The YAML's shapes: ``models`` as a list of ``{version, run}``; ``exposures`` as
+        ``{bootstrap, topic}``."""
+        models = values.get("models")
+        if isinstance(models, list):
+            if not all(isinstance(m, dict) and {"version", "run"} <= set(m) for m in models):
+                raise ValueError("ServeConfig.models: each entry needs `version` and `run`")
+            values["models"] = {str(m["version"]): m["run"] for m in models}
+        exposures = values.pop("exposures", None)
+        if exposures is not None:
+            if not isinstance(exposures, dict) or set(exposures) - {"bootstrap", "topic"}:
+                raise ValueError("ServeConfig.exposures: a mapping of `bootstrap` and `topic`")
+            values["exposures_bootstrap"] = exposures.get("bootstrap")
+            if "topic" in exposures:
+                values["exposures_topic"] = exposures["topic"]
+        return values
+
     def __post_init__(self) -> None:
         if self.drain_s < 0 or self.shutdown_grace_s < 0:
             raise ValueError("drain_s and shutdown_grace_s must be >= 0")
@@ -66,51 +84,10 @@ class ServeConfig:
                     )
 
 
-def load_serve_config(path: str | Path) -> ServeConfig:
-    with Path(path).open() as f:
-        raw: dict[str, Any] = yaml.safe_load(f) or {}
-    try:
-        experiments = tuple(
-            Experiment(e["name"], tuple(Arm(**a) for a in e["arms"]), e.get("salt", ""))
-            for e in raw.get("experiments", [])
-        )
-        index = dict(raw.get("index", {}))
-        if "root" in index:
-            index["root"] = Path(index["root"])
-        fs = dict(raw["feature_store"]) if raw.get("feature_store") else None
-        if fs:
-            fs["data_dir"] = Path(fs["data_dir"])
-        return ServeConfig(
-            data=Path(raw["data"]),
-            models={m["version"]: Path(m["run"]) for m in raw["models"]},
-            experiments=experiments,
-            default_experiment=raw["default_experiment"],
-            index=IndexConfig(**index),
-            feature_store=FeatureStoreConfig(**fs) if fs else None,
-            experiments_url=raw.get("experiments_url"),
-            address=raw.get("address", "127.0.0.1:50051"),
-            metrics_port=raw.get("metrics_port"),
-            max_concurrency=int(raw.get("max_concurrency", 32)),
-            batch_workers=int(raw.get("batch_workers", 1)),
-            workers=int(raw.get("workers", 1)),
-            exposures_bootstrap=raw.get("exposures", {}).get("bootstrap"),
-            exposures_topic=raw.get("exposures", {}).get("topic", "mrse.exposures"),
-            **{
-                k: raw[k]
-                for k in (
-                    "query_encoder",
-                    "query_cache",
-                    "warm_queries",
-                    "torch_threads",
-                    "drain_s",
-                    "shutdown_grace_s",
-                    "feature_cache",
-                )
-                if k in raw
-            },
-        )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: bad serving config ({exc}); see configs/serve.yaml") from exc
+def load_serve_config(path: str | Path | None) -> ServeConfig:
+    """The serving config: the YAML file, then ``MRSE_SERVE__*`` environment variables
+    (``MRSE_SERVE__ADDRESS=0.0.0.0:50051``, ``MRSE_SERVE__FEATURE_STORE__REDIS=redis:6379``)."""
+    return load(ServeConfig, path, ENV_PREFIX)
 
 
 def load_experiments(cfg: ServeConfig) -> dict[str, Experiment]:

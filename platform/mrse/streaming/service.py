@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrse.data import load_dataset
@@ -21,11 +21,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StreamServiceConfig:
-    data: Path
+    """The stream worker process (``mrse stream worker``): flags, ``--config FILE`` and
+    ``MRSE_STREAM__*`` variables (``MRSE_STREAM__WORKER__BOOTSTRAP=kafka:9092``)."""
+
+    data: Path  # the catalog
     worker: WorkerConfig
-    store: FeatureStoreConfig
-    run: Path | None = None
-    cache_dir: Path | None = None
+    store: FeatureStoreConfig = field(
+        default_factory=lambda: FeatureStoreConfig(data_dir=Path(".mrse-features"))
+    )
+    run: Path | None = None  # the serving model's run (its feature statistics)
+    cache_dir: Path | None = None  # the encoders' feature cache
+    idle_exit_s: float | None = None  # exit after this many idle seconds
+    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1
 
 
 def catalog_for_profiles(

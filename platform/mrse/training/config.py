@@ -1,16 +1,17 @@
-"""Training configuration: frozen dataclasses loaded from YAML, validated, logged once."""
+"""Training configuration: frozen dataclasses loaded from YAML and the environment
+(``mrse.settings``), validated, logged once."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mrse.features.profile import ProfileConfig
 from mrse.models.config import ModelConfig
+from mrse.settings import from_dict, load
+
+ENV_PREFIX = "MRSE_TRAIN"
 
 
 @dataclass(frozen=True)
@@ -86,40 +87,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 VARIANTS = ("text-tower", "mrse", "no-image", "no-profile", "no-lmoe", "no-hard-negatives")
 
 
-def _merge(cls: type, base: Any, values: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
-    return replace(base, **values)
-
-
 def apply_overrides(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     """Nested dict (as in the YAML file) over ``config``."""
-    values = dict(values)
-    nested = {}
-    for key, cls in (("model", ModelConfig), ("loss", LossConfig), ("profile", ProfileConfig)):
-        if key in values:
-            nested[key] = _merge(cls, getattr(config, key), values.pop(key) or {})
-    return _merge(TrainConfig, replace(config, **nested), values)
+    return from_dict(TrainConfig, values, config)
 
 
 def load_config(preset: str = "mrse", path: str | Path | None = None) -> TrainConfig:
-    """The ``preset`` defaults, then the YAML file at ``path`` (if any) on top."""
+    """The ``preset`` defaults, then the YAML file at ``path`` (if any), then ``MRSE_TRAIN__*``
+    environment variables (``MRSE_TRAIN__EPOCHS=3``, ``MRSE_TRAIN__MODEL__DIM=64``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
-    config = apply_overrides(TrainConfig(), PRESETS[preset])
-    if path is not None:
-        with Path(path).open() as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        config = apply_overrides(config, values)
-    return config
+    return load(TrainConfig, path, ENV_PREFIX, base=apply_overrides(TrainConfig(), PRESETS[preset]))
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Inverse of ``TrainConfig.to_dict`` (used to reload a run)."""
-    return apply_overrides(TrainConfig(), values)
+    return from_dict(TrainConfig, values)
