@@ -33,6 +33,7 @@ T = TypeVar("T")
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the option and the source."""
 
+
 SEPARATOR = "__"
 SECRET_WORDS = ("password", "secret", "token", "credential")
 

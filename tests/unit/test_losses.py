@@ -100,3 +100,39 @@ def test_loss_modules_expose_config():
     assert sampled_softmax.SampledSoftmaxLoss(0.07).get_config_dict() == {"temperature": 0.07}
     assert triplet.HardNegativeTripletLoss(0.2).get_config_dict() == {"margin": 0.2}
     assert consistency.ConsistencyLoss(0.1).get_config_dict() == {"temperature": 0.1}
+
+
+def test_hybrid_loss_is_the_weighted_sum_of_its_terms():
+    """On raw tensors: each term as its own function computes it; weight 0 turns it off."""
+    import torch.nn.functional as F
+
+    from mrse.losses.hybrid import HybridLoss, LossBatch
+
+    g = torch.Generator().manual_seed(0)
+
+    def unit(*shape):
+        return F.normalize(torch.randn(*shape, generator=g), dim=-1)
+
+    b, m, k, d = 6, 10, 3, 16
+    valid = torch.rand(b, k, generator=g) > 0.3
+    views = (unit(b, d), unit(b, d), torch.tensor([1, 1, 0, 1, 1, 1]).bool())
+    batch = LossBatch(
+        query=unit(b, d), positive=unit(b, d), positive_log_q=torch.full((b,), -3.0),
+        positive_ids=torch.arange(b), random=unit(m, d), random_log_q=torch.full((m,), -2.0),
+        random_ids=torch.arange(100, 100 + m), hard=unit(b, k, d) * valid[..., None],
+        hard_valid=valid, views=views,
+    )  # fmt: skip
+    soft = sampled_softmax.compute_loss_from_embeddings(
+        batch.query, batch.positive, batch.positive_log_q, batch.positive_ids,
+        batch.random, batch.random_log_q, batch.random_ids, 0.05,
+    )  # fmt: skip
+    trip = triplet.compute_loss_from_embeddings(
+        batch.query, batch.positive, batch.hard, batch.hard_valid, 0.1
+    )
+    cons = consistency.compute_loss_from_embeddings(*views, 0.1)
+    full = HybridLoss(1.0, 0.05, 0.5, 0.1, 0.2, 0.1)(batch)
+    torch.testing.assert_close(full, soft + 0.5 * trip + 0.2 * cons)
+    torch.testing.assert_close(HybridLoss(1.0, 0.05, 0.0, 0.1, 0.0, 0.1)(batch), soft)
+    no_views = LossBatch(**{**batch.__dict__, "views": None, "hard": None})
+    torch.testing.assert_close(HybridLoss(1.0, 0.05, 0.5, 0.1, 0.2, 0.1)(no_views), soft)
+    assert HybridLoss().get_config_dict()["triplet_weight"] == 0.5

@@ -1,4 +1,8 @@
-"""The training loop: hybrid loss, mixed and hard negatives, validation-based early stopping."""
+"""The training loop: hybrid loss, mixed and hard negatives, validation-based early stopping.
+
+``train`` reads top-down: prepare the features, split the examples, build the model, then per
+epoch ``run_epoch`` (batches from ``loss_batch`` into ``HybridLoss``), validate, keep the best,
+stop early. Sharding (``torchrun``) only changes ``build_model`` and the gradient averaging."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from mrse.encoders.features import encode_query_texts
 from mrse.features.catalog import CatalogFeatures, FeatureStats
 from mrse.features.featurizer import Featurizer
 from mrse.features.queries import QueryFeatures, snapshot_profiles
-from mrse.losses import consistency, sampled_softmax, triplet
+from mrse.losses.hybrid import HybridLoss, LossBatch
 from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.models.inference import encode_catalog, encode_queries
 from mrse.models.towers import text_and_image_views
@@ -93,6 +97,28 @@ def validate(
     return mean_metrics(per_query)
 
 
+@dataclass
+class Split:
+    """The examples cut into training and validation, with what the loss needs to know."""
+
+    train: np.ndarray  # example indices
+    val: np.ndarray
+    val_reps: list[int]  # one example per validation query
+    val_rels: list[dict[int, int]]  # its judged items (catalog row -> relevance)
+    known: dict[str, set[int]]  # query text -> items bought for it (never its negatives)
+    log_q: torch.Tensor  # (N,) log popularity of each item among training positives
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved after every epoch (``--resume``)."""
+
+    next_epoch: int = 0
+    best: float = -1.0  # best validation nDCG@10
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
 def train(
     config: TrainConfig,
     data: Path,
@@ -107,6 +133,68 @@ def train(
     Returns the run summary (also in ``out/run.json``).
     """
     start = time.perf_counter()
+    parallel = _start_parallel(config, resume, name)
+    with FeatureCache.open_default(cache_dir) as cache:
+        prep = prepare(load_dataset(data), config, cache)
+    gen = seed_everything(config.seed)  # after preparing: a cold cache's encoders draw numbers
+    split = split_data(prep, config)
+    model, opt, dense = build_model(config, parallel)
+    progress = _resume(out / "train_state.pt", model, opt, gen) if resume else Progress()
+    steps = steps_per_epoch(len(split.train), config, parallel)
+    criterion = HybridLoss(**_loss_weights(config))
+    # The item index: mined from, attended over, and (after each epoch) validated against.
+    index = encode_catalog(model, prep.catalog)
+    stopped, examples_seen, train_seconds = "epochs", 0, 0.0
+    for epoch in range(progress.next_epoch, config.epochs):
+        t0 = time.perf_counter()
+        desc = f"{name} epoch {epoch + 1}/{config.epochs}"
+        loss, seen = run_epoch(
+            model, opt, dense, criterion, prep, split, index, config, parallel, gen, steps, desc
+        )
+        index = encode_catalog(model, prep.catalog)  # serves validation and the next epoch
+        train_seconds += time.perf_counter() - t0
+        examples_seen += seen
+        val = validate(model, prep, index, split.val_reps, split.val_rels)
+        _record(progress, epoch, loss, val, name, parallel)
+        if agree(val["ndcg@10"] > progress.best, parallel):
+            progress.best, progress.best_epoch = val["ndcg@10"], epoch + 1
+            state = full_state_dict(parallel) if parallel.sharded else model.state_dict()
+            if parallel.is_main:
+                info = {"dataset": str(data), "best_epoch": progress.best_epoch, "val": val}
+                save_run(out, name, config, state, prep.stats, info)
+        progress.next_epoch = epoch + 1
+        if not parallel.sharded:
+            _save_progress(out / "train_state.pt", model, opt, gen, progress)
+        if agree(epoch + 1 - progress.best_epoch >= config.patience, parallel):
+            stopped = "early stopping"
+            break
+        if agree((time.perf_counter() - start) / 60 > config.max_minutes, parallel):
+            stopped = "time budget"
+            logger.warning("stopping: time budget of %.1f minutes reached", config.max_minutes)
+            break
+    summary = {
+        "name": name,
+        "dataset": str(data),
+        "examples": {
+            "train": len(split.train),
+            "validation": len(split.val),
+            "validation_queries": len(split.val_reps),
+        },
+        "best_epoch": progress.best_epoch,
+        "best_val_ndcg@10": progress.best,
+        "stopped_by": stopped,
+        "history": progress.history,
+        "world_size": parallel.world,
+        "sharding": parallel.plan,
+        "examples_per_s": round(examples_seen / train_seconds, 1) if train_seconds else 0.0,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    _finish(out, summary, parallel)
+    return summary
+
+
+def _start_parallel(config: TrainConfig, resume: bool, name: str):
+    """This process's place in a (possibly) sharded run, checked against the config."""
     parallel = init_from_env()
     if parallel.sharded and resume:
         raise ValueError("--resume is supported for single-process training only")
@@ -118,187 +206,170 @@ def train(
         torch.set_num_threads(config.threads)
     if parallel.is_main:
         logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
-    dataset = load_dataset(data)
-    with FeatureCache.open_default(cache_dir) as cache:
-        prep = prepare(dataset, config, cache)
-    # Seed after preparing: loading an encoder (only on a cold cache) draws random numbers.
-    gen = seed_everything(config.seed)
+    return parallel
+
+
+def split_data(prep: PreparedData, config: TrainConfig) -> Split:
     ex = prep.examples
     train_idx, val_idx = split_examples(ex, config.val_fraction, config.seed)
     reps, rels = validation_qrels(ex, val_idx)
-    n_items = len(prep.catalog)
     known: dict[str, set[int]] = {}
     for i in train_idx:
         known.setdefault(ex.texts[i], set()).add(int(ex.item_rows[i]))
-    log_q = popularity_log_q(ex.item_rows[train_idx], n_items)
+    log_q = popularity_log_q(ex.item_rows[train_idx], len(prep.catalog))
+    return Split(train_idx, val_idx, reps, rels, known, log_q)
 
+
+def build_model(
+    config: TrainConfig, parallel
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, list]:
+    """The model (sharded across processes when ``parallel`` says so) and its optimizer;
+    ``dense``: the parameters whose gradients are averaged by hand when sharded."""
     if parallel.sharded:
         model = shard_model(config.model, config.lr, parallel)
         dense = dense_parameters(model)
-        opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        params = dense
     else:
         model = MRSEModel(config.model)
         dense = []
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
-    state_path = out / "train_state.pt"
-    first_epoch, best, best_epoch, history = 0, -1.0, -1, []
-    if resume and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        first_epoch, best = int(st["epoch"]) + 1, float(st["best"])
-        best_epoch = int(st["best_epoch"])
-        history = json.loads(st["history"])
-        gen.set_state(st["generator"])
-        logger.info("resumed from epoch %d (best val nDCG@10 %.4f)", first_epoch, best)
+        params = model.parameters()
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return model, opt, dense
+
+
+def steps_per_epoch(n_train: int, config: TrainConfig, parallel) -> int:
     # Sharded: every rank must make the same collective calls, so drop the ragged last batch.
-    n_train = len(train_idx)
-    steps_per_epoch = (
+    steps = (
         n_train // config.batch_size if parallel.sharded else math.ceil(n_train / config.batch_size)
     )
-    if steps_per_epoch == 0:
+    if steps == 0:
         raise ValueError(
             f"{n_train} training examples do not fill one batch of {config.batch_size}"
         )
-    examples_seen, train_seconds = 0, 0.0
-    stopped = "epochs"
-    # The item index: mined from, attended over, and (after each epoch) validated against.
-    index = encode_catalog(model, prep.catalog)
-    for epoch in range(first_epoch, config.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
-        losses = []
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{name} epoch {epoch + 1}/{config.epochs}",
-            unit="step",
-            leave=False,
-            disable=not parallel.is_main,
-        )
-        for step in bar:
-            rows = perm[step * config.batch_size : (step + 1) * config.batch_size]
-            rows = rows[parallel.rank :: parallel.world]
-            if len(rows) < 2:
-                continue
-            if step and step % config.refresh_every == 0:
-                index = encode_catalog(model, prep.catalog)
-            loss = hybrid_loss(model, prep, rows, index, known, log_q, config, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if parallel.sharded:
-                average_dense_gradients(dense, parallel.world)
-            opt.step()
-            losses.append(float(loss.detach()))
-            examples_seen += len(rows) * parallel.world
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        bar.close()
-        index = encode_catalog(model, prep.catalog)  # serves validation and the next epoch
-        train_seconds += time.perf_counter() - t0
-        val = validate(model, prep, index, reps, rels)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)) if losses else 0.0,
-                **{f"val_{k}": v for k, v in val.items()},
-            }
-        )
-        if parallel.is_main:
-            logger.info(
-                "%s epoch %d: loss %.4f, val nDCG@10 %.4f, val recall@100 %.4f",
-                name,
-                epoch + 1,
-                history[-1]["loss"],
-                val["ndcg@10"],
-                val["recall@100"],
-            )
-        improved = agree(val["ndcg@10"] > best, parallel)
-        if improved:
-            best, best_epoch = val["ndcg@10"], epoch + 1
-            state = full_state_dict(parallel) if parallel.sharded else model.state_dict()
-            if parallel.is_main:
-                info = {"dataset": str(data), "best_epoch": best_epoch, "val": val}
-                save_run(out, name, config, state, prep.stats, info)
-        if not parallel.sharded:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "history": json.dumps(history),
-                    "generator": gen.get_state(),
-                },
-                state_path,
-            )
-        if agree(epoch + 1 - best_epoch >= config.patience, parallel):
-            stopped = "early stopping"
-            break
-        if agree((time.perf_counter() - start) / 60 > config.max_minutes, parallel):
-            stopped = "time budget"
-            logger.warning("stopping: time budget of %.1f minutes reached", config.max_minutes)
-            break
-    summary = {
-        "name": name,
-        "dataset": str(data),
-        "examples": {
-            "train": len(train_idx),
-            "validation": len(val_idx),
-            "validation_queries": len(reps),
+    return steps
+
+
+def run_epoch(
+    model, opt, dense, criterion: HybridLoss, prep: PreparedData, split: Split,
+    index: torch.Tensor, config: TrainConfig, parallel, gen: torch.Generator, steps: int,
+    desc: str,
+) -> tuple[float, int]:  # fmt: skip
+    """One pass over the training examples in a fresh order; returns (mean loss, examples).
+    ``index`` (N, D): item embeddings, re-encoded every ``refresh_every`` steps for mining."""
+    model.train()
+    perm = split.train[torch.randperm(len(split.train), generator=gen).numpy()]
+    losses: list[float] = []
+    seen = 0
+    bar = tqdm(range(steps), desc=desc, unit="step", leave=False, disable=not parallel.is_main)
+    for step in bar:
+        rows = perm[step * config.batch_size : (step + 1) * config.batch_size]
+        rows = rows[parallel.rank :: parallel.world]
+        if len(rows) < 2:
+            continue
+        if step and step % config.refresh_every == 0:
+            index = encode_catalog(model, prep.catalog)
+        loss = criterion(loss_batch(model, prep, split, rows, index, config, gen))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if parallel.sharded:
+            average_dense_gradients(dense, parallel.world)
+        opt.step()
+        losses.append(float(loss.detach()))
+        seen += len(rows) * parallel.world
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    return (float(np.mean(losses)) if losses else 0.0), seen
+
+
+def _record(progress: Progress, epoch: int, loss: float, val: dict, name: str, parallel) -> None:
+    progress.history.append(
+        {"epoch": epoch + 1, "loss": loss, **{f"val_{k}": v for k, v in val.items()}}
+    )
+    if parallel.is_main:
+        logger.info(
+            "%s epoch %d: loss %.4f, val nDCG@10 %.4f, val recall@100 %.4f",
+            name, epoch + 1, loss, val["ndcg@10"], val["recall@100"],
+        )  # fmt: skip
+
+
+def _save_progress(path: Path, model, opt, gen: torch.Generator, progress: Progress) -> None:
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": progress.next_epoch - 1,
+            "best": progress.best,
+            "best_epoch": progress.best_epoch,
+            "history": json.dumps(progress.history),
+            "generator": gen.get_state(),
         },
-        "best_epoch": best_epoch,
-        "best_val_ndcg@10": best,
-        "stopped_by": stopped,
-        "history": history,
-        "world_size": parallel.world,
-        "sharding": parallel.plan,
-        "examples_per_s": round(examples_seen / train_seconds, 1) if train_seconds else 0.0,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+        path,
+    )
+
+
+def _resume(path: Path, model, opt, gen: torch.Generator) -> Progress:
+    if not path.exists():
+        return Progress()
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["generator"])
+    progress = Progress(
+        int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"]), json.loads(st["history"])
+    )
+    logger.info("resumed from epoch %d (best val nDCG@10 %.4f)", progress.next_epoch, progress.best)
+    return progress
+
+
+def _finish(out: Path, summary: dict, parallel) -> None:
     if parallel.is_main:
         info = json.loads((out / "run.json").read_text())
         info.update({"training": summary})
         (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
         logger.info(
             "%s: best val nDCG@10 %.4f at epoch %d; %.0f examples/s; %.0fs",
-            name,
-            best,
-            best_epoch,
-            summary["examples_per_s"],
-            summary["seconds"],
-        )
+            summary["name"], summary["best_val_ndcg@10"], summary["best_epoch"],
+            summary["examples_per_s"], summary["seconds"],
+        )  # fmt: skip
     if parallel.sharded:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return summary
 
 
-def hybrid_loss(
+def _loss_weights(config: TrainConfig) -> dict[str, float]:
+    lc = config.loss
+    return {
+        "softmax_weight": lc.softmax_weight,
+        "temperature": lc.temperature,
+        "triplet_weight": lc.triplet_weight,
+        "margin": lc.margin,
+        "consistency_weight": lc.consistency_weight,
+        "consistency_temperature": lc.consistency_temperature,
+    }
+
+
+def loss_batch(
     model: MRSEModel,
     prep: PreparedData,
+    split: Split,
     rows: np.ndarray,
     index: torch.Tensor,
-    known: dict[str, set[int]],
-    log_q: torch.Tensor,
     config: TrainConfig,
     gen: torch.Generator,
-) -> torch.Tensor:
-    """The configured sum of softmax, hard-negative triplet and consistency terms for a batch.
+) -> LossBatch:
+    """Encode a batch and its negatives (uniform, and hard ones mined from ``index``).
 
     Args:
         rows: (B,) example indices; index: (N, D) current (stale) item embeddings, used for
             mining and for the users' recent items.
     """
     lc, ex = config.loss, prep.examples
-    n_items = len(prep.catalog)
     pos = ex.item_rows[rows]
     q = model.encode_queries(prep.queries.inputs(rows), index).embedding  # (B, D)
-    rand_rows, rand_log_q = uniform_negatives(n_items, lc.random_negatives, gen)
+    rand_rows, rand_log_q = uniform_negatives(len(prep.catalog), lc.random_negatives, gen)
     hard_rows = valid = None
     if lc.triplet_weight > 0:
+        known = split.known
         exclude = [known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)]
         hard_rows, valid = mine_hard_negatives(
             q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
@@ -310,28 +381,26 @@ def hybrid_loss(
     item_tower_out = model.encode_items(prep.catalog.inputs(uniq.numpy()))
     item_out = item_tower_out.embedding  # (U, D)
     b, m = len(rows), len(rand_rows)
-    pos_emb = item_out[inverse[:b]]  # (B, D)
-    loss = q.new_zeros(())
-    if lc.softmax_weight > 0:
-        loss = loss + lc.softmax_weight * sampled_softmax.compute_loss_from_embeddings(
-            q,
-            pos_emb,
-            log_q[pos],
-            torch.from_numpy(pos),
-            item_out[inverse[b : b + m]],
-            rand_log_q,
-            rand_rows,
-            lc.temperature,
-        )
+    # sliced in the order the loss uses them: it sets the autograd graph's order, and so the
+    # float order of the gradient sums (bit-for-bit reproducible training)
+    positive = item_out[inverse[:b]]  # (B, D)
+    random = item_out[inverse[b : b + m]]  # (M, D)
+    hard = None
     if hard_rows is not None:
-        neg = q.new_zeros(b, lc.hard_negatives, q.shape[1])  # (B, K, D)
-        neg[valid] = item_out[inverse[b + m :]]
-        loss = loss + lc.triplet_weight * triplet.compute_loss_from_embeddings(
-            q, pos_emb, neg, valid, lc.margin
-        )
+        hard = q.new_zeros(b, lc.hard_negatives, q.shape[1])  # (B, K, D)
+        hard[valid] = item_out[inverse[b + m :]]
+    views = None
     if lc.consistency_weight > 0 and config.model.use_image:
-        tv, iv, both = text_and_image_views(item_tower_out)
-        loss = loss + lc.consistency_weight * consistency.compute_loss_from_embeddings(
-            tv, iv, both, lc.consistency_temperature
-        )
-    return loss
+        views = text_and_image_views(item_tower_out)
+    return LossBatch(
+        query=q,
+        positive=positive,
+        positive_log_q=split.log_q[pos],
+        positive_ids=torch.from_numpy(pos),
+        random=random,
+        random_log_q=rand_log_q,
+        random_ids=rand_rows,
+        hard=hard,
+        hard_valid=valid,
+        views=views,
+    )
