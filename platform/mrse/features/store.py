@@ -6,7 +6,7 @@ parquet offline store); production points the same code at Redis and a PostgreSQ
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,8 +30,6 @@ from mrse.features.profile_schema import (
 
 logger = logging.getLogger(__name__)
 
-REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
-
 
 @dataclass(frozen=True)
 class FeatureStoreConfig:
@@ -45,7 +43,7 @@ class FeatureStoreConfig:
     # socket timeouts added to the Redis connection string unless it sets its own: a Redis
     # that stops answering (a partition, not a refusal) must not hold a thread for good
     redis_timeout_s: float = 2.0
-    repo_dir: Path = REPO_DIR
+    definitions: str = "mrse.features.feast_definitions"  # the module with the Feast objects
     project: str = "mrse"
 
 
@@ -94,7 +92,8 @@ FEAST_YAML_NOTE = """\
 #   feast -c THIS_DIR feature-services list
 #   FeatureStore(repo_path=THIS_DIR).get_online_features(
 #       features=store.get_feature_service("mrse_v1"), entity_rows=[{"user_id": ...}])
-# Read-only use: the definitions live in feature_repo/ (`feast apply` here would find none).
+# Read-only use: the definitions live in mrse.features.feast_definitions (feature_repo/ for
+# the CLI); `feast apply` here would find none.
 """
 
 
@@ -107,18 +106,6 @@ def write_feast_yaml(cfg: FeatureStoreConfig) -> Path:
     return path
 
 
-def load_definitions(repo_dir: Path = REPO_DIR):
-    """Import ``feature_repo/definitions.py`` (a plain file, not a package module)."""
-    spec = importlib.util.spec_from_file_location(
-        "mrse_feature_definitions", repo_dir / "definitions.py"
-    )
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{repo_dir}/definitions.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class ProfileStore:
     """Read and write user profiles through Feast. Call :meth:`apply` once per deployment."""
 
@@ -127,7 +114,7 @@ class ProfileStore:
 
         self.config = config
         # Relative FileSource paths in the definitions resolve against data_dir (repo_path).
-        self._defs = load_definitions(config.repo_dir)
+        self._defs = importlib.import_module(config.definitions)
         self.store = FeatureStore(config=_repo_config(config))
 
     def _ensure_offline_files(self) -> None:
