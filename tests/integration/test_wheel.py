@@ -4,6 +4,7 @@ folder that is not the checkout (nothing may depend on the source tree's layout)
 from __future__ import annotations
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -16,10 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_installs_and_runs_from_any_folder(tmp_path, sample_hm):
+    # built from a copy: a build writes build/ and egg-info beside its sources
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "platform", src / "platform", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dist), str(REPO)],
+         "-w", str(dist), str(src)],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     (wheel,) = dist.glob("mrse-*.whl")

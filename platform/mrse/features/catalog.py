@@ -146,10 +146,17 @@ def build_catalog_features(
 
 
 def model_catalog(
-    dataset: Dataset, cache: FeatureCache, config: FeatureShape, stats: FeatureStats | None = None
+    dataset: Dataset,
+    cache: FeatureCache,
+    config: FeatureShape,
+    stats: FeatureStats | None = None,
+    images: bool | None = None,
 ) -> tuple[CatalogFeatures, FeatureStats]:
-    """Encode ``dataset``'s items (photos only if the model reads them) and build the model's
-    catalog features, centred with ``stats`` (a run's) or, for a new run, statistics fitted here."""
-    feats, _ = encode_items(dataset, cache, images=config.use_image or config.use_profile)
+    """Encode ``dataset``'s items and build the model's catalog features, centred with
+    ``stats`` (a run's) or, for a new run, statistics fitted here. Photos are encoded if the
+    model reads them, unless ``images`` says otherwise."""
+    if images is None:
+        images = config.use_image or config.use_profile
+    feats, _ = encode_items(dataset, cache, images=images)
     stats = stats or FeatureStats.fit(feats)
     return build_catalog_features(dataset, feats, stats, config), stats

@@ -34,10 +34,13 @@ class Featurizer:
         catalog, stats = model_catalog(dataset, cache, shape)
         return cls(shape, stats), catalog
 
-    def catalog(self, dataset: Dataset, cache: FeatureCache) -> CatalogFeatures:
-        """Every item of ``dataset`` as the item tower reads it (photos encoded only if the
-        model reads them)."""
-        catalog, _ = model_catalog(dataset, cache, self.shape, self.stats)
+    def catalog(
+        self, dataset: Dataset, cache: FeatureCache, images: bool | None = None
+    ) -> CatalogFeatures:
+        """Every item of ``dataset`` as the item tower reads it. Photos are encoded if the
+        model reads them; ``images=True`` always (the stream worker's profiles keep the photo
+        vectors of every item, whichever model is served)."""
+        catalog, _ = model_catalog(dataset, cache, self.shape, self.stats, images)
         return catalog
 
     def queries(

@@ -17,7 +17,6 @@ from mrse.features.profile import (
     ProfileConfig,
     ProfileEvent,
     ProfileState,
-    empty_profile,
     profile_vectors,
     update_profile,
 )
@@ -50,8 +49,7 @@ def snapshot_profiles(
     Anonymous or untimed requests get the cold-start profile; events without user or time are
     never folded in (see ``mrse.data.history``). One pass per user: O(events + requests).
     """
-    dims = (catalog.text.shape[1], catalog.image.shape[1])
-    out: list[ProfileState] = [empty_profile(*dims)] * len(requests)
+    out: list[ProfileState] = [catalog.cold_profile()] * len(requests)
     by_user: dict[str, list[int]] = {}
     for i, (user, ts) in enumerate(requests):
         if user is not None and ts is not None and not pd.isna(ts):
@@ -67,7 +65,7 @@ def snapshot_profiles(
         g = grouped.get(user)
         rows = [] if g is None else [catalog.index[i] for i in g["item_id"]]
         times = [] if g is None else g["ts"].to_numpy()
-        state = empty_profile(*dims)
+        state = catalog.cold_profile()
         j = 0
         for i in req_idx:
             cut = np.datetime64(requests[i][1], "ns")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.encoders.features import encode_items
-from mrse.features.catalog import CatalogFeatures, FeatureStats, build_catalog_features
+from mrse.features.catalog import CatalogFeatures
+from mrse.features.featurizer import Featurizer
 from mrse.features.profile import ProfileConfig
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.models.config import ModelConfig
@@ -38,24 +38,21 @@ class StreamServiceConfig:
 def catalog_for_profiles(
     data: Path, run: Path | None, cache_dir: Path | None
 ) -> tuple[CatalogFeatures, ProfileConfig]:
-    """Item vectors exactly as the model run centres them (its stats and profile config)."""
+    """Item vectors exactly as the model run centres them (its featurizer and profile config),
+    photos always included."""
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
-        feats, _ = encode_items(dataset, cache)
-    if run is not None:
-        from mrse.training.checkpoint import load_run
+        if run is not None:
+            from mrse.training.checkpoint import load_run
 
-        loaded = load_run(run)
-        return build_catalog_features(
-            dataset, feats, loaded.stats, loaded.config.model
-        ), loaded.config.profile
-    logger.warning(
-        "no --run given: centring item vectors with this catalog's own statistics; "
-        "pass the serving model's run so profiles match what it was trained on"
-    )
-    return build_catalog_features(
-        dataset, feats, FeatureStats.fit(feats), ModelConfig()
-    ), ProfileConfig()
+            loaded = load_run(run)
+            return loaded.featurizer.catalog(dataset, cache, images=True), loaded.config.profile
+        logger.warning(
+            "no --run given: centring item vectors with this catalog's own statistics; "
+            "pass the serving model's run so profiles match what it was trained on"
+        )
+        _, catalog = Featurizer.fit(dataset, cache, ModelConfig())
+        return catalog, ProfileConfig()
 
 
 def build_worker(config: StreamServiceConfig) -> StreamWorker:

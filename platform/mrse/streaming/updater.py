@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mrse.features.catalog import CatalogFeatures
-from mrse.features.profile import ProfileConfig, empty_profile, update_profile
+from mrse.features.profile import ProfileConfig, update_profile
 from mrse.features.queries import profile_event
 from mrse.features.store import ProfileStore, StoredProfile
 from mrse.streaming.events import Event
@@ -80,7 +80,6 @@ class ProfileUpdater:
             return ApplyResult()
         users = list(dict.fromkeys(e.user_id for e in events))
         stored = self._load(users)
-        dims = (self.catalog.text.shape[1], self.catalog.image.shape[1])
         current: dict[str, StoredProfile] = {}
         seen: dict[str, set[str]] = {}
         result = ApplyResult(users=len(users))
@@ -88,7 +87,7 @@ class ProfileUpdater:
             p = (
                 current.get(e.user_id)
                 or stored.get(e.user_id)
-                or StoredProfile(empty_profile(*dims))
+                or StoredProfile(self.catalog.cold_profile())
             )
             ids = seen.setdefault(e.user_id, set(p.applied_event_ids))
             if e.event_id in ids:
