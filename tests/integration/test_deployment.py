@@ -53,6 +53,16 @@ def test_server_entry_points_and_production_config_exist():
     assert cfg.index.backend == "qdrant" and cfg.feature_store.online == "redis"
     assert cfg.experiments_url.startswith("postgresql+psycopg://")
     assert {a.model_version for e in cfg.experiments for a in e.arms} == set(cfg.models)
+    # strangers' networks: TLS and tokens on, arm overrides for QA only, secrets outside the repo
+    assert cfg.tls is not None and cfg.auth is not None and cfg.auth.override_identities
+    assert str(cfg.tls.key).startswith("/run/secrets/")
+    assert str(cfg.auth.tokens_file).startswith("/run/secrets/")
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert "mrse_api_tokens" in compose and "grpc.insecure_channel" not in compose
+    tracked = subprocess.run(
+        ["git", "ls-files", "secrets"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
+    assert set(tracked) <= {"secrets/README.md", "secrets/api_tokens.example"}
 
 
 def test_example_serving_config_parses():

@@ -15,6 +15,7 @@ from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
+from mrse.serving.security import AuthConfig, TLSConfig
 from mrse.serving.server import start_server
 from mrse.settings import load
 
@@ -47,6 +48,8 @@ class ServeConfig:
     feature_cache: Path | None = None  # the encoders' feature cache (default $MRSE_CACHE_DIR)
     profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (reads 1-6 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
+    tls: TLSConfig | None = None  # certificate and key; client_ca for mutual TLS
+    auth: AuthConfig | None = None  # bearer tokens (from a file or the environment)
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
     shutdown_grace_s: float = 10.0  # then: new requests refused, in-flight ones finish
 
@@ -165,7 +168,9 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
 async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; ``on_ready`` is called once health says SERVING."""
     engine = build_engine(cfg)
-    running = await start_server(engine, cfg.address, cfg.max_concurrency, cfg.batch_workers)
+    running = await start_server(
+        engine, cfg.address, cfg.max_concurrency, cfg.batch_workers, cfg.tls, cfg.auth
+    )
     port, metrics = running.port, running.metrics
     if cfg.metrics_port is not None:
         from prometheus_client import start_http_server

@@ -19,8 +19,13 @@ class BackgroundServer:
         address: str = "127.0.0.1:0",
         max_concurrency: int = 32,
         batch_workers: int = 1,
+        tls=None,
+        auth=None,
     ) -> None:
+        """``tls`` / ``auth``: see :func:`mrse.serving.server.start_server`."""
         self.engine = engine
+        self.tls = tls
+        self.auth = auth
         self.address = address
         self.max_concurrency = max_concurrency
         self.batch_workers = batch_workers
@@ -41,7 +46,14 @@ class BackgroundServer:
         asyncio.set_event_loop(self.loop)
         try:
             self.running = self.loop.run_until_complete(
-                start_server(self.engine, self.address, self.max_concurrency, self.batch_workers)
+                start_server(
+                    self.engine,
+                    self.address,
+                    self.max_concurrency,
+                    self.batch_workers,
+                    self.tls,
+                    self.auth,
+                )  # fmt: skip
             )
             self.server, self.port, self.metrics = (
                 self.running.server, self.running.port, self.running.metrics,

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
 from mrse.serving.metrics import ServerMetrics
+from mrse.serving.security import AuthConfig, Authenticator, AuthInterceptor, TLSConfig
 from mrse.serving.validation import InvalidRequest, validate
 from mrse.v1 import search_pb2
 
@@ -83,9 +84,12 @@ class SearchServicer:
         metrics: ServerMetrics,
         max_concurrency: int = 32,
         batch_workers: int = 1,
+        auth: Authenticator | None = None,
     ) -> None:
+        """``auth``: when set, ``arm_override`` is allowed only to its override identities."""
         self.engine = engine
         self.metrics = metrics
+        self.auth = auth
         self.batcher = Batcher(
             engine, max_concurrency, batch_workers, on_batch=metrics.batch_size.observe
         )
@@ -112,6 +116,15 @@ class SearchServicer:
             req = validate(request)
         except InvalidRequest as exc:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if req.arm_override is not None and self.auth is not None:
+            identity = self.auth.identify(context.invocation_metadata())
+            if not self.auth.may_override(identity):
+                # refused before routing: never served, so never logged as an exposure
+                await self._fail(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "arm_override is reserved for the QA identities of the server's config",
+                )
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await self._fail(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")
@@ -221,22 +234,37 @@ async def start_server(
     address: str = "127.0.0.1:0",
     max_concurrency: int = 32,
     batch_workers: int = 1,
+    tls: TLSConfig | None = None,
+    auth: AuthConfig | None = None,
 ) -> RunningServer:
-    """Start serving ``engine``. Health is SERVING only
+    """Start serving ``engine`` (over TLS and with token authentication when ``tls`` and
+    ``auth`` are given; see :mod:`mrse.serving.security`). Health is SERVING only
     here, after the engine (models, indexes, feature store client) is fully loaded and warmed
     up by one query per model."""
     metrics = ServerMetrics()
+    authenticator = Authenticator(auth) if auth is not None else None
+    interceptors = []
+    if authenticator is not None:
+        interceptors.append(
+            AuthInterceptor(authenticator, lambda code: metrics.errors.labels(code).inc())
+        )
     server = grpc.aio.server(
         maximum_concurrent_rpcs=max_concurrency * 4,
         options=[("grpc.so_reuseport", 1)],  # several worker processes may share the port
+        interceptors=interceptors,
     )
-    add_search_service(SearchServicer(engine, metrics, max_concurrency, batch_workers), server)
+    servicer = SearchServicer(engine, metrics, max_concurrency, batch_workers, authenticator)
+    add_search_service(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(address)
+    if auth is None or auth.reflection != "off":
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    if tls is not None:
+        port = server.add_secure_port(address, tls.credentials())
+    else:
+        port = server.add_insecure_port(address)
     await health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)

@@ -1,0 +1,176 @@
+"""The search server on a stranger's network: bearer tokens, QA-only arm overrides, TLS and
+mutual TLS, with real certificates (made here by openssl) and real gRPC clients."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from mrse.serving.background import BackgroundServer
+from mrse.serving.security import AuthConfig, TLSConfig, read_tokens
+from mrse.v1 import search_pb2, search_pb2_grpc
+
+from .test_server import stack  # noqa: F401 (the trained model, index and engine)
+
+pytestmark = pytest.mark.integration
+ALICE, QA, BOB = "alice-token-0123456789", "qa-token-0123456789ab", "bob-token-0123456789ab"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _ca(d: Path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+
+
+def _signed(d: Path, name: str, ca: str, san: str | None = None) -> None:
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+             f"{name}.csr", "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+    ext = []
+    if san:
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        ext = ["-extfile", f"{name}.ext"]
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *ext, cwd=d)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    _ca(d, "ca")
+    _signed(d, "server", "ca", "DNS:localhost,IP:127.0.0.1")
+    _signed(d, "client", "ca")
+    _ca(d, "rogue-ca")
+    _signed(d, "rogue", "rogue-ca")
+    return d
+
+
+@pytest.fixture
+def auth(tmp_path, monkeypatch) -> AuthConfig:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# identity token\nalice {ALICE}\nqa {QA}\n")
+    monkeypatch.setenv("MRSE_API_TOKENS", f"bob={BOB}")
+    return AuthConfig(tokens_file=tokens, override_identities=("qa",))
+
+
+def _bearer(token: str) -> tuple:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _code(call, *args, **kwargs) -> grpc.StatusCode:
+    try:
+        call(*args, **kwargs)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_tokens_are_required_and_checked(stack, auth):  # noqa: F811
+    engine = stack[0]
+    with BackgroundServer(engine, auth=auth) as server, grpc.insecure_channel(server.target) as ch:
+        stub = search_pb2_grpc.SearchServiceStub(ch)
+        req = search_pb2.SearchRequest(query="black top", k=3)
+        assert _code(stub.Search, req) == grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            _code(stub.Search, req, metadata=_bearer("x" * 22)) == grpc.StatusCode.UNAUTHENTICATED
+        )
+        assert (
+            _code(stub.Search, req, metadata=_bearer(ALICE[:-1])) == grpc.StatusCode.UNAUTHENTICATED
+        )
+        assert _code(stub.Search, req, metadata=(("authorization", ALICE),)) != grpc.StatusCode.OK
+        for token in (ALICE, BOB):  # from the file, from the environment
+            assert len(stub.Search(req, metadata=_bearer(token)).results) == 3
+        refused = sum(
+            s.value for s in server.metrics.errors.collect()[0].samples
+            if s.name.endswith("_total") and s.labels["code"] == "UNAUTHENTICATED"
+        )  # fmt: skip
+        assert refused == 4
+        # health stays open for load balancers; reflection needs a token
+        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.RpcError) as err:
+            list(refl.ServerReflectionInfo(iter([ask])))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        (answer,) = refl.ServerReflectionInfo(iter([ask]), metadata=_bearer(ALICE))
+        names = {s.name for s in answer.list_services_response.service}
+        assert "mrse.v1.SearchService" in names
+
+
+def test_arm_override_needs_a_qa_identity_and_refusals_are_not_exposures(stack, auth):  # noqa: F811
+    engine = stack[0]
+    logged = []
+    engine.log_exposure = logged.append
+    try:
+        with (
+            BackgroundServer(engine, auth=auth) as server,
+            grpc.insecure_channel(server.target) as ch,
+        ):
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            forced = search_pb2.SearchRequest(query="top", k=3, user_id="u1", arm_override="b")
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Search(forced, metadata=_bearer(ALICE))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert logged == []  # refused: never served, never an exposure
+            batch = search_pb2.BatchSearchRequest(requests=[forced])
+            assert _code(stub.BatchSearch, batch, metadata=_bearer(BOB)) == (
+                grpc.StatusCode.PERMISSION_DENIED
+            )
+            resp = stub.Search(forced, metadata=_bearer(QA))
+            assert resp.arm == "b"
+            assert len(logged) == 1 and logged[0].qa  # a QA exposure, left out of A/B reports
+    finally:
+        engine.log_exposure = None
+
+
+def test_tls_and_mutual_tls(stack, auth, pki):  # noqa: F811
+    engine = stack[0]
+    ca = (pki / "ca.pem").read_bytes()
+    req = search_pb2.SearchRequest(query="top", k=2)
+    tls = TLSConfig(cert=pki / "server.pem", key=pki / "server.key")
+    with BackgroundServer(engine, tls=tls, auth=auth) as server:
+        with grpc.secure_channel(server.target, grpc.ssl_channel_credentials(ca)) as ch:
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            assert len(stub.Search(req, metadata=_bearer(ALICE), timeout=10).results) == 2
+        with grpc.insecure_channel(server.target) as ch:  # plaintext to a TLS port
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            assert _code(stub.Search, req, metadata=_bearer(ALICE), timeout=5) == (
+                grpc.StatusCode.UNAVAILABLE
+            )
+    mtls = TLSConfig(cert=pki / "server.pem", key=pki / "server.key", client_ca=pki / "ca.pem")
+    with BackgroundServer(engine, tls=mtls, auth=auth) as server:
+
+        def call(client: str | None) -> grpc.StatusCode:
+            creds = grpc.ssl_channel_credentials(
+                ca,
+                private_key=(pki / f"{client}.key").read_bytes() if client else None,
+                certificate_chain=(pki / f"{client}.pem").read_bytes() if client else None,
+            )
+            with grpc.secure_channel(server.target, creds) as ch:
+                stub = search_pb2_grpc.SearchServiceStub(ch)
+                return _code(stub.Search, req, metadata=_bearer(ALICE), timeout=5)
+
+        assert call(None) == grpc.StatusCode.UNAVAILABLE  # no client certificate
+        assert call("rogue") == grpc.StatusCode.UNAVAILABLE  # signed by another CA
+        assert call("client") == grpc.StatusCode.OK
+
+
+def test_token_configuration_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="no token is configured"):
+        read_tokens(AuthConfig(), environ={})
+    with pytest.raises(ValueError, match="shorter than 16"):
+        read_tokens(AuthConfig(), environ={"MRSE_API_TOKENS": "a=short"})
+    bad = tmp_path / "tokens"
+    bad.write_text("alice\n")
+    with pytest.raises(ValueError, match="expected `identity token`"):
+        read_tokens(AuthConfig(tokens_file=bad), environ={})
+    with pytest.raises(ValueError, match="identity=token"):
+        read_tokens(AuthConfig(), environ={"MRSE_API_TOKENS": "no-equals-sign-here-at-all"})
