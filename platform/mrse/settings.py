@@ -180,7 +180,8 @@ def describe(config: Any) -> str:
     """One line of JSON for the log: the resolved configuration, secrets masked."""
 
     def clean(value: Any, key: str = "") -> Any:
-        if any(w in key.lower() for w in SECRET_WORDS) and value:
+        reference = key.endswith(("_file", "_env"))  # where a secret is, not the secret
+        if any(w in key.lower() for w in SECRET_WORDS) and value and not reference:
             return "***"
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {

@@ -82,6 +82,13 @@ def test_shipped_serving_configs_load_and_take_environment_overrides(monkeypatch
     logged = json.loads(describe(cfg))
     assert logged["workers"] == 4
     assert "mrse:mrse@" not in describe(cfg) and "mrse:***@postgres" in logged["experiments_url"]
+    assert logged["auth"]["tokens_file"] == "/run/secrets/mrse_api_tokens"  # a path, shown
+    from mrse.settings import describe as show
+
+    assert json.loads(show({"api_token": "s3cret", "password": "p"})) == {
+        "api_token": "***",
+        "password": "***",
+    }
 
 
 def test_training_config_takes_environment_overrides(monkeypatch, tmp_path):
