@@ -510,12 +510,15 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from mrse.data.dataset import DataValidationError
     from mrse.evaluation.harness import EvaluationError
+    from mrse.features.store import StoreAuthError
     from mrse.settings import ConfigError
     from mrse.training.checkpoint import RunError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataValidationError, EvaluationError, RunError, UsageError) as exc:
+    except (
+        ConfigError, DataValidationError, EvaluationError, RunError, StoreAuthError, UsageError
+    ) as exc:  # fmt: skip
         logger.error("%s", exc)
         return 2
 

@@ -119,16 +119,18 @@ class Kafka:
 class Redis:
     """``persist``: an append-only file, so data survives :meth:`stop` + :meth:`start`."""
 
-    def __init__(self, root: Path, persist: bool = False) -> None:
+    def __init__(self, root: Path, persist: bool = False, password: str | None = None) -> None:
         _require(shutil.which("redis-server"), "redis-server")
         self.port = free_port()
         self.root = root
         self.persist = persist
+        self.password = password
         root.mkdir(parents=True, exist_ok=True)
         self.start()
 
     def start(self) -> None:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
+        aof += ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", *aof, "--dir", str(self.root)],

@@ -7,7 +7,9 @@ parquet offline store); production points the same code at Redis and a PostgreSQ
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,10 @@ class FeatureStoreConfig:
     # socket timeouts added to the Redis connection string unless it sets its own: a Redis
     # that stops answering (a partition, not a refusal) must not hold a thread for good
     redis_timeout_s: float = 2.0
+    # credentials never in the config itself: a secret file, else the environment variable
+    redis_password_file: Path | None = None
+    redis_password_env: str = "MRSE_REDIS_PASSWORD"
+    redis_tls: bool = False
     definitions: str = "mrse.features.feast_definitions"  # the module with the Feast objects
     project: str = "mrse"
 
@@ -55,8 +61,26 @@ class StoredProfile:
     applied_event_ids: list[str] = field(default_factory=list)
 
 
-def _repo_settings(cfg: FeatureStoreConfig) -> dict:
-    """Feast's repo settings for ``cfg`` (absolute paths), as in a ``feature_store.yaml``."""
+class StoreAuthError(RuntimeError):
+    """The online store refused the credentials (or asked for some)."""
+
+
+def redis_password(cfg: FeatureStoreConfig, environ=None) -> str | None:
+    """The Redis password: the secret file if named, else the environment variable."""
+    environ = os.environ if environ is None else environ
+    if cfg.redis_password_file is not None:
+        password = cfg.redis_password_file.read_text().strip()
+    else:
+        password = environ.get(cfg.redis_password_env) or None
+    if password and "," in password:  # Feast's connection string is comma-separated
+        raise ValueError("the Redis password must not contain a comma")
+    return password
+
+
+def _repo_settings(cfg: FeatureStoreConfig, with_secrets: bool = True) -> dict:
+    """Feast's repo settings for ``cfg`` (absolute paths), as in a ``feature_store.yaml``;
+    ``with_secrets=False`` puts ``${<password env>}`` where the password goes (Feast expands
+    environment variables when it reads the file), so no file holds it."""
     data_dir = cfg.data_dir.resolve()  # Feast resolves relative paths against repo_path
     data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.registry_url:
@@ -68,6 +92,12 @@ def _repo_settings(cfg: FeatureStoreConfig) -> dict:
         if "socket_timeout" not in conn:
             t = cfg.redis_timeout_s
             conn += f",socket_timeout={t},socket_connect_timeout={t}"
+        if cfg.redis_tls:
+            conn += ",ssl=true"
+        password = redis_password(cfg)
+        if password:  # JSON-quoted: Feast JSON-decodes values ("true" must stay a string)
+            value = json.dumps(password) if with_secrets else f'"${{{cfg.redis_password_env}}}"'
+            conn += f",password={value}"
         online = {"type": "redis", "connection_string": conn}
     else:
         online = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
@@ -102,7 +132,8 @@ def write_feast_yaml(cfg: FeatureStoreConfig) -> Path:
     import yaml
 
     path = cfg.data_dir.resolve() / "feature_store.yaml"
-    path.write_text(FEAST_YAML_NOTE + yaml.safe_dump(_repo_settings(cfg), sort_keys=False))
+    settings = _repo_settings(cfg, with_secrets=False)
+    path.write_text(FEAST_YAML_NOTE + yaml.safe_dump(settings, sort_keys=False))
     return path
 
 
@@ -126,6 +157,32 @@ class ProfileStore:
         path = root / "user_profiles.parquet"
         if not path.exists():
             pq.write_table(arrow_schema().empty_table(), path)
+
+    def check(self) -> None:
+        """Raise StoreAuthError if the online store (Redis) refuses our credentials. An
+        unreachable store is only logged: readers degrade and the stream worker retries."""
+        if self.config.online != "redis":
+            return
+        import redis
+
+        cfg = self.config
+        host, _, port = cfg.redis.split(",", 1)[0].rpartition(":")
+        client = redis.Redis(
+            host=host or "localhost", port=int(port or 6379), password=redis_password(cfg),
+            ssl=cfg.redis_tls, socket_timeout=cfg.redis_timeout_s,
+            socket_connect_timeout=cfg.redis_timeout_s,
+        )  # fmt: skip
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            raise StoreAuthError(
+                f"Redis at {host}:{port} refused the credentials ({exc}); set "
+                f"${cfg.redis_password_env} or feature_store.redis_password_file"
+            ) from exc
+        except redis.RedisError as exc:
+            logger.warning("online store not reachable at start (%s: %s)", type(exc).__name__, exc)
+        finally:
+            client.close()
 
     def apply(self) -> None:
         self._ensure_offline_files()

@@ -56,7 +56,8 @@ def catalog_for_profiles(
 
 
 def build_worker(config: StreamServiceConfig) -> StreamWorker:
-    catalog, profile = catalog_for_profiles(config.data, config.run, config.cache_dir)
     store = ProfileStore(config.store)
+    store.check()  # wrong credentials fail here, in one line, not at the first write
     store.apply()
+    catalog, profile = catalog_for_profiles(config.data, config.run, config.cache_dir)
     return StreamWorker(config.worker, ProfileUpdater(store, catalog, profile))
