@@ -14,7 +14,7 @@ import os
 import platform
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -143,20 +143,13 @@ def _measure_workers(cfg: ServeBenchConfig, requests, workers: int) -> list[dict
     import multiprocessing as mp
     import signal as sig
 
-    from mrse.serving.app import ServeConfig
     from mrse.streaming.broker import free_port
 
     port = free_port()
-    serve_cfg = ServeConfig(
-        data=cfg.data,
-        models={"bench": cfg.run},
-        experiments=(Experiment("bench", (Arm("mrse", 1.0, "bench", "mrse_v1", "bench"),)),),
-        default_experiment="bench",
-        index=IndexConfig(root=cfg.work_dir / "index"),
-        feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "feast"),
+    serve_cfg = replace(
+        bench_serve_config(cfg),
         address=f"127.0.0.1:{port}",
         max_concurrency=cfg.max_concurrency,
-        warm_queries=cfg.warm_queries,
         workers=workers,
     )
     ctx = mp.get_context("spawn")
@@ -189,29 +182,38 @@ def _requests(dataset, k: int) -> list[bytes]:
     ]
 
 
-def bench_engine(
-    cfg: ServeBenchConfig, encoder: str, cache: int, run: Path | None = None
-) -> SearchEngine:
-    """The benchmark's engine: one model (``cfg.run``, or ``run`` with its own index), one arm,
-    the online profiles written by setup."""
+def bench_serve_config(
+    cfg: ServeBenchConfig,
+    encoder: str = "minilm-int8",
+    cache: int = 50_000,
+    run: Path | None = None,
+) -> ServeConfig:
+    """The benchmark's server: one model (``cfg.run``, or ``run`` with its own index), one
+    arm, the online profiles written by setup; the served default's query encoding unless
+    ``encoder`` / ``cache`` say otherwise."""
     run = run or cfg.run
     version = _index_name(cfg, run)  # the index was built under this name
     experiment = Experiment("bench", (Arm("mrse", 1.0, version, "mrse_v1", version),))
-    return build_engine(
-        ServeConfig(
-            data=cfg.data,
-            models={version: run},
-            experiments=(experiment,),
-            default_experiment="bench",
-            index=IndexConfig(root=cfg.work_dir / "index"),
-            feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "feast"),
-            query_encoder=encoder,
-            query_cache=cache,
-            warm_queries=cfg.warm_queries,
-            torch_threads=1,
-            feature_cache=cfg.cache_dir,
-        )
+    return ServeConfig(
+        data=cfg.data,
+        models={version: run},
+        experiments=(experiment,),
+        default_experiment="bench",
+        index=IndexConfig(root=cfg.work_dir / "index"),
+        feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "feast"),
+        query_encoder=encoder,
+        query_cache=cache,
+        warm_queries=cfg.warm_queries,
+        torch_threads=1,
+        feature_cache=cfg.cache_dir,
     )
+
+
+def bench_engine(
+    cfg: ServeBenchConfig, encoder: str, cache: int, run: Path | None = None
+) -> SearchEngine:
+    """The benchmark's engine, in this process (see :func:`bench_serve_config`)."""
+    return build_engine(bench_serve_config(cfg, encoder, cache, run))
 
 
 def _index_name(cfg: ServeBenchConfig, run: Path) -> str:

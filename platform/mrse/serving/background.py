@@ -55,15 +55,24 @@ class BackgroundServer:
                     self.auth,
                 )  # fmt: skip
             )
-            self.server, self.port, self.metrics = (
-                self.running.server, self.running.port, self.running.metrics,
-            )  # fmt: skip
         except BaseException as exc:  # reported to the caller of start()
             self._error = exc
             self._ready.set()
             return
         self._ready.set()
         self.loop.run_forever()
+
+    @property
+    def server(self):
+        return self.running.server
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    @property
+    def metrics(self):
+        return self.running.metrics
 
     @property
     def target(self) -> str:

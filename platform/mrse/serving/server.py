@@ -218,14 +218,10 @@ class RunningServer:
         then refuse new requests and let those in flight finish within ``grace_s``."""
         await self.health.enter_graceful_shutdown()
         logger.info("draining: health NOT_SERVING, still answering for %.1fs", drain_s)
-        if drain_s > 0:
-            if cut_short is None:
-                await asyncio.sleep(drain_s)
-            else:
-                try:
-                    await asyncio.wait_for(cut_short.wait(), timeout=drain_s)
-                except TimeoutError:
-                    pass
+        try:
+            await asyncio.wait_for((cut_short or asyncio.Event()).wait(), timeout=drain_s)
+        except TimeoutError:
+            pass  # the drain ran its course
         await self.server.stop(grace_s)
 
 

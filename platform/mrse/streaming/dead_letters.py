@@ -17,7 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+
+from mrse.streaming.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +100,6 @@ def _too_large(exc: BaseException) -> bool:
     return isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__
 
 
-@dataclass
-class DeadLetterStats:
-    written: int = 0
-    payloads_dropped: int = 0
-    failed_attempts: int = 0
-    blocked: bool = False  # True while the topic cannot be written
-    blocked_since: float | None = None
-    by_reason: dict[str, int] = field(default_factory=dict)
-
-
 def dead_letter_producer(bootstrap: str, **kwargs):
     """A producer for dead letters: every record acknowledged by all replicas, and not
     idempotent (kafka-python's idempotent producer turns fatal for good after one refused
@@ -140,7 +132,6 @@ class DeadLetterWriter:
         self.producer = None
         self.config = config
         self.on_failure = on_failure
-        self.stats = DeadLetterStats()
 
     def close(self) -> None:
         if self.producer is not None:
@@ -160,37 +151,28 @@ class DeadLetterWriter:
         (logging each failure) while the topic cannot be written. Returns False only when
         ``stop`` was set before all were written: the caller must not commit past them."""
         pending = list(letters)
-        delay = self.config.retry_initial_s
+        backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s)
+        blocked_since: float | None = None
         while pending:
             failed = self._attempt(pending)
-            retry: list[DeadLetter] = []
-            blocking: BaseException | None = None
+            pending, blocking = [], None
             for letter, exc in failed:
                 if _too_large(exc) and letter.value:
-                    self.stats.payloads_dropped += 1
                     logger.warning(
                         "dead letter too large for %s (%d bytes): sending its headers only",
                         self.config.topic,
                         len(letter.value),
                     )
-                    retry.append(letter.without_payload())
+                    pending.append(letter.without_payload())
                 else:
-                    retry.append(letter)
+                    pending.append(letter)
                     blocking = exc
-            for letter in pending:
-                if all(letter is not f for f, _ in failed):
-                    self._count(letter)
-            pending = retry
-            if not pending:
-                break
             if blocking is None:
-                continue  # only payloads dropped: resend at once
-            self.stats.failed_attempts += 1
+                continue  # all written, or only payloads dropped: resend those at once
             self._reset_producer()
             if self.on_failure is not None:
                 self.on_failure()
-            if not self.stats.blocked:
-                self.stats.blocked, self.stats.blocked_since = True, time.monotonic()
+            blocked_since = blocked_since or time.monotonic()
             logger.error(
                 "cannot write %d dead letter(s) to %s (%s: %s); not committing past them, "
                 "retrying in %.1fs",
@@ -198,25 +180,17 @@ class DeadLetterWriter:
                 self.config.topic,
                 type(blocking).__name__,
                 blocking,
-                delay,
+                backoff.delay,
             )
-            if stop is not None and stop.wait(delay):
+            if not backoff.wait(stop):
                 return False
-            if stop is None:
-                time.sleep(delay)
-            delay = min(delay * 2, self.config.retry_max_s)
-        if self.stats.blocked:
-            waited = time.monotonic() - (self.stats.blocked_since or time.monotonic())
+        if blocked_since is not None:
             logger.warning(
-                "dead-letter topic %s writable again after %.1fs", self.config.topic, waited
+                "dead-letter topic %s writable again after %.1fs",
+                self.config.topic,
+                time.monotonic() - blocked_since,
             )
-            self.stats.blocked, self.stats.blocked_since = False, None
         return True
-
-    def _count(self, letter: DeadLetter) -> None:
-        self.stats.written += 1
-        reason = dict(letter.headers).get("reason", b"?").decode()
-        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
 
     def _attempt(self, letters: list[DeadLetter]) -> list[tuple[DeadLetter, BaseException]]:
         """One send of each letter; returns those that failed, with why."""

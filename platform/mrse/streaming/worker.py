@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener
 
+from mrse.streaming.backoff import Backoff
 from mrse.streaming.dead_letters import (
     DeadLetter,
     DeadLetterConfig,
@@ -152,7 +153,7 @@ class StreamWorker:
         """Apply ``events``; while the feature store fails, retry with back-off (re-applying
         is safe: profiles are re-read and event ids already written are skipped). None when
         stopped first."""
-        delay = min(0.5, self.config.store_retry_max_s)
+        backoff = Backoff(min(0.5, self.config.store_retry_max_s), self.config.store_retry_max_s)
         while True:
             try:
                 result = self.updater.apply(events)
@@ -161,11 +162,10 @@ class StreamWorker:
                 self.stats.store_blocked = True
                 logger.error(
                     "feature store write failed (%s: %s); not committing, retrying in %.1fs",
-                    type(exc).__name__, exc, delay,
+                    type(exc).__name__, exc, backoff.delay,
                 )  # fmt: skip
-                if stop.wait(delay):
+                if not backoff.wait(stop):
                     return None
-                delay = min(delay * 2, self.config.store_retry_max_s)
                 continue
             if self.stats.store_blocked:
                 logger.warning("feature store writable again")
