@@ -828,3 +828,23 @@ def test_arbitrary_bytes_never_get_unknown_or_internal(stack, raw, method):
     except grpc.RpcError as exc:
         code = exc.code()
     assert code in ALLOWED, (code, raw)
+
+
+def test_a_message_over_the_size_limit_is_refused_and_the_server_goes_on(stack):
+    _, _, stub, channel, _ = stack
+    huge = _field(1, b"top") + bytes([0x12]) + (5 << 20).to_bytes(4, "little")  # header only
+    big = search_pb2.SearchRequest(query="top", user_id="u" * 250)
+    big.filters.add(field="brand", any=["x" * (5 << 20)])  # 5 MB: over gRPC's 4 MB default
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Search(big, timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _code_of(_raw_search(channel), huge) == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(stub.Search(search_pb2.SearchRequest(query="top", k=2)).results) == 2
+
+
+def _code_of(call, raw: bytes) -> grpc.StatusCode:
+    try:
+        call(raw, timeout=10)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK

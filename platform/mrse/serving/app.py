@@ -46,7 +46,7 @@ class ServeConfig:
     warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
     torch_threads: int = 1  # per request; concurrency comes from max_concurrency (0: as is)
     feature_cache: Path | None = None  # the encoders' feature cache (default $MRSE_CACHE_DIR)
-    profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (reads 1-6 ms)
+    profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (p50 ~1 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
     tls: TLSConfig | None = None  # certificate and key; client_ca for mutual TLS
     auth: AuthConfig | None = None  # bearer tokens (from a file or the environment)
