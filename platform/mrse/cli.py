@@ -164,6 +164,64 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog_flags(args: argparse.Namespace) -> dict:
+    """The catalog worker's flags that were given, shaped as its config."""
+    flags: dict = {"worker": {}}
+    if args.bootstrap:
+        flags["worker"]["bootstrap"] = args.bootstrap
+    for name in ("topic", "group_id", "max_batch"):
+        if getattr(args, name) is not None:
+            flags["worker"][name] = getattr(args, name)
+    if args.model:
+        flags["models"] = [dict(zip(("version", "run"), m.split("=", 1), strict=True))
+                           for m in args.model]  # fmt: skip
+    if args.index_root:
+        flags["index"] = {"root": args.index_root}
+    for name in ("state", "cache_dir", "idle_exit_s"):
+        if getattr(args, name) is not None:
+            flags[name] = getattr(args, name)
+    if args.photo_root:
+        flags["photo_roots"] = args.photo_root
+    return flags
+
+
+def _cmd_catalog_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from mrse.catalog.service import ENV_PREFIX, CatalogServiceConfig, build_catalog_worker
+    from mrse.settings import describe, load
+
+    cfg = load(CatalogServiceConfig, args.config, ENV_PREFIX, overrides=_catalog_flags(args))
+    logger.info("catalog worker config: %s", describe(cfg))
+    worker = build_catalog_worker(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stats = worker.run(stop=stop, idle_exit_s=cfg.idle_exit_s)
+    print(json.dumps({
+        "consumed": stats.consumed, "encoded": stats.encoded, "patched": stats.patched,
+        "deleted": stats.deleted, "stale": stats.stale, "dead_lettered": dict(stats.dead_lettered),
+    }))  # fmt: skip
+    return 0
+
+
+def _cmd_catalog_publish(args: argparse.Namespace) -> int:
+    from mrse.catalog.publish import dataset_upserts, publish, read_jsonl
+
+    if args.file:
+        events, errors = read_jsonl(Path(args.file))
+        for e in errors:
+            logger.error("not published: %s", e)
+    else:
+        from mrse.data import load_dataset
+
+        events, errors = dataset_upserts(load_dataset(Path(args.data))), []
+    sent = publish(args.bootstrap, args.topic, events)
+    print(json.dumps({"published": sent, "invalid": len(errors)}))
+    return 1 if errors else 0
+
+
 def _cmd_stream_bench(args: argparse.Namespace) -> int:
     from mrse.jobs.bench_stream import StreamBenchConfig, run_stream_benchmark
 
@@ -436,6 +494,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--work-dir", default="results/stream-bench")
     q.add_argument("--out", default="results/stream-bench.json")
     q.set_defaults(func=_cmd_stream_bench)
+
+    p = sub.add_parser("catalog", help="live catalog: publish item changes, run the catalog worker")
+    catalog = p.add_subparsers(dest="catalog_command", required=True)
+    q = catalog.add_parser("publish", help="publish catalog events (JSONL) or a whole dataset")
+    q.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="JSONL, one mrse.v1.CatalogEvent (JSON form) per line")
+    src.add_argument("--data", help="a dataset directory: every item as an upsert")
+    q.add_argument("--topic", default="mrse.catalog")
+    q.set_defaults(func=_cmd_catalog_publish)
+    q = catalog.add_parser("worker", help="keep every model version's index equal to the catalog")
+    # every setting also comes from --config FILE or MRSE_CATALOG__* variables; flags win
+    q.add_argument("--config", help="YAML with the fields of CatalogServiceConfig")
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port")
+    q.add_argument("--topic", help="default mrse.catalog")
+    q.add_argument("--group-id", help="default mrse-catalog-worker")
+    q.add_argument("--max-batch", type=int, help="default 500")
+    q.add_argument("--model", action="append", help="VERSION=RUN_DIR (repeat per version)")
+    q.add_argument("--index-root", help="Edge index root (default .mrse-index)")
+    q.add_argument("--state", help="item state file (default .mrse-catalog/state.sqlite)")
+    q.add_argument("--photo-root", action="append", help="photos may be read under this dir")
+    q.add_argument("--cache-dir", help="the encoders' feature cache")
+    q.add_argument("--idle-exit", dest="idle_exit_s", type=float, help="exit after idle seconds")
+    q.set_defaults(func=_cmd_catalog_worker)
 
     p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
     p.add_argument("--data", required=True)

@@ -30,6 +30,16 @@ import yaml
 T = TypeVar("T")
 
 
+def model_versions(values: dict[str, Any], where: str) -> None:
+    """``values["models"]`` given as a list of ``{version, run}`` (the YAML's shape) becomes a
+    mapping of version -> run, in place."""
+    models = values.get("models")
+    if isinstance(models, list):
+        if not all(isinstance(m, dict) and {"version", "run"} <= set(m) for m in models):
+            raise ValueError(f"{where}.models: each entry needs `version` and `run`")
+        values["models"] = {str(m["version"]): m["run"] for m in models}
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the option and the source."""
 

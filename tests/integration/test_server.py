@@ -50,7 +50,7 @@ def stack(sample_hm, tmp_path_factory):
     )
     index_cfg = IndexConfig(root=tmp / "index")
     build_index(sample_hm, run, index_cfg, version="mrse-v1")
-    bundle = load_bundle("mrse-v1", run, sample_hm, index_cfg)
+    bundle = load_bundle("mrse-v1", run, index_cfg)
     store = ProfileStore(FeatureStoreConfig(data_dir=tmp / "feast"))
     store.apply()
     catalog, profile = catalog_for_profiles(sample_hm, run, None)
@@ -244,9 +244,7 @@ def test_missing_model_or_index_is_unavailable(stack, tmp_path):
     bundle = engine.bundles["mrse-v1"]
     broken = EdgeIndex(tmp_path / "gone", 32)
     broken.close()
-    engine.bundles["closed"] = type(bundle)(
-        "closed", bundle.run, bundle.catalog, bundle.item_vectors, broken
-    )
+    engine.bundles["closed"] = type(bundle)("closed", bundle.run, broken)
     engine.experiments["closed"] = Experiment(
         "closed", (Arm("x", 1.0, "closed", "mrse_v1", "closed"),)
     )

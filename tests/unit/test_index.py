@@ -7,6 +7,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from mrse.index import SearchFilter
+from mrse.index.base import stock_payload
 from mrse.index.client import ClientIndex
 from mrse.index.edge import EdgeIndex
 
@@ -103,7 +104,38 @@ def test_filter_validation():
         SearchFilter(price_min=10, price_max=5)
     with pytest.raises(ValueError):
         SearchFilter(price_min=-1)
-    assert SearchFilter().empty
+    with pytest.raises(ValueError):
+        SearchFilter(in_stock=())
+    assert SearchFilter(in_stock=(True, False)).empty
+    assert not SearchFilter().empty  # by default: in stock only
+
+
+def test_stock_filter_patches_and_vector_reads(index):
+    """Sold-out items are left out unless asked for; a payload patch changes what filters see
+    and nothing else; stored vectors read back by item id (missing ids left out)."""
+    ids, vecs, payloads = _catalog(60)
+    payloads = [{**p, **stock_payload(i % 4 != 0)} for i, p in enumerate(payloads)]
+    payloads[1].pop("stock")  # no stock field: in stock
+    index.upsert(ids, vecs, payloads)
+    q = vecs[0]
+    for stock in [(True,), (False,), (True, False)]:
+        f = SearchFilter(in_stock=stock)
+        assert [h.item_id for h in index.search(q, 60, f, exact=True)] == _exact(
+            ids, vecs, payloads, q, 60, f
+        )
+    assert "item-0000" not in {h.item_id for h in index.search(q, 60, exact=True)}
+    patch = {"stock": "in", "price": 1.5}
+    index.patch_payloads({"item-0000": patch, "item-0002": patch, "never-indexed": patch})
+    hits = {h.item_id: h for h in index.search(q, 60, exact=True)}
+    assert hits["item-0000"].payload["price"] == 1.5 and hits["item-0002"].payload["price"] == 1.5
+    assert hits["item-0000"].payload["category"] == "tops"  # other keys kept
+    assert hits["item-0000"].score == pytest.approx(1.0, abs=1e-4)  # vector kept
+    assert index.count() == 60  # the unknown id was not created
+    got = index.vectors(["item-0003", "nope", "item-0005"])
+    assert set(got) == {"item-0003", "item-0005"}
+    np.testing.assert_allclose(got["item-0005"], vecs[5], atol=1e-6)
+    index.delete(["item-0003"])
+    assert set(index.vectors(["item-0003"])) == set()
 
 
 def test_batched_search_equals_one_search_per_query(index):

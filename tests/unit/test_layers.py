@@ -16,7 +16,7 @@ LAYERS = {
     "features": 2,
     "models": 3,
     "training": 4, "index": 4, "retrieval": 4,
-    "evaluation": 5, "serving": 5, "streaming": 5, "experiments": 5,
+    "evaluation": 5, "serving": 5, "streaming": 5, "experiments": 5, "catalog": 5,
     "jobs": 6, "demo": 6,
     "cli": 7,
 }  # fmt: skip

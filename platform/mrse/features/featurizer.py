@@ -8,7 +8,7 @@ run hands out its own (``Run.featurizer``) to indexing, evaluation, serving and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.features.catalog import CatalogFeatures, FeatureStats, model_catalog
 from mrse.features.inputs import FeatureShape
-from mrse.features.profile import ProfileState
+from mrse.features.profile import ProfileState, empty_profile
 from mrse.features.queries import QueryFeatures, build_query_features
 
 
@@ -48,14 +48,21 @@ class Featurizer:
         texts: Sequence[str],
         text_vectors: np.ndarray,
         profiles: Sequence[ProfileState],
-        catalog: CatalogFeatures,
+        item_rows: Mapping[str, int],
     ) -> QueryFeatures:
         """A batch of queries with the asking shoppers' profiles, as the query tower reads it.
 
         Args:
             texts: Q query strings.
             text_vectors: (Q, Dt) raw query text vectors.
-            profiles: Q profiles (``catalog.cold_profile()`` for a shopper with none).
-            catalog: the items the profiles' recent items are looked up in.
+            profiles: Q profiles (``cold_profile()`` for a shopper with none).
+            item_rows: item id -> row of the item embeddings given to the query tower, for the
+                profiles' recent items (a catalog's ``index``, or the rows fetched for a batch).
         """
-        return build_query_features(texts, text_vectors, profiles, catalog, self.stats, self.shape)
+        return build_query_features(
+            texts, text_vectors, profiles, item_rows, self.stats, self.shape
+        )
+
+    def cold_profile(self) -> ProfileState:
+        """The profile of a shopper with no history, in this model's vector sizes."""
+        return empty_profile(self.stats.text_mean.shape[0], self.stats.image_mean.shape[0])

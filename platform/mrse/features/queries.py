@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,18 +129,20 @@ def build_query_features(
     texts: Sequence[str],
     text_vectors: np.ndarray,
     profiles: Sequence[ProfileState],
-    catalog: CatalogFeatures,
+    item_rows: Mapping[str, int],
     stats: FeatureStats,
     config: FeatureShape,
 ) -> QueryFeatures:
-    """Assemble query features. ``text_vectors`` (Q, Dt) are raw query text vectors."""
+    """Assemble query features. ``text_vectors`` (Q, Dt) are raw query text vectors;
+    ``item_rows`` maps the item ids a profile's recent items may name to rows of the item
+    embeddings the query tower will be given (unknown ids are left out)."""
     k = config.recent_items
     values, offsets = jagged([ngram_ids(t, config.ngram_buckets) for t in texts])
     vecs = [profile_vectors(p) for p in profiles]
     recent = np.full((len(texts), k), -1, dtype=np.int64)
     cats = []
     for i, p in enumerate(profiles):
-        rows = [catalog.index[x] for x in p.recent_items[-k:] if x in catalog.index]
+        rows = [item_rows[x] for x in p.recent_items[-k:] if x in item_rows]
         recent[i, : len(rows)] = rows
         cats.append(
             [c for c in (hashed_id(x, config.category_buckets) for x in p.recent_categories) if c]
@@ -154,12 +156,12 @@ def build_query_features(
         profile_text=torch.from_numpy(
             np.stack([v.text for v in vecs])
             if q
-            else np.zeros((0, catalog.text.shape[1]), np.float32)
+            else np.zeros((0, stats.text_mean.shape[0]), np.float32)
         ),
         profile_image=torch.from_numpy(
             np.stack([v.image for v in vecs])
             if q
-            else np.zeros((0, catalog.image.shape[1]), np.float32)
+            else np.zeros((0, stats.image_mean.shape[0]), np.float32)
         ),
         modality=torch.from_numpy(
             np.stack([v.modality for v in vecs]) if q else np.zeros((0, 4), np.float32)

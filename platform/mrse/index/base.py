@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,7 +12,18 @@ import numpy as np
 # Qdrant point ids are integers or UUIDs; item ids are arbitrary strings. A name-based UUID is
 # stable across processes and backends; the item id itself travels in the payload.
 _NAMESPACE = uuid.UUID("6f1c3e0a-6c1b-4d0e-9a43-2b8f6f0a9d11")
-FILTER_FIELDS = ("category", "brand", "price")
+FILTER_FIELDS = ("category", "brand", "price", "in_stock")
+# Stock is a keyword payload ``stock``: "in" / "out" (Qdrant Edge 0.4's bool match conditions
+# match nothing, measured; keywords work on every backend). Absent: in stock.
+STOCK_KEY = "stock"
+
+
+def stock_payload(in_stock: bool) -> dict[str, str]:
+    return {STOCK_KEY: "in" if in_stock else "out"}
+
+
+def is_in_stock(payload: dict) -> bool:
+    return payload.get(STOCK_KEY) != "out"
 
 
 def point_id(item_id: str) -> str:
@@ -21,14 +32,20 @@ def point_id(item_id: str) -> str:
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """Conjunction of payload conditions; an empty filter matches everything."""
+    """Conjunction of payload conditions; an empty filter matches everything.
+
+    ``in_stock``: the stock states wanted; by default only items in stock (an item whose
+    payload has no ``in_stock`` is in stock); ``(True, False)`` for every item."""
 
     categories: tuple[str, ...] = ()
     brands: tuple[str, ...] = ()
     price_min: float | None = None
     price_max: float | None = None
+    in_stock: tuple[bool, ...] = (True,)
 
     def __post_init__(self) -> None:
+        if not self.in_stock or not set(self.in_stock) <= {True, False}:
+            raise ValueError("in_stock must name true, false or both")
         for name in ("price_min", "price_max"):
             v = getattr(self, name)
             if v is not None and (not np.isfinite(v) or v < 0):
@@ -41,11 +58,17 @@ class SearchFilter:
             raise ValueError("price_min must not exceed price_max")
 
     @property
+    def stock(self) -> bool | None:
+        """The one stock state wanted, or None for both."""
+        return None if set(self.in_stock) == {True, False} else self.in_stock[0]
+
+    @property
     def empty(self) -> bool:
         return (
             not (self.categories or self.brands)
             and self.price_min is None
             and self.price_max is None
+            and self.stock is None
         )
 
     def matches(self, payload: dict) -> bool:
@@ -53,6 +76,8 @@ class SearchFilter:
         if self.categories and payload.get("category") not in self.categories:
             return False
         if self.brands and payload.get("brand") not in self.brands:
+            return False
+        if self.stock is not None and is_in_stock(payload) != self.stock:
             return False
         price = payload.get("price")
         if self.price_min is not None and (price is None or price < self.price_min):
@@ -93,6 +118,15 @@ class VectorIndex(Protocol):
         ...
 
     def delete(self, item_ids: Sequence[str]) -> None: ...
+
+    def patch_payloads(self, updates: Mapping[str, dict]) -> None:
+        """Merge ``updates[item_id]``'s keys into each existing item's payload (ids not in the
+        index are left alone); vectors and other keys do not change."""
+        ...
+
+    def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored (dim,) vectors of the items that exist, by item id."""
+        ...
 
     def search(
         self,

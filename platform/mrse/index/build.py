@@ -7,22 +7,24 @@ One index per model version: an Edge shard directory ``<root>/<version>`` or a c
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.index.base import VectorIndex
-from mrse.models.inference import encode_catalog
+from mrse.index.points import attribute_payload, item_points
 from mrse.training.checkpoint import load_run
 
 logger = logging.getLogger(__name__)
+
+
+# where embedded server processes record how far into the catalog's index topic their shards
+# are (mrse.catalog.follower); rebuilding an index removes it, so the whole log is replayed
+FOLLOW_OFFSETS = "catalog-offsets.json"
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,12 @@ def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
     return ClientIndex(QdrantClient(url=config.url), f"items_{version}", dim)
 
 
-def item_payloads(items) -> list[dict]:
-    """Filterable payload per item; unknown price is left out (so price filters exclude it)."""
-    out = []
-    for cat, brand, price in zip(items["category"], items["brand"], items["price"], strict=True):
-        p = {"category": cat, "brand": brand}
-        if price is not None and not math.isnan(price):
-            p["price"] = float(price)
-        out.append(p)
-    return out
+def item_attributes(items) -> list[dict]:
+    """Filterable payload per dataset item (a dataset's items are all in stock)."""
+    return [
+        attribute_payload(cat, brand, price)
+        for cat, brand, price in zip(items["category"], items["brand"], items["price"], strict=True)
+    ]
 
 
 def build_index(
@@ -88,11 +87,13 @@ def build_index(
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
         catalog = run.featurizer.catalog(dataset, cache)
-    vectors = encode_catalog(run.model, catalog).numpy().astype(np.float32)
+    vectors, payloads = item_points(run.model, catalog, item_attributes(dataset.items))
     index = open_index(config, version, vectors.shape[1])
     try:
         ids = list(dataset.items["item_id"])
-        index.upsert(ids, vectors, item_payloads(dataset.items))
+        index.upsert(ids, vectors, payloads)
+        # a rebuilt index replays the catalog's whole log (see mrse.catalog.follower)
+        (config.root / FOLLOW_OFFSETS).unlink(missing_ok=True)
         removed = delete_departed(index, set(ids), config.root / f"{version}.items.txt")
         if hasattr(index, "optimize"):
             index.optimize()

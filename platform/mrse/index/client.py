@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from mrse.index.base import Hit, SearchFilter, point_id, prepare_points
+from mrse.index.base import STOCK_KEY, Hit, SearchFilter, point_id, prepare_points
 
 
 def _client_filter(f: SearchFilter | None) -> models.Filter | None:
-    if f is None or f.empty:
+    f = SearchFilter() if f is None else f  # None: the default filter (in stock only)
+    if f.empty:
         return None
     must: list = []
+    must_not: list = []
+    out_of_stock = models.FieldCondition(key=STOCK_KEY, match=models.MatchValue(value="out"))
+    if f.stock is True:  # "absent" counts as in stock
+        must_not.append(out_of_stock)
+    elif f.stock is False:
+        must.append(out_of_stock)
     if f.categories:
         must.append(
             models.FieldCondition(key="category", match=models.MatchAny(any=list(f.categories)))
@@ -24,7 +31,7 @@ def _client_filter(f: SearchFilter | None) -> models.Filter | None:
         must.append(
             models.FieldCondition(key="price", range=models.Range(gte=f.price_min, lte=f.price_max))
         )
-    return models.Filter(must=must)
+    return models.Filter(must=must or None, must_not=must_not or None)
 
 
 class ClientIndex:
@@ -44,6 +51,7 @@ class ClientIndex:
                 ("category", models.PayloadSchemaType.KEYWORD),
                 ("brand", models.PayloadSchemaType.KEYWORD),
                 ("price", models.PayloadSchemaType.FLOAT),
+                (STOCK_KEY, models.PayloadSchemaType.KEYWORD),
             ):
                 client.create_payload_index(collection_name, key, field_schema=schema)
 
@@ -61,6 +69,28 @@ class ClientIndex:
         if item_ids:
             selector = models.PointIdsList(points=[point_id(i) for i in item_ids])
             self.client.delete(self.collection_name, points_selector=selector, wait=True)
+
+    def _existing(self, item_ids: Sequence[str], with_vector: bool) -> list:
+        if not item_ids:
+            return []
+        return self.client.retrieve(
+            self.collection_name,
+            [point_id(i) for i in item_ids],
+            with_payload=True,
+            with_vectors=with_vector,
+        )
+
+    def patch_payloads(self, updates: Mapping[str, dict]) -> None:
+        for r in self._existing(list(updates), with_vector=False):
+            self.client.set_payload(
+                self.collection_name, updates[r.payload["item_id"]], points=[r.id], wait=True
+            )
+
+    def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return {
+            r.payload["item_id"]: np.asarray(r.vector, dtype=np.float32)
+            for r in self._existing(item_ids, with_vector=True)
+        }
 
     def search(
         self,

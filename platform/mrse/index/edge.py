@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import qdrant_edge as qe
 
-from mrse.index.base import Hit, SearchFilter, point_id, prepare_points
+from mrse.index.base import STOCK_KEY, Hit, SearchFilter, point_id, prepare_points
 
 logger = logging.getLogger(__name__)
 
 
 def _edge_filter(f: SearchFilter | None) -> qe.Filter | None:
-    if f is None or f.empty:
+    f = SearchFilter() if f is None else f  # None: the default filter (in stock only)
+    if f.empty:
         return None
-    must = []
+    must, must_not = [], []
+    if f.stock is True:  # "absent" counts as in stock: exclude "out" rather than require "in"
+        must_not.append(qe.FieldCondition(key=STOCK_KEY, match=qe.MatchValue("out")))
+    elif f.stock is False:
+        must.append(qe.FieldCondition(key=STOCK_KEY, match=qe.MatchValue("out")))
     if f.categories:
         must.append(qe.FieldCondition(key="category", match=qe.MatchAny(list(f.categories))))
     if f.brands:
@@ -27,7 +31,7 @@ def _edge_filter(f: SearchFilter | None) -> qe.Filter | None:
         must.append(
             qe.FieldCondition(key="price", range=qe.RangeFloat(gte=f.price_min, lte=f.price_max))
         )
-    return qe.Filter(must=must)
+    return qe.Filter(must=must or None, must_not=must_not or None)
 
 
 class EdgeIndex:
@@ -38,7 +42,6 @@ class EdgeIndex:
     ) -> None:
         self.path = Path(path)
         self.dim = dim
-        self._payloads: dict[uuid.UUID, dict] | None = None
         self.ef = ef
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
@@ -58,6 +61,7 @@ class EdgeIndex:
                 ("category", qe.PayloadSchemaType.Keyword),
                 ("brand", qe.PayloadSchemaType.Keyword),
                 ("price", qe.PayloadSchemaType.Float),
+                (STOCK_KEY, qe.PayloadSchemaType.Keyword),
             ):
                 self._shard.update(qe.UpdateOperation.create_field_index(key, schema))
 
@@ -70,32 +74,31 @@ class EdgeIndex:
         ]
         for s in range(0, len(points), 1000):
             self._shard.update(qe.UpdateOperation.upsert_points(points[s : s + 1000]))
-        if self._payloads is not None:
-            for p in points:
-                self._payloads[uuid.UUID(str(p.id))] = dict(p.payload)
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if item_ids:
             self._shard.update(qe.UpdateOperation.delete_points([point_id(i) for i in item_ids]))
-            if self._payloads is not None:
-                for i in item_ids:
-                    self._payloads.pop(uuid.UUID(point_id(i)), None)
 
-    def _payload_table(self) -> dict[uuid.UUID, dict]:
-        """Point id -> payload, read once from the shard: searches then ask the engine for ids
-        only (turning each hit's payload into a Python dict costs more than the search)."""
-        if self._payloads is None:
-            table: dict[uuid.UUID, dict] = {}
-            offset = None
-            while True:
-                points, offset = self._shard.scroll(
-                    qe.ScrollRequest(limit=10_000, offset=offset, with_payload=True)
-                )
-                table.update((uuid.UUID(str(p.id)), dict(p.payload)) for p in points)
-                if offset is None:
-                    break
-            self._payloads = table
-        return self._payloads
+    def _existing(self, item_ids: Sequence[str], with_vector: bool) -> list:
+        if not item_ids:
+            return []
+        return self._shard.retrieve([point_id(i) for i in item_ids], True, with_vector)
+
+    def patch_payloads(self, updates: Mapping[str, dict]) -> None:
+        """One read and one write for the whole batch (per-item payload updates cost a call
+        each): the existing points are read with their vectors and upserted merged."""
+        found = self._existing(list(updates), with_vector=True)
+        points = [
+            qe.Point(r.id, r.vector, {**r.payload, **updates[r.payload["item_id"]]}) for r in found
+        ]
+        if points:
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return {
+            r.payload["item_id"]: np.asarray(r.vector, dtype=np.float32)
+            for r in self._existing(item_ids, with_vector=True)
+        }
 
     def optimize(self) -> None:
         """Build the HNSW graph now (blocking) instead of on the first large search."""
@@ -108,25 +111,13 @@ class EdgeIndex:
             limit=limit,
             query=qe.Query.Nearest(np.asarray(query, dtype=np.float32).tolist()),
             filter=_edge_filter(query_filter),
-            with_payload=False,
+            with_payload=True,
             params=qe.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
         )
 
-    def _hits(self, points) -> list[Hit]:
-        """Hits with their payloads (shared dicts: read them, do not change them)."""
-        table = self._payload_table()
-        found = [(table.get(pid := p.id), pid, p.score) for p in points]
-        if any(payload is None for payload, _, _ in found):  # written by another process since
-            self._payloads = None
-            table = self._payload_table()
-            found = [(table.get(pid), pid, score) for _, pid, score in found]
-        hits = []
-        for payload, pid, score in found:
-            if payload is None:
-                logger.warning("point %s has no payload; left out of the results", pid)
-                continue
-            hits.append(Hit(payload["item_id"], float(score), payload))
-        return hits
+    @staticmethod
+    def _hits(points) -> list[Hit]:
+        return [Hit(p.payload["item_id"], float(p.score), p.payload) for p in points]
 
     def search(
         self,

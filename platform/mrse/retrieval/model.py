@@ -46,7 +46,7 @@ class ModelRetriever:
             texts,
             encode_query_texts(texts, self.cache, self._encode_query, self._query_model_id),
             profiles,
-            self.catalog,
+            self.catalog.index,
         )
         (out,) = encode_queries(self.run.model, qf, self.items, batch_size=len(texts))
         scores = out.embedding @ self.items.T  # (Q, N)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrse.catalog.service import CatalogFollow, follow_catalog
 from mrse.experiments.assignment import Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
@@ -17,7 +18,7 @@ from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.security import AuthConfig, TLSConfig
 from mrse.serving.server import start_server
-from mrse.settings import load
+from mrse.settings import load, model_versions
 
 logger = logging.getLogger(__name__)
 ENV_PREFIX = "MRSE_SERVE"
@@ -48,6 +49,7 @@ class ServeConfig:
     feature_cache: Path | None = None  # the encoders' feature cache (default $MRSE_CACHE_DIR)
     profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (p50 ~1 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
+    catalog: CatalogFollow | None = None  # Edge: follow the catalog worker's index topic
     tls: TLSConfig | None = None  # certificate and key; client_ca for mutual TLS
     auth: AuthConfig | None = None  # bearer tokens (from a file or the environment)
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
@@ -57,11 +59,7 @@ class ServeConfig:
     def from_raw(cls, values: dict[str, Any]) -> dict[str, Any]:
         """The YAML's shapes: ``models`` as a list of ``{version, run}``; ``exposures`` as
         ``{bootstrap, topic}``."""
-        models = values.get("models")
-        if isinstance(models, list):
-            if not all(isinstance(m, dict) and {"version", "run"} <= set(m) for m in models):
-                raise ValueError("ServeConfig.models: each entry needs `version` and `run`")
-            values["models"] = {str(m["version"]): m["run"] for m in models}
+        model_versions(values, "ServeConfig")
         exposures = values.pop("exposures", None)
         if exposures is not None:
             if not isinstance(exposures, dict) or set(exposures) - {"bootstrap", "topic"}:
@@ -142,7 +140,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     experiments = load_experiments(cfg)
     bundles = {}
     for version, run in cfg.models.items():
-        bundles[version] = load_bundle(version, run, cfg.data, cfg.index, cfg.feature_cache)
+        bundles[version] = load_bundle(version, run, cfg.index)
     profiles = None
     if cfg.feature_store is not None:
         profiles = ProfileStore(cfg.feature_store)
@@ -151,7 +149,10 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         from mrse.experiments.exposures import ExposureLogger
 
         log_exposure = ExposureLogger(cfg.exposures_bootstrap, cfg.exposures_topic)
-    return SearchEngine(
+    follower = None
+    if cfg.catalog is not None:
+        follower = follow_catalog(cfg.catalog, cfg.index, {v: b.index for v, b in bundles.items()})
+    engine = SearchEngine(
         bundles,
         experiments,
         cfg.default_experiment,
@@ -163,6 +164,8 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         profile_timeout_s=cfg.profile_timeout_ms / 1000,
         profile_retry_s=cfg.profile_retry_s,
     )
+    engine.follower = follower
+    return engine
 
 
 async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:

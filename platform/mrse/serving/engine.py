@@ -16,16 +16,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from mrse.data import load_dataset
-from mrse.encoders.cache import FeatureCache
+from mrse.catalog.follower import IndexFollower
 from mrse.experiments.assignment import Arm, Experiment, assign_arm
 from mrse.experiments.report import Exposure
-from mrse.features.catalog import CatalogFeatures
 from mrse.features.profile import ProfileState
 from mrse.features.store import ProfileStore
-from mrse.index.base import SearchFilter, VectorIndex
+from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
-from mrse.models.inference import encode_catalog_outputs
+from mrse.index.points import EXPLAIN_KEY, explain_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain
 from mrse.serving.guard import Guard
@@ -46,41 +44,21 @@ class Unavailable(RuntimeError):
 
 @dataclass
 class ModelBundle:
-    """One servable model version: weights, catalog features, item vectors, its index."""
+    """One servable model version: its weights and its index. Everything a request needs per
+    item (vectors, payload, what explanations need) is read from the index, so a bundle holds
+    no per-item state and serves what the catalog worker writes without a restart."""
 
     version: str
     run: Run
-    catalog: CatalogFeatures
-    item_vectors: torch.Tensor  # (N, D), the same vectors the index holds
     index: VectorIndex
-    # the item tower's expert outputs for the whole catalog (explanations by lookup), when the
-    # model has gated experts and they fit in ``EXPLAIN_CACHE_BYTES``
-    item_outputs: TowerOutput | None = None
-
-
-EXPLAIN_CACHE_BYTES = 1 << 30
 
 
 def load_bundle(
-    version: str,
-    run_dir: Path,
-    data: Path,
-    index: IndexConfig,
-    cache_dir: Path | None = None,
-    index_name: str | None = None,
+    version: str, run_dir: Path, index: IndexConfig, index_name: str | None = None
 ) -> ModelBundle:
-    """Load a run, its catalog features and item vectors, and open its index (``index_name``,
-    default the version) at the run's dimension."""
+    """Load a run and open its index (``index_name``, default the version) at its dimension."""
     run = load_run(run_dir)
-    dataset = load_dataset(data)
-    with FeatureCache.open_default(cache_dir) as cache:
-        catalog = run.featurizer.catalog(dataset, cache)
-    outputs = encode_catalog_outputs(run.model, catalog)
-    keep = outputs.experts is not None and outputs.experts.nbytes <= EXPLAIN_CACHE_BYTES
-    if outputs.experts is not None and not keep:
-        logger.info("%s: catalog too large to keep expert outputs; explaining on demand", version)
-    opened = open_index(index, index_name or version, run.config.model.dim)
-    return ModelBundle(version, run, catalog, outputs.embedding, opened, outputs if keep else None)
+    return ModelBundle(version, run, open_index(index, index_name or version, run.config.model.dim))
 
 
 class Explanation(NamedTuple):
@@ -144,6 +122,7 @@ class SearchEngine:
         self.log_exposure = log_exposure
         self.degradations = 0
         self.profile_guard = Guard("feature store", profile_timeout_s, profile_retry_s)
+        self.follower: IndexFollower | None = None  # applies the catalog worker's writes
 
     def _route(self, req: ValidRequest) -> tuple[Experiment, Arm, ModelBundle]:
         name = req.experiment or self.default_experiment
@@ -164,7 +143,7 @@ class SearchEngine:
     ) -> tuple[list[ProfileState], list[bool], bool]:
         """(states, personalized per request, degraded). One read for the batch; store down ->
         cold start for all, never an error."""
-        cold = bundle.catalog.cold_profile()
+        cold = bundle.run.featurizer.cold_profile()
         known = [u for u in user_ids if u is not None]
         if not known or self.profiles is None or not bundle.run.config.model.use_profile:
             return [cold] * len(user_ids), [False] * len(user_ids), False
@@ -246,11 +225,10 @@ class SearchEngine:
             raw = self.query_vectors.many(texts)
         else:  # the n-gram path: the model never reads a text vector, so none is computed
             raw = np.zeros((len(reqs), cfg.text_dim), dtype=np.float32)
-        qf = bundle.run.featurizer.queries(texts, raw, states, bundle.catalog)
+        rows, recent = self._recent_items(bundle, states)
+        qf = bundle.run.featurizer.queries(texts, raw, states, rows)
         with torch.no_grad():
-            q_out = bundle.run.model.encode_queries(
-                qf.inputs(np.arange(len(reqs))), bundle.item_vectors
-            )
+            q_out = bundle.run.model.encode_queries(qf.inputs(np.arange(len(reqs))), recent)
         vectors = q_out.embedding.numpy()
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -260,12 +238,30 @@ class SearchEngine:
             raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         timings["search"] = time.perf_counter() - t
         t = time.perf_counter()
-        explanations = self._explain(bundle, q_out, [[h.item_id for h in hs] for hs in hits])
+        explanations = self._explain(bundle, q_out, hits)
         timings["explain"] = time.perf_counter() - t
         return [
             [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
             for hs, ex in zip(hits, explanations, strict=True)
         ]
+
+    @staticmethod
+    def _recent_items(
+        bundle: ModelBundle, states: list[ProfileState]
+    ) -> tuple[dict[str, int], torch.Tensor]:
+        """The vectors of the batch's recent history items, read from the index: (item id ->
+        row, (M, D)). Items no longer in the index are left out of the profile."""
+        k = bundle.run.config.model.recent_items
+        wanted = list(dict.fromkeys(i for s in states for i in s.recent_items[-k:]))
+        if not wanted or not bundle.run.config.model.use_profile:
+            return {}, torch.zeros(0, bundle.run.config.model.dim)
+        try:
+            found = bundle.index.vectors(wanted)
+        except Exception as exc:
+            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
+        if not found:
+            return {}, torch.zeros(0, bundle.run.config.model.dim)
+        return {i: r for r, i in enumerate(found)}, torch.from_numpy(np.stack(list(found.values())))
 
     def warm_up(self) -> None:
         """An anonymous query through every loaded model and index (first calls load lazy
@@ -273,7 +269,7 @@ class SearchEngine:
         exposure."""
         for bundle in self.bundles.values():
             req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
-            self._retrieve(bundle, [req], [bundle.catalog.cold_profile()], {})
+            self._retrieve(bundle, [req], [bundle.run.featurizer.cold_profile()], {})
         if self.profiles is not None:  # the first read loads Feast's registry: not in a request
             try:
                 self.profiles.read(["warm-up"], with_event_ids=False)
@@ -282,6 +278,8 @@ class SearchEngine:
 
     def close(self) -> None:
         """Flush the exposure log and close the indexes (after the server has drained)."""
+        if self.follower is not None:
+            self.follower.close()
         self.profile_guard.close()
         close = getattr(self.log_exposure, "close", None)
         if close is not None:
@@ -291,27 +289,21 @@ class SearchEngine:
 
     @staticmethod
     def _explain(
-        bundle: ModelBundle, q_out: TowerOutput, item_ids: list[list[str]]
+        bundle: ModelBundle, q_out: TowerOutput, hits: list[list[Hit]]
     ) -> list[dict[str, Explanation]]:
         """Per request: item id -> its score's (text, image, profile) shares, one pass for the
-        whole batch."""
-        index = bundle.catalog.index
-        known = [[i for i in ids if i in index] for ids in item_ids]
-        flat = [i for ids in known for i in ids]
+        whole batch, from the expert outputs each hit carries in its payload."""
+        flat = [(o, h) for o, hs in enumerate(hits) for h in hs if EXPLAIN_KEY in h.payload]
         if q_out.gates is None or not flat:
-            return [{} for _ in item_ids]
-        rows = np.fromiter((index[i] for i in flat), dtype=np.int64, count=len(flat))
-        owner = np.repeat(np.arange(len(known)), [len(ids) for ids in known])
-        if bundle.item_outputs is not None:
-            items = bundle.item_outputs.rows(rows)
-        else:
-            items = bundle.run.model.encode_items(bundle.catalog.inputs(rows))
+            return [{} for _ in hits]
+        owner = np.fromiter((o for o, _ in flat), dtype=np.int64, count=len(flat))
+        items = explain_outputs([h.payload[EXPLAIN_KEY] for _, h in flat], q_out.embedding.shape[1])
         parts = explain(q_out.rows(owner), items)
         assert parts is not None  # both towers are gated
         shares = zip(
             parts["text"].tolist(), parts["image"].tolist(), parts["profile"].tolist(), strict=True
         )
-        out: list[dict[str, Explanation]] = [{} for _ in item_ids]
-        for item, o, share in zip(flat, owner.tolist(), shares, strict=True):
-            out[o][item] = Explanation(*share)
+        out: list[dict[str, Explanation]] = [{} for _ in hits]
+        for (o, h), share in zip(flat, shares, strict=True):
+            out[o][h.item_id] = Explanation(*share)
         return out

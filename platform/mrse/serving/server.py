@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mrse.index.base import is_in_stock
 from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
 from mrse.serving.metrics import ServerMetrics
@@ -48,6 +49,7 @@ def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
                 category=r.payload.get("category", ""),
                 brand=r.payload.get("brand", ""),
                 price=r.payload.get("price"),
+                in_stock=is_in_stock(r.payload),
             )
         )
     return search_pb2.SearchResponse(

@@ -60,6 +60,7 @@ def validate(req) -> ValidRequest:
     categories: list[str] = []
     brands: list[str] = []
     price_min = price_max = None
+    stock: tuple[bool, ...] = (True,)
     # counted before anything is looked at, so an oversized request costs nothing more
     if len(req.filters) > MAX_FILTERS:
         raise InvalidRequest(f"at most {MAX_FILTERS} filters per request, got {len(req.filters)}")
@@ -95,16 +96,24 @@ def validate(req) -> ValidRequest:
                     raise InvalidRequest(f"price {bound} must be a finite, non-negative number")
             price_min = f.gte if f.HasField("gte") else price_min
             price_max = f.lte if f.HasField("lte") else price_max
+        elif f.field == "in_stock":
+            if f.HasField("gte") or f.HasField("lte") or not f.any:
+                raise InvalidRequest("filter on 'in_stock' takes 'any' of \"true\" / \"false\"")
+            if not set(f.any) <= {"true", "false"}:
+                raise InvalidRequest('filter on \'in_stock\': values are "true" or "false"')
+            stock = tuple(sorted({v == "true" for v in f.any}, reverse=True))
         else:
             name = f.field if len(f.field) <= 64 else f.field[:64] + "..."
-            raise InvalidRequest(f"unknown filter field {name!r}; use category, brand or price")
+            raise InvalidRequest(
+                f"unknown filter field {name!r}; use category, brand, price or in_stock"
+            )
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidRequest(f"price range is empty: gte {price_min} > lte {price_max}")
     return ValidRequest(
         query=query,
         user_id=_text_id(req.user_id, "user_id"),
         k=k,
-        filter=SearchFilter(tuple(categories), tuple(brands), price_min, price_max),
+        filter=SearchFilter(tuple(categories), tuple(brands), price_min, price_max, stock),
         experiment=_text_id(req.experiment, "experiment"),
         request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
         arm_override=_text_id(req.arm_override, "arm_override"),

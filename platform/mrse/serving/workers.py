@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from mrse.catalog.follower import OFFSETS_FILE
 from mrse.serving.app import ServeConfig, serve
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ def worker_config(cfg: ServeConfig, i: int, scratch: Path) -> ServeConfig:
             if not src.is_dir():
                 raise FileNotFoundError(f"no index for {version!r} at {src}: run `mrse index`")
             shutil.copytree(src, root / version)
+        offsets = cfg.index.root / OFFSETS_FILE  # where the copies are in the catalog's log
+        if offsets.is_file():
+            shutil.copy(offsets, root / OFFSETS_FILE)
         index = replace(index, root=root)
     port = cfg.metrics_port + i if cfg.metrics_port is not None else None
     return replace(cfg, index=index, metrics_port=port, workers=1)

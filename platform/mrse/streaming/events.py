@@ -78,9 +78,9 @@ class Event:
         return msg.SerializeToString()
 
 
-def _looks_like_text(payload: bytes) -> bool:
+def looks_like_text(payload: bytes) -> bool:
     """UTF-8 with no control characters but whitespace: meant as JSON, not protobuf (a
-    ``ClickEvent`` with two or more fields always holds a control byte, the second tag)."""
+    message with two or more fields always holds a control byte, the second tag)."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -88,19 +88,24 @@ def _looks_like_text(payload: bytes) -> bool:
     return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
-def _from_json(payload: bytes) -> dict:
+def json_object(payload: bytes, message: str, error: type[ValueError]) -> dict:
+    """``payload`` as a JSON object, else ``error("bad_json", why)`` (``message``: the protobuf
+    message it could have been, for the error text)."""
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         if payload.lstrip()[:1] not in (b"{", b"["):
-            raise EventError(
-                "bad_json", "plain text, not a JSON object nor a mrse.v1.ClickEvent"
-            ) from exc
-        raise EventError("bad_json", f"not valid JSON: {exc}") from exc
+            raise error("bad_json", f"plain text, not a JSON object nor a {message}") from exc
+        raise error("bad_json", f"not valid JSON: {exc}") from exc
     except RecursionError as exc:
-        raise EventError("bad_json", "JSON nested too deeply") from exc
+        raise error("bad_json", "JSON nested too deeply") from exc
     if not isinstance(data, dict):
-        raise EventError("bad_json", f"expected a JSON object, got {type(data).__name__}")
+        raise error("bad_json", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _from_json(payload: bytes) -> dict:
+    data = json_object(payload, "mrse.v1.ClickEvent", EventError)
     if "ts_ms" not in data and "ts" in data:
         # accept seconds (number) for convenience
         ts = data["ts"]
@@ -127,22 +132,31 @@ def _from_proto(payload: bytes) -> dict:
     }
 
 
-def _text(data: dict, name: str, required: bool) -> str | None:
+def text_field(
+    data: dict,
+    name: str,
+    required: bool,
+    error: type[ValueError] = EventError,
+    max_chars: int = MAX_FIELD_CHARS,
+) -> str | None:
+    """A string field: None when absent or empty (``missing_field`` if ``required``); refused
+    (``error(reason, message)``) when not a string, longer than ``max_chars``, not valid
+    Unicode or holding a NUL."""
     value = data.get(name)
     if value is None or value == "":
         if required:
-            raise EventError("missing_field", f"field {name!r} is required")
+            raise error("missing_field", f"field {name!r} is required")
         return None
     if not isinstance(value, str):
-        raise EventError("missing_field", f"field {name!r} must be a string")
-    if len(value) > MAX_FIELD_CHARS:
-        raise EventError("oversized_field", f"field {name!r} longer than {MAX_FIELD_CHARS}")
+        raise error("missing_field", f"field {name!r} must be a string")
+    if len(value) > max_chars:
+        raise error("oversized_field", f"field {name!r} longer than {max_chars}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate escaped in JSON ("\ud800")
-        raise EventError("invalid_text", f"field {name!r} is not valid Unicode text") from exc
+        raise error("invalid_text", f"field {name!r} is not valid Unicode text") from exc
     if "\x00" in value:
-        raise EventError("invalid_text", f"field {name!r} contains a NUL character")
+        raise error("invalid_text", f"field {name!r} contains a NUL character")
     return value
 
 
@@ -160,15 +174,15 @@ def parse_event(
         raise EventError("oversized", f"{len(payload)} bytes > {MAX_EVENT_BYTES}")
     if not payload.strip():
         raise EventError("bad_json", "empty message")
-    if payload.lstrip()[:1] == b"{" or _looks_like_text(payload):
+    if payload.lstrip()[:1] == b"{" or looks_like_text(payload):
         data = _from_json(payload)
     else:
         data = _from_proto(payload)
-    event_id = _text(data, "event_id", required=True)
-    user_id = _text(data, "user_id", required=True)
-    item_id = _text(data, "item_id", required=True)
-    kind = _text(data, "type", required=True)
-    query = _text(data, "query", required=False)
+    event_id = text_field(data, "event_id", required=True)
+    user_id = text_field(data, "user_id", required=True)
+    item_id = text_field(data, "item_id", required=True)
+    kind = text_field(data, "type", required=True)
+    query = text_field(data, "query", required=False)
     if kind not in EVENT_TYPES:
         raise EventError("bad_type", f"type must be one of {EVENT_TYPES}, got {kind!r}")
     ts_ms = data.get("ts_ms")

@@ -75,7 +75,7 @@ def prepare(
     examples = build_examples(dataset)
     profiles = snapshot_profiles(dataset.events, catalog, examples.requests(), config.profile)
     vecs = encode_query_texts(list(examples.texts), cache)
-    queries = featurizer.queries(list(examples.texts), vecs, profiles, catalog)
+    queries = featurizer.queries(list(examples.texts), vecs, profiles, catalog.index)
     return PreparedData(dataset, featurizer.stats, catalog, examples, queries)
 
 

@@ -47,20 +47,22 @@ class Explanation(_message.Message):
     def __init__(self, text: _Optional[float] = ..., image: _Optional[float] = ..., profile: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price")
+    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price", "in_stock")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     BRAND_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    IN_STOCK_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     explanation: Explanation
     category: str
     brand: str
     price: float
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ...) -> None: ...
+    in_stock: bool
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results", "request_id", "experiment", "arm", "model_version", "personalized", "degraded")

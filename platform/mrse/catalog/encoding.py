@@ -1,0 +1,128 @@
+"""New and changed items through the frozen encoders (via the content-keyed feature cache) and
+every served model version's item tower: exactly the features `mrse index` computes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from mrse.catalog.events import CatalogEventError
+from mrse.catalog.plan import ItemChange
+from mrse.catalog.writes import Upsert
+from mrse.data.dataset import Dataset, ValidationReport
+from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import LazyEncoder, encode_items
+from mrse.features.catalog import build_catalog_features
+from mrse.index.points import EXPLAIN_KEY, attribute_payload, item_points
+from mrse.training.checkpoint import Run
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_photo(photo: str, roots: tuple[Path, ...]) -> str:
+    """The file a photo reference names, if it lies under one of ``roots``.
+
+    Relative paths are taken from the first root; ``file://`` URIs are paths. Anything else (a
+    URL, a path outside every root after resolving ``..`` and symbolic links) is refused: the
+    worker reads photos only where it is told it may.
+
+    Raises:
+        CatalogEventError: ``photo_not_allowed``.
+    """
+    if not photo:
+        return ""
+    parsed = urlparse(photo)
+    if parsed.scheme == "file":
+        photo = unquote(parsed.path)
+    elif parsed.scheme and len(parsed.scheme) > 1:  # "C:" style drive letters are not schemes
+        raise CatalogEventError(
+            "photo_not_allowed", f"{parsed.scheme}:// photos are not fetched; use a file path"
+        )
+    if not roots:
+        raise CatalogEventError("photo_not_allowed", "no photo_roots configured")
+    path = Path(photo)
+    if not path.is_absolute():
+        path = roots[0] / path
+    resolved = path.resolve()
+    for root in roots:
+        if resolved.is_relative_to(root.resolve()):
+            return str(resolved)
+    raise CatalogEventError("photo_not_allowed", "the photo is outside the worker's photo_roots")
+
+
+class ItemEncoder:
+    """Holds the encoders (loaded on first use) and the served runs."""
+
+    def __init__(
+        self, runs: dict[str, Run], cache_dir: Path | None, photo_roots: tuple[Path, ...]
+    ) -> None:
+        """``cache_dir``: the encoders' feature cache (opened per batch, in the worker's
+        thread: SQLite connections stay in the thread that made them)."""
+        from mrse.encoders.image import ImageEncoder
+        from mrse.encoders.text import TextEncoder
+
+        self.runs = runs
+        self.cache_dir = cache_dir
+        self.photo_roots = photo_roots
+        self._encoders = SimpleNamespace(
+            encode=LazyEncoder(TextEncoder, "encode"),
+            encode_tensors=LazyEncoder(ImageEncoder, "encode_tensors"),
+        )
+        self.images = any(r.featurizer.shape.use_image or r.featurizer.shape.use_profile
+                          for r in runs.values())  # fmt: skip
+
+    def encode(
+        self, changes: list[ItemChange]
+    ) -> tuple[dict[str, Upsert], dict[str, CatalogEventError]]:
+        """Upserts for ``changes`` (all of kind ``encode``), and the items whose photo could
+        not be used (they are encoded from their text: the missing-modality path)."""
+        problems: dict[str, CatalogEventError] = {}
+        photos = []
+        for c in changes:
+            assert c.content is not None
+            try:
+                photos.append(resolve_photo(c.content.photo, self.photo_roots))
+            except CatalogEventError as exc:
+                problems[c.item_id] = exc
+                photos.append("")
+        items = pd.DataFrame(
+            {
+                "item_id": [c.item_id for c in changes],
+                "title": [c.content.title for c in changes],  # type: ignore[union-attr]
+                "description": [c.content.description for c in changes],  # type: ignore[union-attr]
+                "brand": [c.content.brand for c in changes],  # type: ignore[union-attr]
+                "category": [c.content.category for c in changes],  # type: ignore[union-attr]
+                "price": [c.attributes.get("price") for c in changes],
+                "image": photos,
+            }
+        )
+        empty = pd.DataFrame()
+        dataset = Dataset(Path("catalog-events"), items, empty, empty, empty, None,
+                          ValidationReport())  # fmt: skip
+        with FeatureCache.open_default(self.cache_dir) as cache:
+            feats, _ = encode_items(dataset, cache, self._encoders, self._encoders, self.images)
+        if self.images:
+            for c, path, ok in zip(changes, photos, feats.has_image, strict=True):
+                if path and not ok:
+                    problems[c.item_id] = CatalogEventError(
+                        "photo_unreadable", "the photo could not be read or decoded"
+                    )
+        attrs = [
+            attribute_payload(
+                c.content.category, c.content.brand,  # type: ignore[union-attr]
+                c.attributes.get("price"), c.attributes.get("in_stock", True),
+            )
+            for c in changes
+        ]  # fmt: skip
+        upserts = {c.item_id: Upsert(a, {}) for c, a in zip(changes, attrs, strict=True)}
+        for version, run in self.runs.items():
+            catalog = build_catalog_features(dataset, feats, run.featurizer.stats,
+                                             run.featurizer.shape)  # fmt: skip
+            vectors, payloads = item_points(run.model, catalog, attrs)
+            for c, vec, p in zip(changes, vectors, payloads, strict=True):
+                upserts[c.item_id].vectors[version] = (vec, p.get(EXPLAIN_KEY))
+        return upserts, problems

@@ -1,0 +1,130 @@
+"""Embedded server processes follow the catalog worker: each applies the index topic to its own
+Qdrant Edge shards (a shard opens in one process at a time, so they cannot share one).
+
+The follower reads every partition of the index topic (no consumer group: each process needs
+every record) from where its shards left off, recorded next to them after each applied batch;
+with no record it starts from the beginning, which converges to the same state (an item's
+records are in order and each is its whole net change).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+from mrse.catalog.writes import IndexWrites
+from mrse.index.base import VectorIndex
+from mrse.index.build import FOLLOW_OFFSETS
+from mrse.streaming.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+OFFSETS_FILE = FOLLOW_OFFSETS
+
+
+class IndexFollower:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        indexes: dict[str, VectorIndex],
+        offsets_path: Path,
+        poll_timeout_ms: int = 50,
+    ) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.indexes = indexes
+        self.offsets_path = offsets_path
+        self.poll_timeout_ms = poll_timeout_ms
+        self.applied = 0  # records applied
+        self.caught_up = threading.Event()  # set once the records present at start are applied
+        self.last_applied = 0.0  # wall time of the last applied batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _saved(self) -> dict[int, int]:
+        try:
+            raw = json.loads(self.offsets_path.read_text())
+            return {int(p): int(o) for p, o in raw.get(self.topic, {}).items()}
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, offsets: dict[int, int]) -> None:
+        tmp = self.offsets_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({self.topic: {str(p): o for p, o in offsets.items()}}))
+        tmp.replace(self.offsets_path)
+
+    def start(self, catch_up_s: float = 60.0) -> IndexFollower:
+        """Start following; returns once the records present now are applied (or after
+        ``catch_up_s``, logged; the server then serves while it catches up)."""
+        self._thread = threading.Thread(target=self._run, name="index-follower", daemon=True)
+        self._thread.start()
+        if not self.caught_up.wait(catch_up_s):
+            logger.warning(
+                "index follower not caught up after %.0fs; serving meanwhile", catch_up_s
+            )
+        return self
+
+    def _run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        try:
+            ensure_topics(self.bootstrap, [self.topic])
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+                max_partition_fetch_bytes=8 << 20,
+            )
+        except BaseException as exc:
+            self.error = exc
+            logger.error("index follower cannot start: %s", exc)
+            self.caught_up.set()
+            return
+        try:
+            parts = [TopicPartition(self.topic, p)
+                     for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]  # fmt: skip
+            consumer.assign(parts)
+            saved = self._saved()
+            for tp in parts:
+                if tp.partition in saved:
+                    consumer.seek(tp, saved[tp.partition])
+                else:
+                    consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets(parts)
+            offsets = {tp.partition: consumer.position(tp) for tp in parts}
+            logger.info("index follower on %s from %s (end %s)", self.topic, offsets,
+                        {tp.partition: o for tp, o in end.items()})  # fmt: skip
+            while not self._stop.is_set():
+                if not self.caught_up.is_set() and all(
+                    offsets[tp.partition] >= end[tp] for tp in parts
+                ):
+                    self.caught_up.set()
+                polled = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=2000)
+                records = sorted(
+                    (r for batch in polled.values() for r in batch),
+                    key=lambda r: (r.partition, r.offset),
+                )
+                if not records:
+                    continue
+                IndexWrites.from_records(r.value for r in records).apply(self.indexes)
+                for r in records:
+                    offsets[r.partition] = max(offsets[r.partition], r.offset + 1)
+                self._save(offsets)
+                self.applied += len(records)
+                self.last_applied = time.time()
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("index follower stopped")
+        finally:
+            self.caught_up.set()
+            consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,93 @@
+"""Wiring for the catalog worker process (``mrse catalog worker``) and for the server processes
+that follow it (``ServeConfig.catalog``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrse.catalog.encoding import ItemEncoder
+from mrse.catalog.follower import OFFSETS_FILE, IndexFollower
+from mrse.catalog.state import CatalogState
+from mrse.catalog.worker import (
+    CATALOG_INDEX,
+    CatalogWorker,
+    CatalogWorkerSettings,
+    DirectSink,
+    IndexSink,
+    TopicSink,
+)
+from mrse.index.base import VectorIndex
+from mrse.index.build import IndexConfig, open_index
+from mrse.settings import model_versions
+from mrse.training.checkpoint import load_run
+
+logger = logging.getLogger(__name__)
+ENV_PREFIX = "MRSE_CATALOG"
+
+
+@dataclass(frozen=True)
+class CatalogFollow:
+    """How embedded (Edge) server processes follow the catalog worker's index topic."""
+
+    bootstrap: str
+    topic: str = CATALOG_INDEX
+    catch_up_s: float = 60.0  # at start: wait this long for the backlog before serving
+
+
+@dataclass(frozen=True)
+class CatalogServiceConfig:
+    """``mrse catalog worker --config FILE`` (``configs/catalog.yaml``), then
+    ``MRSE_CATALOG__*`` variables, then flags. ``models``/``index`` as in the serving config:
+    the worker keeps every served version's index current."""
+
+    worker: CatalogWorkerSettings
+    models: dict[str, Path]
+    index: IndexConfig = field(default_factory=IndexConfig)
+    index_topic: str = CATALOG_INDEX  # the Edge backend: where server processes read writes
+    state: Path = Path(".mrse-catalog/state.sqlite")
+    photo_roots: tuple[Path, ...] = ()  # photos are read only from under these directories
+    cache_dir: Path | None = None
+    idle_exit_s: float | None = None
+    metrics_port: int | None = None
+
+    @classmethod
+    def from_raw(cls, values: dict[str, Any]) -> dict[str, Any]:
+        model_versions(values, "CatalogServiceConfig")
+        return values
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("models: name at least one model version and its run")
+
+
+def open_indexes(index: IndexConfig, models: dict[str, Path]) -> dict[str, VectorIndex]:
+    out = {}
+    for version, run_dir in models.items():
+        out[version] = open_index(index, version, load_run(run_dir).config.model.dim)
+    return out
+
+
+def build_catalog_worker(cfg: CatalogServiceConfig) -> CatalogWorker:
+    runs = {v: load_run(p) for v, p in cfg.models.items()}
+    sink: IndexSink
+    if cfg.index.backend == "edge":
+        sink = TopicSink(cfg.worker.bootstrap, cfg.index_topic)
+    else:
+        sink = DirectSink(open_indexes(cfg.index, cfg.models))
+    encoder = ItemEncoder(runs, cfg.cache_dir, tuple(Path(r) for r in cfg.photo_roots))
+    return CatalogWorker(cfg.worker, CatalogState(cfg.state), encoder, sink)
+
+
+def follow_catalog(
+    follow: CatalogFollow, index: IndexConfig, indexes: dict[str, VectorIndex]
+) -> IndexFollower | None:
+    """Start following the index topic into ``indexes`` (the Edge backend only: a Qdrant
+    server is written by the catalog worker itself)."""
+    if index.backend != "edge":
+        return None
+    path = index.root / OFFSETS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return IndexFollower(follow.bootstrap, follow.topic, indexes, path).start(follow.catch_up_s)

@@ -1,0 +1,272 @@
+"""The catalog worker: catalog events -> validated -> planned against the item state ->
+encoded where content changed -> written to every model version's index -> state -> offsets.
+
+Per batch: dead letters for bad events (with the reason; an item whose photo cannot be used is
+still written, from its text); the index writes, retried with back-off until they land; the
+item state; the dead letters; then the Kafka offsets. A kill at any point replays the batch,
+and the item versions make the replay change nothing that had landed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mrse.catalog.encoding import ItemEncoder
+from mrse.catalog.events import CatalogEvent, CatalogEventError, parse_catalog_event
+from mrse.catalog.plan import plan_batch
+from mrse.catalog.state import CatalogState
+from mrse.catalog.writes import IndexWrites
+from mrse.index.base import VectorIndex, stock_payload
+from mrse.streaming.backoff import Backoff
+from mrse.streaming.dead_letters import (
+    DeadLetter,
+    DeadLetterConfig,
+    DeadLetterWriter,
+    dead_letter,
+    dead_letter_producer,
+)
+from mrse.streaming.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+CATALOG = "mrse.catalog"
+CATALOG_DLQ = "mrse.catalog.dlq"
+CATALOG_INDEX = "mrse.catalog.index"
+
+
+class IndexSink(Protocol):
+    def write(self, writes: IndexWrites) -> None:
+        """Make ``writes`` durable (raise if they may not be)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DirectSink:
+    """Writes to the indexes themselves (a Qdrant server: every server process reads it)."""
+
+    def __init__(self, indexes: dict[str, VectorIndex]) -> None:
+        self.indexes = indexes
+
+    def write(self, writes: IndexWrites) -> None:
+        writes.apply(self.indexes)
+
+    def close(self) -> None:
+        for index in self.indexes.values():
+            index.close()
+
+
+class TopicSink:
+    """Writes to the index topic, for embedded server processes to apply to their own Edge
+    shards (an Edge shard opens in one process at a time). Every record acknowledged by all
+    replicas, one request in flight (a retry cannot reorder an item's records)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self._producer = None
+
+    def write(self, writes: IndexWrites) -> None:
+        if self._producer is None:
+            self._producer = dead_letter_producer(
+                self.bootstrap, max_in_flight_requests_per_connection=1, max_request_size=4 << 20
+            )
+        try:
+            futures = [self._producer.send(self.topic, key=k, value=v)
+                       for k, v in writes.to_records()]  # fmt: skip
+            self._producer.flush(30)
+            for f in futures:
+                f.get(timeout=0)
+        except Exception:
+            self.close()  # a fresh producer for the retry
+            raise
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+
+@dataclass(frozen=True)
+class CatalogWorkerSettings:
+    bootstrap: str
+    topic: str = CATALOG
+    dead_letter_topic: str = CATALOG_DLQ
+    group_id: str = "mrse-catalog-worker"
+    max_batch: int = 500
+    poll_timeout_ms: int = 100
+    fetch_max_wait_ms: int = 20
+    session_timeout_ms: int = 10_000
+    dead_letter_max_payload_bytes: int = 64 * 1024
+    retry_max_s: float = 30.0  # back-off cap while the index or the DLQ cannot be written
+
+
+@dataclass
+class CatalogStats:
+    consumed: int = 0
+    encoded: int = 0
+    patched: int = 0
+    deleted: int = 0
+    stale: int = 0
+    batches: int = 0
+    dead_lettered: Counter = field(default_factory=Counter)
+    write_failures: int = 0
+    blocked: bool = False
+
+
+class CatalogWorker:
+    def __init__(
+        self,
+        settings: CatalogWorkerSettings,
+        state: CatalogState,
+        encoder: ItemEncoder,
+        sink: IndexSink,
+        on_written: Callable[[list[CatalogEvent], float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.encoder = encoder
+        self.sink = sink
+        self.on_written = on_written
+        self.stats = CatalogStats()
+        self.ready = threading.Event()
+
+    def run(self, stop: threading.Event | None = None, idle_exit_s: float | None = None):
+        from kafka import KafkaConsumer
+
+        s = self.settings
+        ensure_topics(s.bootstrap, [s.topic, s.dead_letter_topic])
+        consumer = KafkaConsumer(
+            s.topic,
+            bootstrap_servers=s.bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.max_batch,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(100, s.session_timeout_ms // 3),
+            max_poll_interval_ms=900_000,  # a batch of new photos is encoded between polls
+        )
+        dlq = DeadLetterWriter(
+            lambda: dead_letter_producer(s.bootstrap),
+            DeadLetterConfig(s.dead_letter_topic, s.dead_letter_max_payload_bytes,
+                             min(0.5, s.retry_max_s), s.retry_max_s),
+        )  # fmt: skip
+        stop = stop or threading.Event()
+        last_data = time.monotonic()
+        logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
+        try:
+            while not stop.is_set():
+                polled = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+                records = [r for batch in polled.values() for r in batch]
+                if not self.ready.is_set():
+                    if not consumer.assignment():
+                        continue
+                    self.ready.set()
+                    last_data = time.monotonic()
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                        break
+                    continue
+                last_data = time.monotonic()
+                if not self._process(records, dlq, stop):
+                    break  # stopped before the batch landed: nothing committed
+                self._commit(consumer)
+        finally:
+            dlq.close()
+            consumer.close()
+            self.sink.close()
+        logger.info("catalog worker stopped: %s", self.stats)
+        return self.stats
+
+    def _commit(self, consumer) -> None:
+        from kafka.errors import CommitFailedError
+
+        try:
+            consumer.commit()
+        except CommitFailedError as exc:  # redelivered; item versions make it a no-op
+            logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
+
+    def _letter(self, r, reason: str, message: str) -> DeadLetter:
+        self.stats.dead_lettered[reason] += 1
+        return dead_letter(r.value, r.key, reason, message, (r.topic, r.partition, r.offset),
+                           self.settings.dead_letter_max_payload_bytes)  # fmt: skip
+
+    def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
+        now = time.time()
+        events: list[CatalogEvent] = []
+        source = {}
+        letters: list[DeadLetter] = []
+        for r in records:
+            try:
+                e = parse_catalog_event(r.value or b"", now)
+            except CatalogEventError as exc:
+                letters.append(self._letter(r, exc.reason, str(exc)))
+                continue
+            except Exception as exc:  # a parser bug must not stop the catalog
+                logger.exception("unexpected error parsing the event at offset %d", r.offset)
+                letters.append(self._letter(r, "invalid", f"unexpected {type(exc).__name__}"))
+                continue
+            events.append(e)
+            source[id(e)] = r
+        plan = plan_batch(events, self.state.get_many([e.item_id for e in events]))
+        writes = IndexWrites()
+        to_encode = [c for c in plan.changes.values() if c.kind == "encode"]
+        if to_encode:
+            upserts, problems = self.encoder.encode(to_encode)
+            for item_id, exc in problems.items():
+                last = plan.changes[item_id].events[-1]
+                letters.append(self._letter(source[id(last)], exc.reason, str(exc)))
+            for item_id, u in upserts.items():
+                writes.add("upsert", item_id, upsert=u)
+        for c in plan.changes.values():
+            if c.kind == "patch":
+                payload = {}
+                if c.attributes.get("price") is not None:
+                    payload["price"] = c.attributes["price"]
+                if "in_stock" in c.attributes:
+                    payload.update(stock_payload(c.attributes["in_stock"]))
+                writes.add("patch", c.item_id, patch=payload)
+            elif c.kind == "delete":
+                writes.add("delete", c.item_id)
+        if not self._write(writes, stop):
+            return False
+        self.state.put_many(plan.states)
+        if self.on_written is not None:
+            self.on_written(events, time.time())
+        if not dlq.write(letters, stop):
+            return False
+        st = self.stats
+        st.consumed += len(records)
+        st.encoded += len(writes.upserts)
+        st.patched += len(writes.patches)
+        st.deleted += len(writes.deletes)
+        st.stale += len(plan.stale)
+        st.batches += 1
+        return True
+
+    def _write(self, writes: IndexWrites, stop: threading.Event) -> bool:
+        if not len(writes):
+            return True
+        backoff = Backoff(min(0.5, self.settings.retry_max_s), self.settings.retry_max_s)
+        while True:
+            try:
+                self.sink.write(writes)
+            except Exception as exc:
+                self.stats.write_failures += 1
+                self.stats.blocked = True
+                logger.error("index write failed (%s: %s); not committing, retrying in %.1fs",
+                             type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                if not backoff.wait(stop):
+                    return False
+                continue
+            if self.stats.blocked:
+                logger.warning("index writable again")
+                self.stats.blocked = False
+            return True

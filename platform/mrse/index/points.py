@@ -1,0 +1,76 @@
+"""What an index holds per item, computed in one place for `mrse index` and the catalog worker.
+
+Per item: the item tower's unit vector (what the index searches), and a payload with the
+filterable attributes (``category``, ``brand``, ``price``, ``stock``) plus, for models with gated
+experts, ``_x``: what the explanations need (the gated expert vectors and the mixture's norm,
+float32, base64). The server reads ``_x`` from the hits it returns, so it keeps no per-item
+state of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mrse.features.catalog import CatalogFeatures
+from mrse.index.base import stock_payload
+from mrse.models.inference import encode_catalog_outputs
+from mrse.models.towers import TowerOutput
+from mrse.models.two_tower import MRSEModel
+
+EXPLAIN_KEY = "_x"
+
+
+def attribute_payload(
+    category: str, brand: str, price: float | None, in_stock: bool = True
+) -> dict:
+    """The filterable payload of one item; an unknown price is left out (price filters then
+    exclude the item)."""
+    p: dict = {"category": category, "brand": brand, **stock_payload(in_stock)}
+    if price is not None and not math.isnan(price):
+        p["price"] = float(price)
+    return p
+
+
+def explain_blobs(out: TowerOutput) -> list[str | None]:
+    """Per row of an item tower's output: its ``_x`` payload value (None for concat fusion).
+
+    ``gates (N, E)`` times ``experts (N, E, D)`` and ``norm (N,)``: (N, E*D + 1) float32."""
+    if out.gates is None or out.experts is None or out.norm is None:
+        return [None] * out.embedding.shape[0]
+    gated = (out.gates.unsqueeze(-1) * out.experts).flatten(1)
+    rows = torch.cat([gated, out.norm.reshape(-1, 1)], dim=1).numpy().astype("<f4")
+    return [base64.b64encode(r.tobytes()).decode("ascii") for r in rows]
+
+
+def explain_outputs(blobs: Sequence[str], dim: int) -> TowerOutput:
+    """``explain_blobs``'s values (of one model, dimension ``dim``) back as an item tower output
+    ``explain`` can read (gates of one: the stored experts are already gated)."""
+    flat = np.frombuffer(b"".join(base64.b64decode(b) for b in blobs), dtype="<f4")
+    experts = (len(flat) // max(len(blobs), 1) - 1) // dim
+    rows = torch.from_numpy(flat.reshape(len(blobs), experts * dim + 1).copy())
+    gated = rows[:, :-1].reshape(len(blobs), experts, dim)
+    return TowerOutput(
+        embedding=torch.zeros(len(blobs), dim),
+        experts=gated,
+        gates=torch.ones(len(blobs), experts),
+        norm=rows[:, -1],
+    )
+
+
+def item_points(
+    model: MRSEModel, catalog: CatalogFeatures, attributes: Sequence[dict]
+) -> tuple[np.ndarray, list[dict]]:
+    """Every item of ``catalog`` through the item tower: vectors (N, D) float32 and payloads
+    (``attributes[i]`` plus ``_x`` where the model explains)."""
+    out = encode_catalog_outputs(model, catalog)
+    blobs = explain_blobs(out)
+    payloads = [
+        {**a, EXPLAIN_KEY: b} if b is not None else dict(a)
+        for a, b in zip(attributes, blobs, strict=True)
+    ]
+    return out.embedding.numpy().astype(np.float32), payloads

@@ -1,0 +1,276 @@
+"""The live catalog against a real Kafka 2.3: the catalog worker's exactness, dead letters and
+crash recovery; a running engine serving its writes with no restart."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from mrse.catalog.service import CatalogFollow, CatalogServiceConfig, build_catalog_worker
+from mrse.catalog.worker import CatalogWorkerSettings
+from mrse.cli import main
+from mrse.data import load_dataset
+from mrse.experiments.assignment import Arm, Experiment
+from mrse.index.base import SearchFilter
+from mrse.index.build import IndexConfig, build_index
+from mrse.serving.app import ServeConfig, build_engine
+from mrse.serving.validation import ValidRequest
+
+from .test_server import SMALL
+
+REPO = Path(__file__).resolve().parents[2]
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture(scope="module")
+def trained(sample_hm, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("catalog")
+    config = tmp / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    run = tmp / "run"
+    assert (
+        main(["train", "--data", str(sample_hm), "--out", str(run), "--config", str(config)]) == 0
+    )
+    return run
+
+
+def _event(item_id: str, version: int, **change) -> bytes:
+    return json.dumps(
+        {"event_id": f"{item_id}-{version}", "item_id": item_id, "version": version,
+         "ts_ms": NOW_MS, **change}
+    ).encode()  # fmt: skip
+
+
+def _send(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    from mrse.streaming.topics import ensure_topics
+
+    ensure_topics(bootstrap, [topic])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 << 20)
+    for key, value in records:
+        producer.send(topic, key=key.encode() if key else None, value=value)
+    producer.flush()
+    producer.close()
+
+
+def _read(bootstrap: str, topic: str) -> list:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)  # fmt: skip
+    out = list(consumer)
+    consumer.close()
+    return out
+
+
+def _new_photo(src: str, dst: Path) -> None:
+    """A photo no encoder has seen (new bytes): a real item's photo, mirrored."""
+    img = Image.open(src).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    dst.write_bytes(buf.getvalue())
+
+
+def _search(engine, query: str, stock=(True,), k: int = 380) -> dict:
+    req = ValidRequest(query, None, k, SearchFilter(in_stock=stock), None, "t", None)
+    return {r.item_id: r for r in engine.search(req).results}
+
+
+def _until(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("not visible in time")
+        time.sleep(0.1)
+
+
+def test_catalog_changes_are_served_without_restart(kafka, sample_hm, trained, tmp_path):
+    ds = load_dataset(sample_hm)
+    items = ds.items.set_index("item_id")
+    a, b, c = items.index[:3]
+    index = IndexConfig(root=tmp_path / "index")
+    build_index(sample_hm, trained, index, version="v1")
+    topics = {"topic": "cat-live", "dead_letter_topic": "cat-live.dlq"}
+    engine = build_engine(
+        ServeConfig(
+            data=sample_hm, models={"v1": trained},
+            experiments=(Experiment("e", (Arm("a", 1.0, "v1", "mrse_v1", "v1"),)),),
+            default_experiment="e", index=index, torch_threads=0,
+            catalog=CatalogFollow(kafka.bootstrap, "cat-live.index"),
+        )
+    )  # fmt: skip
+    worker = build_catalog_worker(
+        CatalogServiceConfig(
+            worker=CatalogWorkerSettings(kafka.bootstrap, group_id="live", **topics),
+            models={"v1": trained}, index=index, index_topic="cat-live.index",
+            state=tmp_path / "state.sqlite", photo_roots=(tmp_path / "photos", sample_hm),
+        )
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(60)
+        before = _search(engine, items.loc[a, "title"])
+        assert {a, b, c} <= set(before)
+        (tmp_path / "photos").mkdir()
+        _new_photo(items.loc[a, "image"], tmp_path / "photos" / "new.jpg")
+        (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG after all")
+        new = {"title": "Zebra-striped velvet opera cloak", "description": "A long cloak.",
+               "brand": "Atelier", "category": "Ladieswear > Outerwear", "price": 0.5,
+               "photo": "new.jpg"}  # fmt: skip
+        good = [
+            (a, _event(a, 10, patch={"price": 0.123})),
+            (b, _event(b, 10, patch={"in_stock": False})),
+            (c, _event(c, 10, delete={})),
+            ("new-1", _event("new-1", 10, upsert=new)),
+            (
+                "new-2",
+                _event(
+                    "new-2", 10, upsert={**new, "title": "Walnut desk lamp", "photo": "/etc/passwd"}
+                ),
+            ),  # fmt: skip
+            (
+                "new-3",
+                _event(
+                    "new-3",
+                    10,
+                    upsert={**new, "title": "Broken photo frame", "photo": "broken.jpg"},
+                ),
+            ),  # fmt: skip
+            (a, _event(a, 5, patch={"price": 99.0})),  # older than what was applied: stale
+        ]
+        bad = [
+            (None, b"{"),
+            (
+                "x",
+                json.dumps({"event_id": "e", "version": 3, "ts_ms": NOW_MS, "delete": {}}).encode(),
+            ),  # fmt: skip
+            ("y", _event("y", 3, patch={"price": -4})),
+            ("z", _event("z", 3, upsert={**new, "price": "cheap"})),
+            ("w", _event("w", 3, rename={"to": "v"})),
+            ("v", b"{" + b" " * (70 * 1024) + b"}"),
+        ]
+        t0 = time.monotonic()
+        _send(kafka.bootstrap, "cat-live", good + bad)
+        _until(lambda: "new-1" in _search(engine, "zebra striped velvet cloak"))
+        seen = time.monotonic() - t0
+        now = _search(engine, items.loc[a, "title"])
+        assert now[a].payload["price"] == pytest.approx(0.123)
+        assert b not in now and c not in now
+        sold_out = _search(engine, items.loc[a, "title"], stock=(False,))
+        assert set(sold_out) == {b}
+        assert b in _search(engine, items.loc[a, "title"], stock=(True, False))
+        # photos that could not be used: served from their text, and dead-lettered
+        assert "new-2" in _search(engine, "walnut desk lamp")
+        assert "new-3" in _search(engine, "broken photo frame")
+        # a new item's explanation comes from its payload like every other item's
+        assert now.get("new-1") is None or now["new-1"].explanation is not None
+        letters = _read(kafka.bootstrap, "cat-live.dlq")
+        reasons = sorted(dict(h for h in r.headers)["reason"].decode() for r in letters)
+        assert reasons == sorted(["bad_json", "missing_field", "bad_price", "bad_price",
+                                  "unknown_type", "oversized", "photo_not_allowed",
+                                  "photo_unreadable"])  # fmt: skip
+        assert worker.stats.stale == 1
+        # the same events again (a replay): nothing changes
+        applied = engine.follower.applied
+        _send(kafka.bootstrap, "cat-live", good)
+        _until(lambda: worker.stats.stale == 1 + len(good))
+        time.sleep(1)
+        assert engine.follower.applied == applied  # no index write at all
+        assert _search(engine, items.loc[a, "title"])[a].payload["price"] == pytest.approx(0.123)
+        print(f"changes visible after {seen:.2f}s")
+    finally:
+        stop.set()
+        thread.join(30)
+        engine.close()
+
+
+def _worker(kafka, run: Path, index: Path, tmp: Path, log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, str(REPO / "servers" / "catalog_worker.py"), "--bootstrap", kafka.bootstrap,
+        "--topic", "cat-crash", "--group-id", "crashy", "--max-batch", "25",
+        "--model", f"v1={run}", "--index-root", str(index), "--state", str(tmp / "state.sqlite"),
+        "--idle-exit", "8",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            env={**os.environ})  # fmt: skip
+
+
+def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_path):
+    """Many changes; the worker SIGKILLed mid-stream, the broker restarted, the worker started
+    again: the index a server follows equals what the events describe."""
+    ds = load_dataset(sample_hm)
+    ids = list(ds.items["item_id"])
+    index = IndexConfig(root=tmp_path / "index")
+    build_index(sample_hm, trained, index, version="v1")
+    records, want_price, want_stock, gone = [], {}, {}, set()
+    for n in range(1500):
+        item = ids[n % len(ids)]
+        version = 100 + n
+        if n % 97 == 0:
+            records.append((item, _event(item, version, delete={})))
+            gone.add(item)
+            continue
+        if item in gone:
+            continue
+        if n % 3 == 0:
+            stock = n % 2 == 0
+            records.append((item, _event(item, version, patch={"in_stock": stock})))
+            want_stock[item] = stock
+        else:
+            records.append((item, _event(item, version, patch={"price": n / 1000})))
+            want_price[item] = n / 1000
+    _send(kafka.bootstrap, "cat-crash", records)
+    log = tmp_path / "worker.log"
+    proc = _worker(kafka, trained, index.root, tmp_path, log)
+    from kafka import KafkaConsumer, TopicPartition
+
+    def committed() -> int:
+        c = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id="crashy")
+        off = c.committed(TopicPartition("cat-crash", 0)) or 0
+        c.close()
+        return off
+
+    deadline = time.monotonic() + 120
+    while committed() < 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert 0 < committed() < len(records), log.read_text()[-3000:]
+    kafka.restart_broker()
+    proc = _worker(kafka, trained, index.root, tmp_path, log)
+    assert proc.wait(240) == 0, log.read_text()[-3000:]
+    assert committed() == len(records)
+    from mrse.catalog.follower import IndexFollower
+    from mrse.index.edge import EdgeIndex
+
+    shard = EdgeIndex(index.root / "v1", SMALL["model"]["dim"])
+    follower = IndexFollower(kafka.bootstrap, "mrse.catalog.index", {"v1": shard},
+                             index.root / "catalog-offsets.json").start(60)  # fmt: skip
+    try:
+        assert follower.caught_up.is_set() and follower.error is None
+        hits = {h.item_id: h.payload for h in shard.search(
+            shard.vectors([ids[1]])[ids[1]], 1000, SearchFilter(in_stock=(True, False)),
+            exact=True)}  # fmt: skip
+        assert set(hits) == set(ids) - gone
+        for item, payload in hits.items():
+            if item in want_price:
+                assert payload["price"] == pytest.approx(want_price[item]), item
+            if item in want_stock:
+                assert (payload["stock"] == "in") == want_stock[item], item
+    finally:
+        follower.close()
+        shard.close()
