@@ -97,7 +97,9 @@ class CatalogEvent:
     def to_json(self) -> bytes:
         msg = catalog_pb2.CatalogEvent()
         msg.ParseFromString(self.to_proto())
-        return json_format.MessageToJson(msg, indent=None).encode()
+        return json_format.MessageToJson(
+            msg, indent=None, preserving_proto_field_name=True
+        ).encode()
 
 
 def _set_attributes(msg, attributes: dict) -> None:
@@ -114,6 +116,18 @@ def _from_proto(payload: bytes) -> dict:
     except (DecodeError, RecursionError, ValueError) as exc:
         raise CatalogEventError("bad_proto", "not a mrse.v1.CatalogEvent protobuf") from exc
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+# protobuf's JSON mapping writes lowerCamelCase names by default; both spellings are accepted
+_CAMEL = {"eventId": "event_id", "itemId": "item_id", "tsMs": "ts_ms", "inStock": "in_stock"}
+
+
+def _snake_case(data: dict) -> dict:
+    out = {_CAMEL.get(k, k): v for k, v in data.items()}
+    for kind in KINDS:
+        if isinstance(out.get(kind), dict):
+            out[kind] = {_CAMEL.get(k, k): v for k, v in out[kind].items()}
+    return out
 
 
 def _integer(data: dict, name: str, reason: Reason) -> int | None:
@@ -167,7 +181,7 @@ def parse_catalog_event(payload: bytes, now: float | None = None) -> CatalogEven
     if not payload.strip():
         raise CatalogEventError("bad_json", "empty message")
     if payload.lstrip()[:1] == b"{" or looks_like_text(payload):
-        data = json_object(payload, "mrse.v1.CatalogEvent", CatalogEventError)
+        data = _snake_case(json_object(payload, "mrse.v1.CatalogEvent", CatalogEventError))
     else:
         data = _from_proto(payload)
     event_id = text_field(data, "event_id", True, CatalogEventError, MAX_ID_CHARS)

@@ -1,5 +1,6 @@
 """The live stack the demo runs in one process: embedded Kafka-protocol broker, stream worker
-(thread), gRPC search server (thread) with exposure logging, all on the embedded defaults."""
+(thread), catalog worker (thread), gRPC search server (thread) with exposure logging and
+following the catalog worker's index writes, all on the embedded defaults."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mrse.catalog.service import CatalogFollow, CatalogServiceConfig, build_catalog_worker
+from mrse.catalog.worker import CatalogWorkerSettings
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.features.store import FeatureStoreConfig
 from mrse.index.build import IndexConfig
@@ -63,7 +66,7 @@ class LiveStack:
         self._stop = threading.Event()
 
     def start(self) -> LiveStack:
-        for sub in ("feast", "broker.log"):
+        for sub in ("feast", "broker.log", "catalog"):
             path = self.work / sub
             if path.is_dir():
                 shutil.rmtree(path)
@@ -87,6 +90,23 @@ class LiveStack:
         self._worker_thread.start()
         if not self.worker.ready.wait(60):
             raise TimeoutError("the stream worker did not join its consumer group within 60s")
+        self.catalog = build_catalog_worker(
+            CatalogServiceConfig(
+                worker=CatalogWorkerSettings(self.broker.bootstrap, group_id="demo-catalog",
+                                             session_timeout_ms=2000),
+                models={a.version: a.run for a in self.arms},
+                index=self.index,
+                state=self.work / "catalog" / "state.sqlite",
+                photo_roots=(self.work / "catalog" / "photos", self.data),
+                cache_dir=self.cache_dir,
+            )
+        )  # fmt: skip
+        self._catalog_thread = threading.Thread(
+            target=self.catalog.run, args=(self._stop,), name="catalog-worker", daemon=True
+        )
+        self._catalog_thread.start()
+        if not self.catalog.ready.wait(60):
+            raise TimeoutError("the catalog worker did not join its consumer group within 60s")
         self.engine = self._engine(store)
         self.exposures = self.engine.log_exposure
         self.server = BackgroundServer(self.engine).start()
@@ -110,6 +130,7 @@ class LiveStack:
                 exposures_bootstrap=self.broker.bootstrap,
                 torch_threads=0,  # the demo's process: leave torch's threads as they are
                 feature_cache=self.cache_dir,
+                catalog=CatalogFollow(self.broker.bootstrap),
             )
         )
 
@@ -137,6 +158,8 @@ class LiveStack:
         steps.append(self._stop.set)
         if hasattr(self, "_worker_thread"):
             steps.append(lambda: self._worker_thread.join(30))
+        if hasattr(self, "_catalog_thread"):
+            steps.append(lambda: self._catalog_thread.join(30))
         if hasattr(self, "broker"):
             steps.append(self.broker.stop)
         for step in steps:

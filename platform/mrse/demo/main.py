@@ -3,10 +3,12 @@
 1. encode each catalog (cached) and score the baselines (BM25, zero-shot dense);
 2. train a small MRSE model and the text-only baseline tower on the serving dataset;
 3. build one Qdrant Edge index per model version;
-4. start the embedded broker, the stream worker and the gRPC server (exposures logged to Kafka);
+4. start the embedded broker, the stream and catalog workers and the gRPC server (exposures
+   logged to Kafka; the server follows the catalog worker's index writes);
 5. replay the clickstream into the online feature store;
 6. run the judged example queries through gRPC, both arms side by side, shoppers click;
-7. the A/B report from the exposure and click topics; the HTML page; a summary.
+7. live catalog: a price cut, a sell-out and a new item with its photo, served with no restart;
+8. the A/B report from the exposure and click topics; the HTML page; a summary.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import grpc
 
 from mrse.data import load_dataset
 from mrse.demo.baselines import evaluate_baselines
+from mrse.demo.catalog import show_live_catalog
 from mrse.demo.live import ArmModel, LiveStack
 from mrse.demo.page import format_showcases, write_page
 from mrse.demo.searches import arm_means, run_searches
@@ -58,7 +61,7 @@ ARMS = (
     ("mrse", "mrse", "mrse-v1", "mrse_v1"),
 )
 EXPERIMENT = "search-demo"
-STEPS = 7
+STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,13 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
                 stack.broker.bootstrap,
                 config.k,
             )
-        _step(7, "A/B report from the exposure and click topics; the HTML page")
+        _step(7, "live catalog: a price cut, a sell-out and a new item while the server runs")
+        with grpc.insecure_channel(stack.server.target) as channel:
+            catalog = show_live_catalog(
+                channel, stack.broker.bootstrap, dataset, live_dir / "catalog" / "photos",
+                EXPERIMENT,
+            )  # fmt: skip
+        _step(8, "A/B report from the exposure and click topics; the HTML page")
         stack.exposures.flush()
         ab = ab_report(stack.broker.bootstrap, EXPERIMENT)
     reports = [ArmReport(**a) for a in ab["arms"]]
@@ -160,6 +169,7 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
         "indexes": indexes,
         "streaming": {"events": len(events), "profiles_online": online, "users": len(users)},
         "example_queries": len(showcases),
+        "live_catalog": catalog,
         "arms": means,
         "ab_report": ab,
         "page": str(page),
