@@ -375,6 +375,37 @@ def _cmd_bench_serving(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from mrse.experiments.store import ExperimentStore
+    from mrse.jobs.rollout import register_version, set_arm
+
+    store = ExperimentStore(args.experiments_url)
+    try:
+        out: dict = {}
+        if args.version and args.run:
+            out["index_ready_s"] = round(
+                register_version(store, args.version, Path(args.run), args.timeout), 1
+            )
+        if args.experiment and args.arm:
+            set_arm(store, args.experiment, args.arm, args.version, args.weight, args.drop)
+            out["experiment"] = args.experiment
+    finally:
+        store.close()
+    print(json.dumps(out))
+    return 0
+
+
+def _cmd_bench_catalog(args: argparse.Namespace) -> int:
+    from mrse.jobs.bench_catalog import run_catalog_benchmark
+
+    result = run_catalog_benchmark(
+        Path(args.data), Path(args.run), Path(args.work_dir), args.patches, args.new_items,
+        args.burst_patches, args.burst_new,
+    )  # fmt: skip
+    _report(result, Path(args.out))
+    return 0
+
+
 def _cmd_bench_encoders(args: argparse.Namespace) -> int:
     from mrse.jobs.bench_encoders import benchmark_encoders
 
@@ -562,6 +593,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("rollout", help="ship a model version or change arms with no restart")
+    p.add_argument("--experiments-url", required=True, help="the experiments database")
+    p.add_argument("--version", help="the model version to ship")
+    p.add_argument("--run", help="its run directory (registers the version, waits for its index)")
+    p.add_argument("--experiment", help="the experiment whose arm changes")
+    p.add_argument("--arm", help="the arm to point at --version, reweight, add or --drop")
+    p.add_argument("--weight", type=float, help="the arm's new weight")
+    p.add_argument("--drop", action="store_true", help="remove the arm")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the index")
+    p.set_defaults(func=_cmd_rollout)
+    p = sub.add_parser("bench-catalog", help="catalog change -> search latency and throughput")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True, help="the served model's run directory")
+    p.add_argument("--out", default="results/catalog-bench.json")
+    p.add_argument("--work-dir", default="results/catalog-bench")
+    p.add_argument("--patches", type=int, default=200, help="patches timed one at a time")
+    p.add_argument("--new-items", type=int, default=20, help="new items timed one at a time")
+    p.add_argument("--burst-patches", type=int, default=20_000)
+    p.add_argument("--burst-new", type=int, default=100)
+    p.set_defaults(func=_cmd_bench_catalog)
     p = sub.add_parser("bench-encoders", help="measure text and image encoder throughput")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=512, help="items to encode per modality")

@@ -274,3 +274,84 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
     finally:
         follower.close()
         shard.close()
+
+
+def test_rollout_under_load_fails_no_request(kafka, sample_hm, trained, tmp_path):
+    """A new model version shipped while searches run: its index is written by the catalog
+    worker (with an item deleted and one added before it existed), the server loads it, routes
+    to it, retires the old one; no request fails."""
+    from mrse.experiments.store import ExperimentStore
+    from mrse.jobs.rollout import register_version, set_arm
+
+    ds = load_dataset(sample_hm)
+    gone, kept = ds.items["item_id"].iloc[0], ds.items["item_id"].iloc[1]
+    url = f"sqlite:///{tmp_path / 'experiments.db'}"
+    index = IndexConfig(root=tmp_path / "index")
+    build_index(sample_hm, trained, index, version="v1")
+    exp = Experiment("e", (Arm("a", 1.0, "v1", "mrse_v1", "v1"),))
+    engine = build_engine(
+        ServeConfig(
+            data=sample_hm, models={"v1": trained}, experiments=(exp,), default_experiment="e",
+            index=index, torch_threads=0, experiments_url=url, watch_s=0.3, retire_grace_s=1.0,
+            catalog=CatalogFollow(kafka.bootstrap, "roll.index"),
+        )
+    )  # fmt: skip
+    worker = build_catalog_worker(
+        CatalogServiceConfig(
+            worker=CatalogWorkerSettings(kafka.bootstrap, "roll", "roll.dlq", "roll"),
+            models={"v1": trained}, index=index, index_topic="roll.index",
+            state=tmp_path / "state.sqlite", photo_roots=(sample_hm,), experiments_url=url,
+            data=sample_hm, watch_s=0.3,
+        )
+    )  # fmt: skip
+    stop, load_stop = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=worker.run, args=(stop,), daemon=True)]
+    served: list[str] = []
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        queries = list(ds.queries["query"])
+        n = 0
+        while not load_stop.is_set():
+            req = ValidRequest(queries[n % len(queries)], None, 20, SearchFilter(), None,
+                               f"r{n}", None)  # fmt: skip
+            try:
+                served.append(engine.search(req).model_version)
+            except BaseException as exc:  # noqa: BLE001 - every failure counts
+                failures.append(exc)
+            n += 1
+
+    threads += [threading.Thread(target=load, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert worker.ready.wait(60)
+        new = {"title": "Tartan wool scarf rollout edition", "category": "Accessories"}
+        _send(kafka.bootstrap, "roll", [(gone, _event(gone, 10, delete={})),
+                                        ("late", _event("late", 10, upsert=new))])  # fmt: skip
+        _until(lambda: "late" in _search(engine, "tartan wool scarf"))
+        store = ExperimentStore(url)
+        register_version(store, "v2", trained, timeout_s=120)
+        set_arm(store, "e", "a", version="v2")
+        _until(lambda: served[-20:].count("v2") == 20)
+        _until(lambda: "v1" in engine.watcher.retired)
+        v2 = engine.bundles["v2"].index
+        assert set(v2.vectors([gone, kept, "late"])) == {kept, "late"}
+        assert "v1" not in engine.bundles
+        time.sleep(1.5)  # past the retire grace: v1's index closed under load
+        _send(kafka.bootstrap, "roll", [(kept, _event(kept, 20, patch={"price": 7.5}))])
+        _until(
+            lambda: (
+                _search(engine, ds.items["title"].iloc[1]).get(kept) is not None
+                and _search(engine, ds.items["title"].iloc[1])[kept].payload["price"] == 7.5
+            )
+        )
+        store.close()
+    finally:
+        load_stop.set()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        engine.close()
+    assert not failures, failures[:3]
+    assert served.count("v1") > 0 and served.count("v2") > 0

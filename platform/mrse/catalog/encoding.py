@@ -76,14 +76,19 @@ class ItemEncoder:
                           for r in runs.values())  # fmt: skip
 
     def encode(
-        self, changes: list[ItemChange]
+        self, changes: list[ItemChange], versions: list[str] | None = None, trusted: bool = False
     ) -> tuple[dict[str, Upsert], dict[str, CatalogEventError]]:
-        """Upserts for ``changes`` (all of kind ``encode``), and the items whose photo could
-        not be used (they are encoded from their text: the missing-modality path)."""
+        """Upserts for ``changes`` (all of kind ``encode``) with vectors for ``versions``
+        (default every run), and the items whose photo could not be used (they are encoded
+        from their text: the missing-modality path). ``trusted``: photo paths come from the
+        catalog snapshot, not from events (not checked against the photo roots)."""
         problems: dict[str, CatalogEventError] = {}
         photos = []
         for c in changes:
             assert c.content is not None
+            if trusted:
+                photos.append(c.content.photo)
+                continue
             try:
                 photos.append(resolve_photo(c.content.photo, self.photo_roots))
             except CatalogEventError as exc:
@@ -119,7 +124,8 @@ class ItemEncoder:
             for c in changes
         ]  # fmt: skip
         upserts = {c.item_id: Upsert(a, {}) for c, a in zip(changes, attrs, strict=True)}
-        for version, run in self.runs.items():
+        for version in versions if versions is not None else list(self.runs):
+            run = self.runs[version]
             catalog = build_catalog_features(dataset, feats, run.featurizer.stats,
                                              run.featurizer.shape)  # fmt: skip
             vectors, payloads = item_points(run.model, catalog, attrs)

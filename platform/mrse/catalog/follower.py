@@ -42,6 +42,8 @@ class IndexFollower:
         self.caught_up = threading.Event()  # set once the records present at start are applied
         self.last_applied = 0.0  # wall time of the last applied batch
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # held while a batch is applied and offsets move
+        self._offsets: dict[int, int] = {}
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -97,6 +99,7 @@ class IndexFollower:
                     consumer.seek_to_beginning(tp)
             end = consumer.end_offsets(parts)
             offsets = {tp.partition: consumer.position(tp) for tp in parts}
+            self._offsets = dict(offsets)
             logger.info("index follower on %s from %s (end %s)", self.topic, offsets,
                         {tp.partition: o for tp, o in end.items()})  # fmt: skip
             while not self._stop.is_set():
@@ -111,10 +114,12 @@ class IndexFollower:
                 )
                 if not records:
                     continue
-                IndexWrites.from_records(r.value for r in records).apply(self.indexes)
-                for r in records:
-                    offsets[r.partition] = max(offsets[r.partition], r.offset + 1)
-                self._save(offsets)
+                with self._lock:
+                    IndexWrites.from_records(r.value for r in records).apply(self.indexes)
+                    for r in records:
+                        offsets[r.partition] = max(offsets[r.partition], r.offset + 1)
+                    self._save(offsets)
+                    self._offsets = dict(offsets)
                 self.applied += len(records)
                 self.last_applied = time.time()
         except BaseException as exc:
@@ -123,6 +128,46 @@ class IndexFollower:
         finally:
             self.caught_up.set()
             consumer.close()
+
+    def add(self, version: str, index: VectorIndex) -> None:
+        """Follow into one more index (a model version loaded while serving): the whole log is
+        replayed into it, the last stretch while the follower waits, then it is followed with
+        the others. Blocks until then."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                 enable_auto_commit=False, fetch_max_wait_ms=20,
+                                 max_partition_fetch_bytes=8 << 20)  # fmt: skip
+        try:
+            parts = [TopicPartition(self.topic, p)
+                     for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]  # fmt: skip
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            only = {version: index}
+
+            def replay_until(target: dict[int, int]) -> None:
+                while any(consumer.position(tp) < target.get(tp.partition, 0) for tp in parts):
+                    polled = consumer.poll(timeout_ms=200, max_records=5000)
+                    records = []
+                    for tp, batch in polled.items():
+                        stop_at = target.get(tp.partition, 0)
+                        records += [r for r in batch if r.offset < stop_at]
+                        if batch and batch[-1].offset >= stop_at:
+                            consumer.seek(tp, stop_at)  # the rest: in the next stretch
+                    records.sort(key=lambda r: (r.partition, r.offset))
+                    IndexWrites.from_records(r.value for r in records).apply(only)
+
+            replay_until({tp.partition: o for tp, o in consumer.end_offsets(parts).items()})
+            with self._lock:  # the follower waits while the new index catches up with it
+                replay_until(dict(self._offsets))
+                self.indexes = {**self.indexes, version: index}
+        finally:
+            consumer.close()
+        logger.info("index follower: %s added", version)
+
+    def remove(self, version: str) -> None:
+        with self._lock:
+            self.indexes = {v: i for v, i in self.indexes.items() if v != version}
 
     def close(self) -> None:
         self._stop.set()

@@ -52,9 +52,7 @@ def plan_batch(events: list[CatalogEvent], known: dict[str, ItemState]) -> Plan:
                 stale.append(e)
                 continue
             attrs = {**(prev.attributes if prev else {}), **e.attributes}
-            states[e.item_id] = ItemState(
-                e.version, False, prev.content_hash if prev else None, attrs
-            )
+            states[e.item_id] = ItemState(e.version, False, prev.content if prev else None, attrs)
             if change is not None and change.kind == "encode":
                 change.attributes.update(e.attributes)
             elif change is not None and change.kind == "patch":
@@ -75,7 +73,7 @@ def plan_batch(events: list[CatalogEvent], known: dict[str, ItemState]) -> Plan:
             and prev.content_hash == chash
             and not (e.attributes.get("price") is None and prev.attributes.get("price") is not None)
         )
-        states[e.item_id] = ItemState(e.version, False, chash, dict(e.attributes))
+        states[e.item_id] = ItemState(e.version, False, e.content, dict(e.attributes))
         if same and (change is None or change.kind == "patch"):
             attrs = {**(change.attributes if change else {}), **e.attributes}
             changes[e.item_id] = ItemChange(

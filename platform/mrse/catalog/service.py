@@ -10,6 +10,7 @@ from typing import Any
 
 from mrse.catalog.encoding import ItemEncoder
 from mrse.catalog.follower import OFFSETS_FILE, IndexFollower
+from mrse.catalog.registry import ModelRegistry
 from mrse.catalog.state import CatalogState
 from mrse.catalog.worker import (
     CATALOG_INDEX,
@@ -20,7 +21,7 @@ from mrse.catalog.worker import (
     TopicSink,
 )
 from mrse.index.base import VectorIndex
-from mrse.index.build import IndexConfig, open_index
+from mrse.index.build import IndexConfig
 from mrse.settings import model_versions
 from mrse.training.checkpoint import load_run
 
@@ -52,6 +53,9 @@ class CatalogServiceConfig:
     cache_dir: Path | None = None
     idle_exit_s: float | None = None
     metrics_port: int | None = None
+    experiments_url: str | None = None  # where `mrse rollout` announces new model versions
+    data: Path | None = None  # the catalog snapshot the indexes were built from (`mrse index`)
+    watch_s: float = 2.0  # how often the model table is read
 
     @classmethod
     def from_raw(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -63,22 +67,18 @@ class CatalogServiceConfig:
             raise ValueError("models: name at least one model version and its run")
 
 
-def open_indexes(index: IndexConfig, models: dict[str, Path]) -> dict[str, VectorIndex]:
-    out = {}
-    for version, run_dir in models.items():
-        out[version] = open_index(index, version, load_run(run_dir).config.model.dim)
-    return out
-
-
 def build_catalog_worker(cfg: CatalogServiceConfig) -> CatalogWorker:
     runs = {v: load_run(p) for v, p in cfg.models.items()}
     sink: IndexSink
     if cfg.index.backend == "edge":
         sink = TopicSink(cfg.worker.bootstrap, cfg.index_topic)
     else:
-        sink = DirectSink(open_indexes(cfg.index, cfg.models))
+        sink = DirectSink(cfg.index)
     encoder = ItemEncoder(runs, cfg.cache_dir, tuple(Path(r) for r in cfg.photo_roots))
-    return CatalogWorker(cfg.worker, CatalogState(cfg.state), encoder, sink)
+    registry = None
+    if cfg.experiments_url:
+        registry = ModelRegistry(cfg.experiments_url, cfg.data, cfg.watch_s)
+    return CatalogWorker(cfg.worker, CatalogState(cfg.state), encoder, sink, registry=registry)
 
 
 def follow_catalog(

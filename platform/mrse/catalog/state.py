@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mrse.catalog.events import ItemContent
@@ -24,13 +24,17 @@ def content_hash(content: ItemContent) -> str:
 
 @dataclass
 class ItemState:
-    """``content_hash`` None: the item's content is not known here (e.g. only patched so far,
-    or indexed from a dataset); ``deleted``: a tombstone, so older events stay ignored."""
+    """``content`` None: not known here (only patched so far: the item's content is the
+    catalog snapshot's); ``deleted``: a tombstone, so older events stay ignored."""
 
     version: int
     deleted: bool = False
-    content_hash: str | None = None
+    content: ItemContent | None = None
     attributes: dict = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str | None:
+        return None if self.content is None else content_hash(self.content)
 
 
 class CatalogState:
@@ -41,7 +45,7 @@ class CatalogState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
-            " deleted INTEGER NOT NULL, content_hash TEXT, attributes TEXT NOT NULL)"
+            " deleted INTEGER NOT NULL, content TEXT, attributes TEXT NOT NULL)"
         )
         self._db.commit()
 
@@ -51,13 +55,17 @@ class CatalogState:
         for s in range(0, len(ids), 500):
             chunk = ids[s : s + 500]
             rows = self._db.execute(
-                "SELECT item_id, version, deleted, content_hash, attributes FROM items "
+                "SELECT item_id, version, deleted, content, attributes FROM items "
                 f"WHERE item_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for item_id, version, deleted, chash, attrs in rows:
-                out[item_id] = ItemState(version, bool(deleted), chash, json.loads(attrs))
+            out.update((r[0], _state(*r[1:])) for r in rows)
         return out
+
+    def items(self) -> dict[str, ItemState]:
+        """Every item this worker has seen (tombstones included)."""
+        rows = self._db.execute("SELECT item_id, version, deleted, content, attributes FROM items")
+        return {r[0]: _state(*r[1:]) for r in rows}
 
     def put_many(self, states: dict[str, ItemState]) -> None:
         """Write all of ``states`` in one transaction."""
@@ -65,10 +73,25 @@ class CatalogState:
             self._db.executemany(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
                 [
-                    (i, s.version, int(s.deleted), s.content_hash, json.dumps(s.attributes))
+                    (
+                        i,
+                        s.version,
+                        int(s.deleted),
+                        None if s.content is None else json.dumps(asdict(s.content)),
+                        json.dumps(s.attributes),
+                    )  # fmt: skip
                     for i, s in states.items()
                 ],
             )
 
     def close(self) -> None:
         self._db.close()
+
+
+def _state(version: int, deleted: int, content: str | None, attributes: str) -> ItemState:
+    return ItemState(
+        version,
+        bool(deleted),
+        None if content is None else ItemContent(**json.loads(content)),
+        json.loads(attributes),
+    )

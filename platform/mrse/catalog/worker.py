@@ -20,9 +20,11 @@ from typing import Protocol
 from mrse.catalog.encoding import ItemEncoder
 from mrse.catalog.events import CatalogEvent, CatalogEventError, parse_catalog_event
 from mrse.catalog.plan import plan_batch
+from mrse.catalog.registry import ModelRegistry
 from mrse.catalog.state import CatalogState
 from mrse.catalog.writes import IndexWrites
 from mrse.index.base import VectorIndex, stock_payload
+from mrse.index.build import IndexConfig, open_index
 from mrse.streaming.backoff import Backoff
 from mrse.streaming.dead_letters import (
     DeadLetter,
@@ -49,17 +51,24 @@ class IndexSink(Protocol):
 
 
 class DirectSink:
-    """Writes to the indexes themselves (a Qdrant server: every server process reads it)."""
+    """Writes to the indexes themselves (a Qdrant server: every server process reads it); a
+    model version's index is opened (created) at its first write."""
 
-    def __init__(self, indexes: dict[str, VectorIndex]) -> None:
-        self.indexes = indexes
+    def __init__(self, config: IndexConfig) -> None:
+        self.config = config
+        self.indexes: dict[str, VectorIndex] = {}
 
     def write(self, writes: IndexWrites) -> None:
+        for u in writes.upserts.values():
+            for version, (vec, _) in u.vectors.items():
+                if version not in self.indexes:
+                    self.indexes[version] = open_index(self.config, version, len(vec))
         writes.apply(self.indexes)
 
     def close(self) -> None:
         for index in self.indexes.values():
             index.close()
+        self.indexes.clear()
 
 
 class TopicSink:
@@ -117,6 +126,7 @@ class CatalogStats:
     dead_lettered: Counter = field(default_factory=Counter)
     write_failures: int = 0
     blocked: bool = False
+    backfilled: dict = field(default_factory=dict)  # model version -> items written
 
 
 class CatalogWorker:
@@ -127,7 +137,11 @@ class CatalogWorker:
         encoder: ItemEncoder,
         sink: IndexSink,
         on_written: Callable[[list[CatalogEvent], float], None] | None = None,
+        registry: ModelRegistry | None = None,
     ) -> None:
+        """``registry``: where new model versions are announced (``mrse rollout``); the worker
+        writes each one's whole index, then marks it ready, then keeps it current."""
+        self.registry = registry
         self.settings = settings
         self.state = state
         self.encoder = encoder
@@ -160,9 +174,14 @@ class CatalogWorker:
         )  # fmt: skip
         stop = stop or threading.Event()
         last_data = time.monotonic()
+        next_watch = 0.0
         logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
         try:
             while not stop.is_set():
+                if self.registry is not None and time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + self.registry.watch_s
+                    if not self._adopt_new_versions(stop):
+                        break
                 polled = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
                 records = [r for batch in polled.values() for r in batch]
                 if not self.ready.is_set():
@@ -184,6 +203,31 @@ class CatalogWorker:
             self.sink.close()
         logger.info("catalog worker stopped: %s", self.stats)
         return self.stats
+
+    def _adopt_new_versions(self, stop: threading.Event) -> bool:
+        """Write the whole index of every registered version not ready yet; False if stopped."""
+        assert self.registry is not None
+        for version, (run_dir, ready) in self.registry.pending(set(self.encoder.runs)).items():
+            from mrse.training.checkpoint import load_run
+
+            started = time.monotonic()
+            self.encoder.runs[version] = load_run(run_dir)
+            if ready:  # written before this worker started: kept current from now on
+                continue
+            written = 0
+            for trusted, chunk in self.registry.catalog(self.state):
+                upserts, _ = self.encoder.encode(chunk, [version], trusted=trusted)
+                writes = IndexWrites()
+                for item_id, u in upserts.items():
+                    writes.add("upsert", item_id, upsert=u)
+                if not self._write(writes, stop):
+                    return False
+                written += len(upserts)
+            self.registry.mark_ready(version)
+            self.stats.backfilled[version] = written
+            logger.info("model version %s: %d items written in %.1fs; ready", version, written,
+                        time.monotonic() - started)  # fmt: skip
+        return True
 
     def _commit(self, consumer) -> None:
         from kafka.errors import CommitFailedError

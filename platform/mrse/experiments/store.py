@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Float, ForeignKey, Integer, String, create_engine, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -33,6 +35,23 @@ class _ArmRow(_Base):
     feature_service: Mapped[str] = mapped_column(String(128))
     index: Mapped[str] = mapped_column(String(256))
     experiment: Mapped[_ExperimentRow] = relationship(back_populates="arms")
+
+
+class _ModelRow(_Base):
+    """A model version the platform may serve: its run directory, and when the catalog worker
+    finished writing its index (``ready_at``, Unix seconds; null until then)."""
+
+    __tablename__ = "mrse_model_versions"
+    version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    run: Mapped[str] = mapped_column(String(1024))
+    ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    run: str
+    ready_at: float | None
 
 
 class ExperimentStore:
@@ -83,6 +102,25 @@ class ExperimentStore:
         with Session(self.engine) as s, s.begin():
             s.execute(delete(_ArmRow).where(_ArmRow.experiment_name == name))
             s.execute(delete(_ExperimentRow).where(_ExperimentRow.name == name))
+
+    def put_model(self, version: str, run: str) -> None:
+        """Register a model version (its index not ready yet)."""
+        with Session(self.engine) as s, s.begin():
+            s.merge(_ModelRow(version=version, run=run, ready_at=None))
+
+    def mark_ready(self, version: str, at: float) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(_ModelRow, version)
+            if row is None:
+                raise KeyError(f"no model version {version!r}")
+            row.ready_at = at
+
+    def models(self) -> dict[str, ModelVersion]:
+        with Session(self.engine) as s:
+            return {
+                r.version: ModelVersion(r.version, r.run, r.ready_at)
+                for r in s.scalars(select(_ModelRow))
+            }
 
     def close(self) -> None:
         self.engine.dispose()

@@ -50,6 +50,8 @@ class ServeConfig:
     profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (p50 ~1 ms)
     profile_retry_s: float = 1.0  # after a failure, the store is skipped this long
     catalog: CatalogFollow | None = None  # Edge: follow the catalog worker's index topic
+    watch_s: float | None = 2.0  # read the experiments table this often (None: at start only)
+    retire_grace_s: float = 10.0  # a version no arm names is unloaded this long after
     tls: TLSConfig | None = None  # certificate and key; client_ca for mutual TLS
     auth: AuthConfig | None = None  # bearer tokens (from a file or the environment)
     drain_s: float = 5.0  # after SIGTERM: NOT_SERVING, still answering (load balancers notice)
@@ -165,6 +167,12 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         profile_retry_s=cfg.profile_retry_s,
     )
     engine.follower = follower
+    if cfg.experiments_url and cfg.watch_s:
+        from mrse.serving.models import ModelWatcher
+
+        engine.watcher = ModelWatcher(
+            engine, cfg.experiments_url, cfg.index, cfg.watch_s, cfg.retire_grace_s
+        ).start()
     return engine
 
 

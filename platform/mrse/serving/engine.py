@@ -123,6 +123,7 @@ class SearchEngine:
         self.degradations = 0
         self.profile_guard = Guard("feature store", profile_timeout_s, profile_retry_s)
         self.follower: IndexFollower | None = None  # applies the catalog worker's writes
+        self.watcher = None  # loads model versions and experiment changes (serving.models)
 
     def _route(self, req: ValidRequest) -> tuple[Experiment, Arm, ModelBundle]:
         name = req.experiment or self.default_experiment
@@ -183,8 +184,8 @@ class SearchEngine:
                 out[i] = exc
                 continue
             groups.setdefault(routes[i][2].version, []).append(i)
-        for version, idx in groups.items():
-            bundle = self.bundles[version]
+        for idx in groups.values():
+            bundle = routes[idx[0]][2]  # the version routed to: it serves the request through
             batch = [reqs[i] for i in idx]
             t = time.perf_counter()
             states, personalized, degraded = self._profiles(bundle, [r.user_id for r in batch])
@@ -278,6 +279,8 @@ class SearchEngine:
 
     def close(self) -> None:
         """Flush the exposure log and close the indexes (after the server has drained)."""
+        if self.watcher is not None:
+            self.watcher.close()
         if self.follower is not None:
             self.follower.close()
         self.profile_guard.close()
