@@ -1,0 +1,175 @@
+"""Catalog events, the batch planner, index-write folding and photo roots, on raw values."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mrse.catalog.encoding import resolve_photo
+from mrse.catalog.events import (
+    MAX_EVENT_BYTES,
+    CatalogEvent,
+    CatalogEventError,
+    ItemContent,
+    parse_catalog_event,
+)
+from mrse.catalog.plan import plan_batch
+from mrse.catalog.state import CatalogState, ItemState
+from mrse.catalog.writes import IndexWrites, Upsert
+
+NOW = time.time()
+TS = int(NOW * 1000)
+
+
+def _j(**fields) -> bytes:
+    return json.dumps({"event_id": "e", "item_id": "i", "ts_ms": TS, **fields}).encode()
+
+
+def test_round_trips_through_protobuf_and_json():
+    content = ItemContent("Red dress", "Long", "Acme", "Dresses", "images/1.jpg")
+    for e in [
+        CatalogEvent(
+            "e1", "i1", 7, TS / 1000, "upsert", content, {"price": 9.5, "in_stock": False}
+        ),
+        CatalogEvent(
+            "e2", "i1", 8, TS / 1000, "upsert", content, {"price": None, "in_stock": True}
+        ),
+        CatalogEvent("e3", "i1", 9, TS / 1000, "patch", None, {"price": 0.0}),
+        CatalogEvent("e4", "i1", 10, TS / 1000, "patch", None, {"in_stock": True}),
+        CatalogEvent("e5", "i1", 11, TS / 1000, "delete"),
+    ]:
+        assert parse_catalog_event(e.to_proto(), NOW) == e
+        assert parse_catalog_event(e.to_json(), NOW) == e
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{", "bad_json"),
+        (b"hello", "bad_json"),
+        (b"\x0a\xff\xff", "bad_proto"),
+        (_j(item_id=""), "missing_field"),
+        (_j(), "unknown_type"),
+        (_j(patch={}, delete={}), "unknown_type"),
+        (_j(rename={}), "unknown_type"),
+        (_j(patch={}), "missing_field"),
+        (_j(patch={"price": -1}), "bad_price"),
+        (_j(patch={"price": True}), "bad_price"),
+        (_j(patch={"price": "NaN"}), "bad_price"),
+        (_j(patch={"price": 1e300}), "bad_price"),
+        (_j(patch={"in_stock": "no"}), "bad_stock"),
+        (_j(upsert={"brand": "x"}), "missing_field"),
+        (_j(upsert={"title": "x" * 600}), "oversized_field"),
+        (_j(upsert={"title": "a\x00b"}), "invalid_text"),
+        (_j(ts_ms=5, delete={}), "bad_timestamp"),
+        (_j(ts_ms="soon", delete={}), "bad_timestamp"),
+        (_j(version=-3, delete={}), "bad_version"),
+        (b"{" + b" " * MAX_EVENT_BYTES + b"}", "oversized"),
+        (b'{"event_id": "e", "item_id": "\\ud800", "ts_ms": 1, "delete": {}}', "invalid_text"),
+    ],
+)
+def test_bad_events_name_their_reason(payload, reason):
+    with pytest.raises(CatalogEventError) as err:
+        parse_catalog_event(payload, NOW)
+    assert err.value.reason == reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_parse_or_are_refused_with_a_reason(payload):
+    try:
+        parse_catalog_event(payload, NOW)
+    except CatalogEventError as exc:
+        assert exc.reason
+
+
+def _ev(item, version, kind, content=None, **attrs):
+    return CatalogEvent(f"{item}{version}", item, version, NOW, kind, content, attrs)
+
+
+A = ItemContent("a", "", "b", "c", "")
+B = ItemContent("a2", "", "b", "c", "")
+
+
+def test_plan_encodes_content_patches_attributes_and_ignores_stale_events():
+    known = {"x": ItemState(5, content=A, attributes={"price": 1.0, "in_stock": True})}
+    plan = plan_batch(
+        [
+            _ev("x", 4, "patch", price=9.0),  # older than what was applied: stale
+            _ev("x", 6, "upsert", A, price=2.0, in_stock=True),  # same content: a patch
+            _ev("y", 1, "upsert", A, price=3.0, in_stock=True),  # new: encode
+            _ev("y", 2, "patch", in_stock=False),  # folded into the encode
+            _ev("z", 1, "patch", price=4.0),  # unknown here: a patch of the snapshot's item
+            _ev("w", 1, "upsert", A, price=1.0, in_stock=True),
+            _ev("w", 2, "delete"),  # net: a delete
+            _ev("w", 1, "upsert", B, price=1.0, in_stock=True),  # after the delete: stale
+        ],
+        known,
+    )
+    c = plan.changes
+    assert c["x"].kind == "patch" and c["x"].attributes == {"price": 2.0, "in_stock": True}
+    assert c["y"].kind == "encode" and c["y"].attributes == {"price": 3.0, "in_stock": False}
+    assert c["z"].kind == "patch" and c["z"].attributes == {"price": 4.0}
+    assert c["w"].kind == "delete"
+    assert [e.version for e in plan.stale] == [4, 1]
+    assert plan.states["w"].deleted and plan.states["x"].version == 6
+    # content changed: re-encoded; price that became unknown: re-encoded (a patch cannot unset)
+    again = plan_batch([_ev("x", 7, "upsert", B, price=2.0, in_stock=True)], plan.states)
+    assert again.changes["x"].kind == "encode"
+    unknown = plan_batch([_ev("x", 7, "upsert", A, price=None, in_stock=True)], known)
+    assert unknown.changes["x"].kind == "encode"
+
+
+def test_state_survives_reopening(tmp_path):
+    state = CatalogState(tmp_path / "s.sqlite")
+    state.put_many({"a": ItemState(3, False, A, {"price": 1.5}), "b": ItemState(4, True)})
+    state.close()
+    again = CatalogState(tmp_path / "s.sqlite")
+    assert again.get_many(["a", "b", "c"]) == {
+        "a": ItemState(3, False, A, {"price": 1.5}),
+        "b": ItemState(4, True),
+    }
+    assert set(again.items()) == {"a", "b"}
+
+
+def test_index_writes_fold_in_order_and_survive_the_topic_encoding():
+    vec = np.arange(4, dtype=np.float32)
+    w = IndexWrites()
+    w.add("patch", "a", patch={"price": 1.0})
+    w.add("upsert", "a", upsert=Upsert({"category": "c"}, {"v1": (vec, "xx")}))
+    w.add("patch", "a", patch={"price": 2.0})  # merged into the upsert
+    w.add("upsert", "b", upsert=Upsert({}, {"v1": (vec, None)}))
+    w.add("delete", "b")
+    w.add("patch", "b", patch={"price": 3.0})  # deleted: stays deleted
+    w.add("patch", "c", patch={"price": 4.0})
+    w.add("patch", "c", patch={"stock": "out"})
+    assert w.upserts["a"].payload == {"category": "c", "price": 2.0}
+    assert w.deletes == {"b"} and w.patches == {"c": {"price": 4.0, "stock": "out"}}
+    back = IndexWrites.from_records(v for _, v in w.to_records())
+    assert back.deletes == w.deletes and back.patches == w.patches
+    assert back.upserts["a"].payload == w.upserts["a"].payload
+    np.testing.assert_array_equal(back.upserts["a"].vectors["v1"][0], vec)
+    assert back.upserts["a"].vectors["v1"][1] == "xx"
+
+
+def test_photos_are_read_only_under_the_photo_roots(tmp_path):
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "p.jpg").write_bytes(b"x")
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    assert resolve_photo("sub/p.jpg", (root,)) == str(root / "sub" / "p.jpg")
+    assert resolve_photo(f"file://{root}/sub/p.jpg", (root,)) == str(root / "sub" / "p.jpg")
+    assert resolve_photo("", (root,)) == ""
+    for bad in ["../secret.jpg", str(tmp_path / "secret.jpg"), "link.jpg",
+                "http://example.com/p.jpg", "/etc/passwd"]:  # fmt: skip
+        with pytest.raises(CatalogEventError) as err:
+            resolve_photo(bad, (root,))
+        assert err.value.reason == "photo_not_allowed"
+    with pytest.raises(CatalogEventError):
+        resolve_photo("sub/p.jpg", ())
