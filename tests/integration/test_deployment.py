@@ -38,6 +38,7 @@ def test_compose_file_is_valid_and_has_every_service():
         "postgres",
         "server",
         "stream-worker",
+        "catalog-worker",
     }
 
 
@@ -46,7 +47,9 @@ def test_server_entry_points_and_production_config_exist():
     for entry in (
         "servers/search_server.py",
         "servers/stream_worker.py",
+        "servers/catalog_worker.py",
         "configs/serve.production.yaml",
+        "configs/catalog.production.yaml",
     ):
         assert entry in text and (REPO / entry).exists()
     cfg = load_serve_config(REPO / "configs" / "serve.production.yaml")

@@ -108,3 +108,19 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, caplog):
 
     assert main(["stream", "worker", "--bootstrap", "127.0.0.1:1"]) == 2
     assert "missing required option(s) ['data']" in caplog.text
+
+
+def test_shipped_catalog_worker_configs_load_and_match_the_serving_ones(monkeypatch):
+    from mrse.catalog.service import ENV_PREFIX, CatalogServiceConfig
+    from mrse.serving.app import load_serve_config
+
+    for name, serve in (("catalog.yaml", "serve.yaml"),
+                        ("catalog.production.yaml", "serve.production.yaml")):  # fmt: skip
+        cfg = load(CatalogServiceConfig, REPO / "configs" / name, ENV_PREFIX)
+        served = load_serve_config(REPO / "configs" / serve)
+        assert cfg.models == served.models and cfg.index == served.index
+        assert cfg.experiments_url == served.experiments_url and cfg.photo_roots
+    monkeypatch.setenv("MRSE_CATALOG__WORKER__BOOTSTRAP", "kafka.internal:9093")
+    cfg = load(CatalogServiceConfig, REPO / "configs" / "catalog.production.yaml", ENV_PREFIX)
+    assert cfg.worker.bootstrap == "kafka.internal:9093"
+    assert "mrse:mrse@" not in describe(cfg)
