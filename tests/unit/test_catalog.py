@@ -20,7 +20,7 @@ from mrse.catalog.events import (
 )
 from mrse.catalog.plan import plan_batch
 from mrse.catalog.state import CatalogState, ItemState
-from mrse.catalog.writes import IndexWrites, Upsert
+from mrse.catalog.writes import IndexWrites, Upsert, for_versions
 
 NOW = time.time()
 TS = int(NOW * 1000)
@@ -150,7 +150,11 @@ def test_index_writes_fold_in_order_and_survive_the_topic_encoding():
     w.add("patch", "c", patch={"stock": "out"})
     assert w.upserts["a"].payload == {"category": "c", "price": 2.0}
     assert w.deletes == {"b"} and w.patches == {"c": {"price": 4.0, "stock": "out"}}
-    back = IndexWrites.from_records(v for _, v in w.to_records())
+    records = list(w.to_records())
+    back = IndexWrites.from_records(v for _, v, _ in records)
+    headers = {k.decode(): h for k, _, h in records}
+    assert for_versions(headers["a"], ["v1"]) and not for_versions(headers["a"], ["v2"])
+    assert for_versions(headers["c"], ["v2"])  # a patch concerns every version
     assert back.deletes == w.deletes and back.patches == w.patches
     assert back.upserts["a"].payload == w.upserts["a"].payload
     np.testing.assert_array_equal(back.upserts["a"].vectors["v1"][0], vec)

@@ -75,6 +75,21 @@ class ItemEncoder:
         self.images = any(r.featurizer.shape.use_image or r.featurizer.shape.use_profile
                           for r in runs.values())  # fmt: skip
 
+    def warm_up(self) -> None:
+        """Load the encoders now, so the first new item does not wait for them."""
+        import io
+
+        import torch
+        from PIL import Image
+
+        from mrse.encoders.image import preprocess
+
+        self._encoders.encode(["warm up"])
+        if self.images:
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32)).save(buf, format="JPEG")
+            self._encoders.encode_tensors(torch.stack([preprocess(buf.getvalue())]))
+
     def encode(
         self, changes: list[ItemChange], versions: list[str] | None = None, trusted: bool = False
     ) -> tuple[dict[str, Upsert], dict[str, CatalogEventError]]:

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from mrse.catalog.writes import IndexWrites
+from mrse.catalog.writes import IndexWrites, for_versions
 from mrse.index.base import VectorIndex
 from mrse.index.build import FOLLOW_OFFSETS
 from mrse.streaming.topics import ensure_topics
@@ -23,6 +23,11 @@ from mrse.streaming.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 OFFSETS_FILE = FOLLOW_OFFSETS
+
+
+def backfill_topic(topic: str, version: str) -> str:
+    """Where the catalog worker writes a new model version's index in full."""
+    return f"{topic}.{version}"
 
 
 class IndexFollower:
@@ -33,7 +38,17 @@ class IndexFollower:
         indexes: dict[str, VectorIndex],
         offsets_path: Path,
         poll_timeout_ms: int = 50,
+        replay_batch: int = 256,
+        replay_pause_s: float = 0.01,
+        replay_duty: float = 0.25,
     ) -> None:
+        """A new index is filled in batches of ``replay_batch`` records, taking at most
+        ``replay_duty`` of the time (at least ``replay_pause_s`` between batches), so a loaded
+        server keeps its latency meanwhile."""
+        if not 0 < replay_duty <= 1:
+            raise ValueError("replay_duty must be in (0, 1]")
+        self.replay_batch, self.replay_pause_s = replay_batch, replay_pause_s
+        self.replay_duty = replay_duty
         self.bootstrap, self.topic = bootstrap, topic
         self.indexes = indexes
         self.offsets_path = offsets_path
@@ -115,7 +130,8 @@ class IndexFollower:
                 if not records:
                     continue
                 with self._lock:
-                    IndexWrites.from_records(r.value for r in records).apply(self.indexes)
+                    mine = [r.value for r in records if for_versions(r.headers, self.indexes)]
+                    IndexWrites.from_records(mine).apply(self.indexes)
                     for r in records:
                         offsets[r.partition] = max(offsets[r.partition], r.offset + 1)
                     self._save(offsets)
@@ -129,41 +145,64 @@ class IndexFollower:
             self.caught_up.set()
             consumer.close()
 
-    def add(self, version: str, index: VectorIndex) -> None:
-        """Follow into one more index (a model version loaded while serving): the whole log is
-        replayed into it, the last stretch while the follower waits, then it is followed with
-        the others. Blocks until then."""
+    def add(self, version: str, index: VectorIndex, start: dict[int, int] | None = None) -> None:
+        """Follow into one more index (a model version loaded while serving): its full
+        contents are replayed from its own topic (``<topic>.<version>``, written by the catalog
+        worker when the version was announced), then the main log from ``start`` (where it
+        stood then; default the beginning), its last stretch while the follower waits; then it
+        is followed with the others. Blocks until then."""
+        only = {version: index}
+        self._replay(backfill_topic(self.topic, version), only, None, until_end=True)
+        with self._lock:  # the follower waits while the new index catches up with it
+            self._replay(self.topic, only, start or {}, until=dict(self._offsets))
+            self.indexes = {**self.indexes, version: index}
+        logger.info("index follower: %s added", version)
+
+    def _replay(
+        self,
+        topic: str,
+        indexes: dict[str, VectorIndex],
+        start: dict[int, int] | None,
+        until: dict[int, int] | None = None,
+        until_end: bool = False,
+    ) -> None:
+        """Apply ``topic`` from ``start`` (None: the beginning) to ``until`` (or its end) to
+        ``indexes``, in batches taking at most ``replay_duty`` of the time (serving goes first:
+        the GIL is shared, and kafka-python decodes records in Python)."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                  enable_auto_commit=False, fetch_max_wait_ms=20,
-                                 max_partition_fetch_bytes=8 << 20)  # fmt: skip
+                                 max_partition_fetch_bytes=1 << 20)  # fmt: skip
         try:
-            parts = [TopicPartition(self.topic, p)
-                     for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]  # fmt: skip
+            parts = [TopicPartition(topic, p)
+                     for p in sorted(consumer.partitions_for_topic(topic) or ())]  # fmt: skip
+            if not parts:
+                return
             consumer.assign(parts)
             consumer.seek_to_beginning(*parts)
-            only = {version: index}
-
-            def replay_until(target: dict[int, int]) -> None:
-                while any(consumer.position(tp) < target.get(tp.partition, 0) for tp in parts):
-                    polled = consumer.poll(timeout_ms=200, max_records=5000)
-                    records = []
-                    for tp, batch in polled.items():
-                        stop_at = target.get(tp.partition, 0)
-                        records += [r for r in batch if r.offset < stop_at]
-                        if batch and batch[-1].offset >= stop_at:
-                            consumer.seek(tp, stop_at)  # the rest: in the next stretch
-                    records.sort(key=lambda r: (r.partition, r.offset))
-                    IndexWrites.from_records(r.value for r in records).apply(only)
-
-            replay_until({tp.partition: o for tp, o in consumer.end_offsets(parts).items()})
-            with self._lock:  # the follower waits while the new index catches up with it
-                replay_until(dict(self._offsets))
-                self.indexes = {**self.indexes, version: index}
+            for tp in parts:
+                if start and tp.partition in start:
+                    consumer.seek(tp, start[tp.partition])
+            if until_end:
+                until = {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
+            assert until is not None
+            while any(consumer.position(tp) < until.get(tp.partition, 0) for tp in parts):
+                t = time.perf_counter()
+                polled = consumer.poll(timeout_ms=200, max_records=self.replay_batch)
+                records = []
+                for tp, batch in polled.items():
+                    stop_at = until.get(tp.partition, 0)
+                    records += [r for r in batch if r.offset < stop_at]
+                    if batch and batch[-1].offset >= stop_at:
+                        consumer.seek(tp, stop_at)
+                records.sort(key=lambda r: (r.partition, r.offset))
+                mine = [r.value for r in records if for_versions(r.headers, indexes)]
+                IndexWrites.from_records(mine).apply(indexes)
+                busy = time.perf_counter() - t
+                time.sleep(max(self.replay_pause_s, busy * (1 / self.replay_duty - 1)))
         finally:
             consumer.close()
-        logger.info("index follower: %s added", version)
 
     def remove(self, version: str) -> None:
         with self._lock:

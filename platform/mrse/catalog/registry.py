@@ -41,8 +41,8 @@ class ModelRegistry:
             if m.ready_at is None or m.version not in loaded
         }
 
-    def mark_ready(self, version: str) -> None:
-        self.store.mark_ready(version, time.time())
+    def mark_ready(self, version: str, log_offsets: dict[int, int] | None) -> None:
+        self.store.mark_ready(version, time.time(), log_offsets)
 
     def catalog(self, state: CatalogState) -> Iterator[tuple[bool, list[ItemChange]]]:
         """Every live item as an ``encode`` change, in chunks: (trusted, changes); snapshot

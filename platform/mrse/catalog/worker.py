@@ -19,6 +19,7 @@ from typing import Protocol
 
 from mrse.catalog.encoding import ItemEncoder
 from mrse.catalog.events import CatalogEvent, CatalogEventError, parse_catalog_event
+from mrse.catalog.follower import backfill_topic
 from mrse.catalog.plan import plan_batch
 from mrse.catalog.registry import ModelRegistry
 from mrse.catalog.state import CatalogState
@@ -43,8 +44,13 @@ CATALOG_INDEX = "mrse.catalog.index"
 
 
 class IndexSink(Protocol):
-    def write(self, writes: IndexWrites) -> None:
-        """Make ``writes`` durable (raise if they may not be)."""
+    def write(self, writes: IndexWrites, backfill: str | None = None) -> None:
+        """Make ``writes`` durable (raise if they may not be); ``backfill``: they fill that new
+        model version's index in full."""
+        ...
+
+    def position(self) -> dict[int, int] | None:
+        """Where the written log stands (a topic's end offsets), None when there is no log."""
         ...
 
     def close(self) -> None: ...
@@ -58,12 +64,15 @@ class DirectSink:
         self.config = config
         self.indexes: dict[str, VectorIndex] = {}
 
-    def write(self, writes: IndexWrites) -> None:
+    def write(self, writes: IndexWrites, backfill: str | None = None) -> None:
         for u in writes.upserts.values():
             for version, (vec, _) in u.vectors.items():
                 if version not in self.indexes:
                     self.indexes[version] = open_index(self.config, version, len(vec))
         writes.apply(self.indexes)
+
+    def position(self) -> dict[int, int] | None:
+        return None
 
     def close(self) -> None:
         for index in self.indexes.values():
@@ -79,21 +88,39 @@ class TopicSink:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self._producer = None
+        self._topics: set[str] = set()
 
-    def write(self, writes: IndexWrites) -> None:
+    def write(self, writes: IndexWrites, backfill: str | None = None) -> None:
+        """A backfill goes to the version's own topic: servers that do not load it never
+        fetch it (kafka-python decodes every fetched record in Python)."""
+        topic = self.topic if backfill is None else backfill_topic(self.topic, backfill)
+        if topic not in self._topics:
+            ensure_topics(self.bootstrap, [topic])
+            self._topics.add(topic)
         if self._producer is None:
             self._producer = dead_letter_producer(
                 self.bootstrap, max_in_flight_requests_per_connection=1, max_request_size=4 << 20
             )
         try:
-            futures = [self._producer.send(self.topic, key=k, value=v)
-                       for k, v in writes.to_records()]  # fmt: skip
+            futures = [self._producer.send(topic, key=k, value=v, headers=h)
+                       for k, v, h in writes.to_records()]  # fmt: skip
             self._producer.flush(30)
             for f in futures:
                 f.get(timeout=0)
         except Exception:
             self.close()  # a fresh producer for the retry
             raise
+
+    def position(self) -> dict[int, int] | None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        try:
+            parts = [TopicPartition(self.topic, p)
+                     for p in consumer.partitions_for_topic(self.topic) or {0}]  # fmt: skip
+            return {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         if self._producer is not None:
@@ -154,6 +181,7 @@ class CatalogWorker:
         from kafka import KafkaConsumer
 
         s = self.settings
+        self.encoder.warm_up()
         ensure_topics(s.bootstrap, [s.topic, s.dead_letter_topic])
         consumer = KafkaConsumer(
             s.topic,
@@ -215,15 +243,16 @@ class CatalogWorker:
             if ready:  # written before this worker started: kept current from now on
                 continue
             written = 0
+            start = self.sink.position()  # the backfill and everything after it lie past here
             for trusted, chunk in self.registry.catalog(self.state):
                 upserts, _ = self.encoder.encode(chunk, [version], trusted=trusted)
                 writes = IndexWrites()
                 for item_id, u in upserts.items():
                     writes.add("upsert", item_id, upsert=u)
-                if not self._write(writes, stop):
+                if not self._write(writes, stop, backfill=version):
                     return False
                 written += len(upserts)
-            self.registry.mark_ready(version)
+            self.registry.mark_ready(version, start)
             self.stats.backfilled[version] = written
             logger.info("model version %s: %d items written in %.1fs; ready", version, written,
                         time.monotonic() - started)  # fmt: skip
@@ -295,13 +324,15 @@ class CatalogWorker:
         st.batches += 1
         return True
 
-    def _write(self, writes: IndexWrites, stop: threading.Event) -> bool:
+    def _write(
+        self, writes: IndexWrites, stop: threading.Event, backfill: str | None = None
+    ) -> bool:
         if not len(writes):
             return True
         backoff = Backoff(min(0.5, self.settings.retry_max_s), self.settings.retry_max_s)
         while True:
             try:
-                self.sink.write(writes)
+                self.sink.write(writes, backfill)
             except Exception as exc:
                 self.stats.write_failures += 1
                 self.stats.blocked = True

@@ -22,6 +22,7 @@ from mrse.index.base import VectorIndex
 from mrse.index.points import EXPLAIN_KEY
 
 logger = logging.getLogger(__name__)
+VERSIONS_HEADER = "versions"
 
 
 @dataclass
@@ -85,23 +86,20 @@ class IndexWrites:
             if self.deletes:
                 index.delete(sorted(self.deletes))
 
-    def to_records(self) -> Iterable[tuple[bytes, bytes]]:
-        """(key, value) records for the index topic."""
+    def to_records(self) -> Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+        """(key, value, headers) records for the index topic; an upsert's ``versions`` header
+        names the model versions it carries vectors for (a follower skips the others unread)."""
         for item_id, u in self.upserts.items():
             vectors = {
                 v: [base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii"), blob]
                 for v, (vec, blob) in u.vectors.items()
             }
-            yield (
-                item_id.encode(),
-                _json(
-                    {"op": "upsert", "item_id": item_id, "payload": u.payload, "vectors": vectors}
-                ),
-            )
+            value = {"op": "upsert", "item_id": item_id, "payload": u.payload, "vectors": vectors}
+            yield item_id.encode(), _json(value), [(VERSIONS_HEADER, ",".join(vectors).encode())]
         for item_id, p in self.patches.items():
-            yield item_id.encode(), _json({"op": "patch", "item_id": item_id, "payload": p})
+            yield item_id.encode(), _json({"op": "patch", "item_id": item_id, "payload": p}), []
         for item_id in sorted(self.deletes):
-            yield item_id.encode(), _json({"op": "delete", "item_id": item_id})
+            yield item_id.encode(), _json({"op": "delete", "item_id": item_id}), []
 
     @classmethod
     def from_records(cls, values: Iterable[bytes]) -> IndexWrites:
@@ -120,6 +118,13 @@ class IndexWrites:
                 )
             out.add(r["op"], r["item_id"], upsert, r.get("payload"))
         return out
+
+
+def for_versions(headers, versions: Iterable[str]) -> bool:
+    """Whether a record with these Kafka headers concerns any of ``versions`` (records without
+    a ``versions`` header, patches and deletes, concern every version)."""
+    named = dict(headers or ()).get(VERSIONS_HEADER)
+    return named is None or not set(named.decode().split(",")).isdisjoint(versions)
 
 
 def _json(obj: dict) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import Float, ForeignKey, Integer, String, create_engine, delete, select
@@ -45,6 +46,9 @@ class _ModelRow(_Base):
     version: Mapped[str] = mapped_column(String(128), primary_key=True)
     run: Mapped[str] = mapped_column(String(1024))
     ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # where the catalog's index log stood when the version's index was written in full
+    # (JSON {partition: offset}): a server filling its own copy replays from there
+    log_offsets: Mapped[str | None] = mapped_column(String(4096), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ModelVersion:
     version: str
     run: str
     ready_at: float | None
+    log_offsets: dict[int, int] | None = None
 
 
 class ExperimentStore:
@@ -108,17 +113,25 @@ class ExperimentStore:
         with Session(self.engine) as s, s.begin():
             s.merge(_ModelRow(version=version, run=run, ready_at=None))
 
-    def mark_ready(self, version: str, at: float) -> None:
+    def mark_ready(self, version: str, at: float, log_offsets: dict[int, int] | None = None):
         with Session(self.engine) as s, s.begin():
             row = s.get(_ModelRow, version)
             if row is None:
                 raise KeyError(f"no model version {version!r}")
             row.ready_at = at
+            row.log_offsets = None if log_offsets is None else json.dumps(log_offsets)
 
     def models(self) -> dict[str, ModelVersion]:
         with Session(self.engine) as s:
             return {
-                r.version: ModelVersion(r.version, r.run, r.ready_at)
+                r.version: ModelVersion(
+                    r.version,
+                    r.run,
+                    r.ready_at,
+                    None
+                    if r.log_offsets is None
+                    else {int(k): v for k, v in json.loads(r.log_offsets).items()},
+                )  # fmt: skip
                 for r in s.scalars(select(_ModelRow))
             }
 

@@ -11,6 +11,7 @@ any more is unloaded ``retire_grace_s`` later: requests already routed to it fin
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 
@@ -57,12 +58,14 @@ class ModelWatcher:
             except Exception:  # the database or a run may be briefly unreadable: try again
                 logger.exception("model watcher: refresh failed; retrying in %.0fs", self.watch_s)
 
-    def _load(self, version: str, run_dir: str) -> ModelBundle:
+    def _load(self, version: str, run_dir: str, start: dict[int, int] | None) -> ModelBundle:
         started = time.monotonic()
         run = load_run(run_dir)
+        if self.index.backend == "edge" and (self.index.root / version).exists():
+            shutil.rmtree(self.index.root / version)  # a stale copy: filled afresh from the log
         index = open_index(self.index, version, run.config.model.dim)
         if self.engine.follower is not None:
-            self.engine.follower.add(version, index)
+            self.engine.follower.add(version, index, start)
         bundle = ModelBundle(version, run, index)
         req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
         self.engine._retrieve(bundle, [req], [run.featurizer.cold_profile()], {})
@@ -82,7 +85,7 @@ class ModelWatcher:
                     logger.info("model version %s named by an arm, index not ready yet", version)
                     self._waiting.add(version)
                 continue
-            bundles[version] = self._load(version, m.run)
+            bundles[version] = self._load(version, m.run, m.log_offsets)
             self._waiting.discard(version)
         adopt: dict[str, Experiment] = {
             name: e for name, e in table.items()
