@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 class ModelRegistry:
     def __init__(self, url: str, snapshot: Path | None, watch_s: float = 2.0, chunk: int = 512):
         """``snapshot``: the dataset the catalog started from (its items, before any event)."""
-        self.store = ExperimentStore(url)
+        self.url = url
+        self._store: ExperimentStore | None = None  # connected on first use, not at start
         self.snapshot = snapshot
         self.watch_s = watch_s
         self.chunk = chunk
@@ -31,7 +32,7 @@ class ModelRegistry:
         """Registered versions whose index is not ready, or that this worker has not loaded:
         version -> (run directory, ready)."""
         try:
-            models = self.store.models()
+            models = self.store.models()  # connects on first use
         except Exception as exc:  # the database is down: look again later
             logger.warning("model registry unreadable (%s); retrying", type(exc).__name__)
             return {}
@@ -40,6 +41,12 @@ class ModelRegistry:
             for m in models.values()
             if m.ready_at is None or m.version not in loaded
         }
+
+    @property
+    def store(self) -> ExperimentStore:
+        if self._store is None:
+            self._store = ExperimentStore(self.url)
+        return self._store
 
     def mark_ready(self, version: str, log_offsets: dict[int, int] | None) -> None:
         self.store.mark_ready(version, time.time(), log_offsets)
@@ -69,4 +76,5 @@ class ModelRegistry:
                 yield trusted, group[s : s + self.chunk]
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()

@@ -27,6 +27,7 @@ from mrse.catalog.writes import IndexWrites
 from mrse.index.base import VectorIndex, stock_payload
 from mrse.index.build import IndexConfig, open_index
 from mrse.streaming.backoff import Backoff
+from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
     DeadLetter,
     DeadLetterConfig,
@@ -178,53 +179,37 @@ class CatalogWorker:
         self.ready = threading.Event()
 
     def run(self, stop: threading.Event | None = None, idle_exit_s: float | None = None):
-        from kafka import KafkaConsumer
-
         s = self.settings
         self.encoder.warm_up()
         ensure_topics(s.bootstrap, [s.topic, s.dead_letter_topic])
-        consumer = KafkaConsumer(
-            s.topic,
-            bootstrap_servers=s.bootstrap,
-            group_id=s.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=s.max_batch,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=max(100, s.session_timeout_ms // 3),
+        consumer = batch_consumer(
+            s.bootstrap, s.group_id, s.max_batch, s.fetch_max_wait_ms, s.session_timeout_ms,
             max_poll_interval_ms=900_000,  # a batch of new photos is encoded between polls
-        )
+        )  # fmt: skip
+        consumer.subscribe([s.topic])
         dlq = DeadLetterWriter(
             lambda: dead_letter_producer(s.bootstrap),
             DeadLetterConfig(s.dead_letter_topic, s.dead_letter_max_payload_bytes,
                              min(0.5, s.retry_max_s), s.retry_max_s),
         )  # fmt: skip
         stop = stop or threading.Event()
-        last_data = time.monotonic()
-        next_watch = 0.0
         logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
         try:
-            while not stop.is_set():
+            if self.registry is not None and not self._adopt_new_versions(stop):
+                return self.stats
+            next_watch = time.monotonic() + (self.registry.watch_s if self.registry else 0)
+            for records in batches(
+                consumer, stop, self.ready, s.poll_timeout_ms, s.max_batch, idle_exit_s,
+                idle_ticks=self.registry is not None,
+            ):  # fmt: skip
+                if records:
+                    if not self._process(records, dlq, stop):
+                        break  # stopped before the batch landed: nothing committed
+                    commit(consumer)
                 if self.registry is not None and time.monotonic() >= next_watch:
                     next_watch = time.monotonic() + self.registry.watch_s
                     if not self._adopt_new_versions(stop):
                         break
-                polled = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
-                records = [r for batch in polled.values() for r in batch]
-                if not self.ready.is_set():
-                    if not consumer.assignment():
-                        continue
-                    self.ready.set()
-                    last_data = time.monotonic()
-                if not records:
-                    if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                        break
-                    continue
-                last_data = time.monotonic()
-                if not self._process(records, dlq, stop):
-                    break  # stopped before the batch landed: nothing committed
-                self._commit(consumer)
         finally:
             dlq.close()
             consumer.close()
@@ -257,14 +242,6 @@ class CatalogWorker:
             logger.info("model version %s: %d items written in %.1fs; ready", version, written,
                         time.monotonic() - started)  # fmt: skip
         return True
-
-    def _commit(self, consumer) -> None:
-        from kafka.errors import CommitFailedError
-
-        try:
-            consumer.commit()
-        except CommitFailedError as exc:  # redelivered; item versions make it a no-op
-            logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
 
     def _letter(self, r, reason: str, message: str) -> DeadLetter:
         self.stats.dead_lettered[reason] += 1

@@ -36,13 +36,15 @@ class ModelWatcher:
         retire_grace_s: float = 10.0,
     ) -> None:
         self.engine = engine
-        self.store = ExperimentStore(experiments_url)
+        self.experiments_url = experiments_url
+        self.store: ExperimentStore | None = None  # connected by the watcher, never at start
         self.index = index
         self.watch_s = watch_s
         self.retire_grace_s = retire_grace_s
         self.loaded: list[str] = []  # versions loaded while serving, in order
         self.retired: list[str] = []
         self._waiting: set[str] = set()
+        self._failing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,8 +57,17 @@ class ModelWatcher:
         while not self._stop.wait(self.watch_s):
             try:
                 self.refresh()
-            except Exception:  # the database or a run may be briefly unreadable: try again
-                logger.exception("model watcher: refresh failed; retrying in %.0fs", self.watch_s)
+            except Exception as exc:  # the database or a run may be unreadable: try again
+                if not self._failing:  # once per outage, not every watch_s
+                    where = self.experiments_url.split("@")[-1]  # no credentials in the log
+                    logger.warning("experiments table %s unreadable (%s: %.200s); serving the "
+                                   "definitions loaded, retrying every %.0fs", where,
+                                   type(exc).__name__, exc, self.watch_s)  # fmt: skip
+                    self._failing = True
+            else:
+                if self._failing:
+                    logger.info("experiments table readable again")
+                    self._failing = False
 
     def _load(self, version: str, run_dir: str, start: dict[int, int] | None) -> ModelBundle:
         started = time.monotonic()
@@ -74,6 +85,8 @@ class ModelWatcher:
         return bundle
 
     def refresh(self) -> None:
+        if self.store is None:
+            self.store = ExperimentStore(self.experiments_url)
         table = {e.name: e for e in self.store.list()}
         models = self.store.models()
         bundles = dict(self.engine.bundles)
@@ -118,4 +131,5 @@ class ModelWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
-        self.store.close()
+        if self.store is not None:
+            self.store.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from kafka import ConsumerRebalanceListener
 
 from mrse.streaming.backoff import Backoff
+from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
     DeadLetter,
     DeadLetterConfig,
@@ -97,19 +98,10 @@ class StreamWorker:
     def run(
         self, stop: threading.Event | None = None, idle_exit_s: float | None = None
     ) -> WorkerStats:
-        from kafka import KafkaConsumer
-
         c = self.config
         ensure_topics(c.bootstrap, [c.topic, c.dead_letter_topic])
-        consumer = KafkaConsumer(
-            bootstrap_servers=c.bootstrap,
-            group_id=c.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=c.max_batch,
-            fetch_max_wait_ms=c.fetch_max_wait_ms,
-            session_timeout_ms=c.session_timeout_ms,
-            heartbeat_interval_ms=max(100, c.session_timeout_ms // 3),
+        consumer = batch_consumer(
+            c.bootstrap, c.group_id, c.max_batch, c.fetch_max_wait_ms, c.session_timeout_ms
         )
         consumer.subscribe([c.topic], listener=_ClearCacheOnRebalance(self.updater))
         dlq_config = DeadLetterConfig(
@@ -124,25 +116,15 @@ class StreamWorker:
             on_failure=self._on_dead_letter_failure,
         )
         stop = stop or threading.Event()
-        last_data = time.monotonic()
         logger.info("stream worker consuming %s as %s from %s", c.topic, c.group_id, c.bootstrap)
         try:
-            while not stop.is_set():
-                polled = consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.max_batch)
-                records = [r for batch in polled.values() for r in batch]
-                if not self.ready.is_set():
-                    if not consumer.assignment():
-                        continue  # still joining the group: not idle yet, however long it takes
-                    self.ready.set()
-                    last_data = time.monotonic()  # idle time counts from the assignment
-                if not records:
-                    if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                        break
-                    continue
-                last_data = time.monotonic()
+            for records in batches(
+                consumer, stop, self.ready, c.poll_timeout_ms, c.max_batch, idle_exit_s
+            ):
                 if not self._process(records, dlq, stop):
                     break  # stopped while the DLQ was not writable: nothing past it committed
-                self._commit(consumer)
+                if not commit(consumer):
+                    self.stats.commit_failures += 1
         finally:
             dlq.close()
             consumer.close()
@@ -175,17 +157,6 @@ class StreamWorker:
     def _on_dead_letter_failure(self) -> None:
         self.stats.dead_letter_failures += 1
         self.stats.dead_letter_blocked = True
-
-    def _commit(self, consumer) -> None:
-        from kafka.errors import CommitFailedError
-
-        try:
-            consumer.commit()
-        except CommitFailedError as exc:
-            # the group moved on (e.g. this worker waited on the DLQ past max.poll.interval):
-            # the batch is redelivered, and event-id idempotency makes re-applying it a no-op
-            self.stats.commit_failures += 1
-            logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
 
     def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
         """Validate, apply, dead-letter; False when stopped before the dead letters landed."""

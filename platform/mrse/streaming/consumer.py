@@ -1,0 +1,74 @@
+"""The consume loop the stream worker and the catalog worker share: poll micro-batches until
+stopped or idle, commit after each batch's writes (at-least-once; the workers make redelivery a
+no-op)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+
+def batch_consumer(bootstrap: str, group_id: str, max_batch: int, fetch_max_wait_ms: int,
+                   session_timeout_ms: int, **kwargs):  # fmt: skip
+    """A consumer with manual commits that starts from the earliest offset of a new group."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_batch,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        **kwargs,
+    )
+
+
+def batches(
+    consumer,
+    stop: threading.Event,
+    ready: threading.Event,
+    poll_timeout_ms: int,
+    max_batch: int,
+    idle_exit_s: float | None = None,
+    idle_ticks: bool = False,
+) -> Iterator[list]:
+    """Non-empty lists of records until ``stop`` is set or, once partitions are assigned
+    (``ready`` then set), ``idle_exit_s`` pass without data. ``idle_ticks``: an empty list
+    after each poll that brought nothing (for work between batches)."""
+    last_data = time.monotonic()
+    while not stop.is_set():
+        polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_batch)
+        records = [r for batch in polled.values() for r in batch]
+        if not ready.is_set():
+            if not consumer.assignment():
+                continue  # still joining the group: not idle yet, however long it takes
+            ready.set()
+            last_data = time.monotonic()  # idle time counts from the assignment
+        if not records:
+            if idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                return
+            if idle_ticks:
+                yield []
+            continue
+        last_data = time.monotonic()
+        yield records
+
+
+def commit(consumer) -> bool:
+    """Commit the consumed offsets; False when the group refused (the batch is redelivered,
+    e.g. after this worker waited past ``max.poll.interval``)."""
+    from kafka.errors import CommitFailedError
+
+    try:
+        consumer.commit()
+        return True
+    except CommitFailedError as exc:
+        logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
+        return False
