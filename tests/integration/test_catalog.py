@@ -233,6 +233,15 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
         else:
             records.append((item, _event(item, version, patch={"price": n / 1000})))
             want_price[item] = n / 1000
+    added = {}
+    for n in range(40):  # new items (encoded by the worker), the first ten deleted again later
+        item = f"new-{n}"
+        records.insert(30 * n + 7, (item, _event(item, 5000 + n, upsert={
+            "title": f"Linen shirt number {n}", "category": f"Menswear {n % 3}"})))  # fmt: skip
+        added[item] = f"Menswear {n % 3}"
+    for n in range(10):
+        records.insert(1300 + n, (f"new-{n}", _event(f"new-{n}", 9000 + n, delete={})))
+        added.pop(f"new-{n}")
     _send(kafka.bootstrap, "cat-crash", records)
     log = tmp_path / "worker.log"
     proc = _worker(kafka, trained, index.root, tmp_path, log)
@@ -265,7 +274,8 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
         hits = {h.item_id: h.payload for h in shard.search(
             shard.vectors([ids[1]])[ids[1]], 1000, SearchFilter(in_stock=(True, False)),
             exact=True)}  # fmt: skip
-        assert set(hits) == set(ids) - gone
+        assert set(hits) == (set(ids) - gone) | set(added)
+        assert all(hits[i]["category"] == c for i, c in added.items())
         for item, payload in hits.items():
             if item in want_price:
                 assert payload["price"] == pytest.approx(want_price[item]), item
