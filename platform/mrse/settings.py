@@ -30,6 +30,34 @@ import yaml
 T = TypeVar("T")
 
 
+def secret(env: str, file: Path | None = None, environ: Mapping[str, str] | None = None):
+    """A secret: from ``file`` if given, else from the file named by ``$<env>_FILE`` (the
+    Docker secrets convention), else ``$<env>``; None when none is set."""
+    environ = os.environ if environ is None else environ
+    path = file or (Path(environ[f"{env}_FILE"]) if environ.get(f"{env}_FILE") else None)
+    if path is not None:
+        return path.read_text().strip() or None
+    return environ.get(env) or None
+
+
+def url_with_password(url: str, password: str | None, placeholder: str | None = None) -> str:
+    """A SQLAlchemy ``url`` with ``password`` put in (or the literal ``placeholder``, e.g.
+    ``${ENV}`` for a file another tool expands); unchanged when the URL holds a password."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.password is not None or (password is None and placeholder is None):
+        return url
+    if password is not None:
+        return u.set(password=password).render_as_string(hide_password=False)
+    marker = "MRSEPASSWORDPLACEHOLDER"
+    return (
+        u.set(password=marker)
+        .render_as_string(hide_password=False)
+        .replace(marker, placeholder or "")
+    )
+
+
 def model_versions(values: dict[str, Any], where: str) -> None:
     """``values["models"]`` given as a list of ``{version, run}`` (the YAML's shape) becomes a
     mapping of version -> run, in place."""

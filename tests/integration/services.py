@@ -147,9 +147,11 @@ class Redis:
 
 
 class Postgres:
-    """A throwaway PostgreSQL 15 cluster (trust auth, fsync off) with a ``feast`` database."""
+    """A throwaway PostgreSQL 15 cluster (trust auth, fsync off) with a ``feast`` database;
+    ``password``: SCRAM authentication instead, for the user ``postgres``."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
+        self.password = password
         _require(PG_BIN / "initdb", "PostgreSQL 15")
         self.port = free_port()
         # The server runs as `postgres`, which cannot enter pytest's private temp directories.
@@ -157,9 +159,13 @@ class Postgres:
         shutil.chown(root, "postgres")
         self.root = root
         self.data = root / "pgdata"
-        self._as_postgres(
-            [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
-        )
+        auth = ["--auth=trust"]
+        if password is not None:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password)
+            shutil.chown(pwfile, "postgres")
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", *auth])
         self.start()
         self._as_postgres(
             ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "feast"]
@@ -182,10 +188,10 @@ class Postgres:
             ]
         )
 
-    @staticmethod
-    def _as_postgres(cmd: list[str]) -> None:
+    def _as_postgres(self, cmd: list[str]) -> None:
         full = cmd if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(full, check=True, capture_output=True)
+        env = {**os.environ, "PGPASSWORD": self.password} if self.password else None
+        subprocess.run(full, check=True, capture_output=True, env=env)
 
     @property
     def url(self) -> str:

@@ -225,3 +225,47 @@ def test_redis_password_from_the_environment_or_a_secret_file(tmp_path, monkeypa
         assert "refused the credentials" in caplog.text and "MRSE_REDIS_PASSWORD" in caplog.text
     finally:
         redis.stop()
+
+
+def test_postgres_password_from_the_environment_or_a_secret_file(tmp_path, monkeypatch):
+    """The experiments database and Feast's SQL registry behind a password (SCRAM): URLs carry
+    no password; it comes from $MRSE_*_PASSWORD, a file named by $MRSE_*_PASSWORD_FILE or the
+    config's secret file; without it the connection is refused; no file mrse writes holds it."""
+    from sqlalchemy.exc import OperationalError
+
+    from mrse.experiments.assignment import Arm, Experiment
+    from mrse.experiments.store import ExperimentStore
+    from mrse.features.store import FeatureStoreConfig, ProfileStore, write_feast_yaml
+
+    from .services import Postgres
+
+    password = "pg-s3cret-p@ss/word"
+    pg = Postgres(password=password)
+    try:
+        assert ":" not in pg.url.split("@")[0].split("//")[1]  # no password in the URL
+        for env in ("MRSE_EXPERIMENTS_PASSWORD", "MRSE_EXPERIMENTS_PASSWORD_FILE"):
+            monkeypatch.delenv(env, raising=False)
+        with pytest.raises(OperationalError, match="password"):
+            ExperimentStore(pg.url)
+        monkeypatch.setenv("MRSE_EXPERIMENTS_PASSWORD", "wrong")
+        with pytest.raises(OperationalError, match="password authentication failed"):
+            ExperimentStore(pg.url)
+        monkeypatch.setenv("MRSE_EXPERIMENTS_PASSWORD", password)
+        store = ExperimentStore(pg.url)
+        store.put(Experiment("e", (Arm("a", 1.0, "v1", "s", "v1"),)))
+        store.close()
+        monkeypatch.delenv("MRSE_EXPERIMENTS_PASSWORD")
+        secret_file = tmp_path / "pg_password"
+        secret_file.write_text(password + "\n")
+        monkeypatch.setenv("MRSE_EXPERIMENTS_PASSWORD_FILE", str(secret_file))
+        store = ExperimentStore(pg.url)
+        assert [e.name for e in store.list()] == ["e"]
+        store.close()
+        cfg = FeatureStoreConfig(data_dir=tmp_path / "feast", registry_url=pg.url,
+                                 registry_password_file=secret_file)  # fmt: skip
+        profiles = ProfileStore(cfg)
+        profiles.apply()  # Feast's SQL registry, through the password
+        text = write_feast_yaml(cfg).read_text()
+        assert password not in text and "${MRSE_REGISTRY_PASSWORD}" in text
+    finally:
+        pg.stop()

@@ -81,7 +81,10 @@ def test_shipped_serving_configs_load_and_take_environment_overrides(monkeypatch
     assert (cfg.exposures_bootstrap, cfg.exposures_topic) == ("kafka:9092", "exp.v2")
     logged = json.loads(describe(cfg))
     assert logged["workers"] == 4
-    assert "mrse:mrse@" not in describe(cfg) and "mrse:***@postgres" in logged["experiments_url"]
+    assert "mrse@postgres" in logged["experiments_url"]  # no password in the config at all
+    monkeypatch.setenv("MRSE_SERVE__EXPERIMENTS_URL", "postgresql+psycopg://u:pw-1@db/x")
+    masked = json.loads(describe(load_serve_config(REPO / "configs" / "serve.production.yaml")))
+    assert masked["experiments_url"] == "postgresql+psycopg://u:***@db/x"
     assert logged["auth"]["tokens_file"] == "/run/secrets/mrse_api_tokens"  # a path, shown
     from mrse.settings import describe as show
 

@@ -9,6 +9,9 @@ from sqlalchemy import Float, ForeignKey, Integer, String, create_engine, delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from mrse.experiments.assignment import Arm, Experiment
+from mrse.settings import secret, url_with_password
+
+PASSWORD_ENV = "MRSE_EXPERIMENTS_PASSWORD"
 
 
 class _Base(DeclarativeBase):
@@ -64,6 +67,9 @@ class ExperimentStore:
     ``postgresql+psycopg://user@host/db``)."""
 
     def __init__(self, url: str, connect_timeout_s: int = 5) -> None:
+        """A URL without a password takes it from ``$MRSE_EXPERIMENTS_PASSWORD_FILE`` (a
+        Docker secret) or ``$MRSE_EXPERIMENTS_PASSWORD``: credentials stay out of configs."""
+        url = url_with_password(url, secret(PASSWORD_ENV))
         # a database that hangs (not refuses) must not stall a server's start for good
         args = {"connect_timeout": connect_timeout_s} if url.startswith("postgresql") else {}
         self.engine = create_engine(url, future=True, connect_args=args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from mrse.features.profile_schema import (
     from_row,
     to_row,
 )
+from mrse.settings import secret, url_with_password
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ class FeatureStoreConfig:
     redis_password_file: Path | None = None
     redis_password_env: str = "MRSE_REDIS_PASSWORD"
     redis_tls: bool = False
+    # the SQL registry's password, when its URL names none: this file, else $<env>_FILE, $<env>
+    registry_password_file: Path | None = None
+    registry_password_env: str = "MRSE_REGISTRY_PASSWORD"
     definitions: str = "mrse.features.feast_definitions"  # the module with the Feast objects
     project: str = "mrse"
 
@@ -66,12 +69,8 @@ class StoreAuthError(RuntimeError):
 
 
 def redis_password(cfg: FeatureStoreConfig, environ=None) -> str | None:
-    """The Redis password: the secret file if named, else the environment variable."""
-    environ = os.environ if environ is None else environ
-    if cfg.redis_password_file is not None:
-        password = cfg.redis_password_file.read_text().strip()
-    else:
-        password = environ.get(cfg.redis_password_env) or None
+    """The Redis password: the secret file if named, else ``$<env>_FILE``, else ``$<env>``."""
+    password = secret(cfg.redis_password_env, cfg.redis_password_file, environ)
     if password and "," in password:  # Feast's connection string is comma-separated
         raise ValueError("the Redis password must not contain a comma")
     return password
@@ -84,7 +83,13 @@ def _repo_settings(cfg: FeatureStoreConfig, with_secrets: bool = True) -> dict:
     data_dir = cfg.data_dir.resolve()  # Feast resolves relative paths against repo_path
     data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.registry_url:
-        registry = {"registry_type": "sql", "path": cfg.registry_url, "cache_ttl_seconds": 60}
+        password = secret(cfg.registry_password_env, cfg.registry_password_file)
+        path = (
+            url_with_password(cfg.registry_url, password)
+            if with_secrets or password is None
+            else url_with_password(cfg.registry_url, None, f"${{{cfg.registry_password_env}}}")
+        )
+        registry = {"registry_type": "sql", "path": path, "cache_ttl_seconds": 60}
     else:
         registry = str(data_dir / "registry.db")
     if cfg.online == "redis":
