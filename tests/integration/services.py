@@ -42,12 +42,15 @@ def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: flo
 
 
 class Kafka:
-    """Apache Kafka 2.3 with its ZooKeeper; data survives :meth:`restart`."""
+    """Apache Kafka 2.3 with its ZooKeeper; data survives :meth:`restart`. Two listeners: open
+    (``bootstrap``) and SASL/PLAIN (``sasl_bootstrap``, user ``mrse`` / ``SASL_PASSWORD``)."""
+
+    SASL_PASSWORD = "mrse-kafka-s3cret"
 
     def __init__(self, root: Path) -> None:
         _require(KAFKA_HOME / "bin" / "kafka-server-start.sh", "Apache Kafka")
         self.root = root
-        self.zk_port, self.port = free_port(), free_port()
+        self.zk_port, self.port, self.sasl_port = free_port(), free_port(), free_port()
         self.zk: subprocess.Popen | None = None
         self.broker: subprocess.Popen | None = None
         root.mkdir(parents=True, exist_ok=True)
@@ -56,8 +59,15 @@ class Kafka:
             "admin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n"
         )
         (root / "server.properties").write_text(
-            f"broker.id=0\nlisteners=PLAINTEXT://127.0.0.1:{self.port}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            f"broker.id=0\nlisteners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}\n"
+            "sasl.enabled.mechanisms=PLAIN\nsecurity.inter.broker.protocol=PLAINTEXT\n"
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            'username="admin" password="admin-pw" user_admin="admin-pw" '
+            f'user_mrse="{self.SASL_PASSWORD}";\n'
             f"log.dirs={root / 'logs'}\nzookeeper.connect=127.0.0.1:{self.zk_port}\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
@@ -73,6 +83,10 @@ class Kafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
     def start(self) -> Kafka:
         if self.zk is None or self.zk.poll() is not None:

@@ -269,3 +269,49 @@ def test_postgres_password_from_the_environment_or_a_secret_file(tmp_path, monke
         assert password not in text and "${MRSE_REGISTRY_PASSWORD}" in text
     finally:
         pg.stop()
+
+
+def test_kafka_sasl_for_producers_consumers_and_topic_creation(kafka, tmp_path, monkeypatch):
+    """Every Kafka client mrse makes takes its credentials from MRSE_KAFKA_* (password from a
+    secret file): topic creation, the catalog publisher, a dead-letter producer and a worker's
+    group consumer work on a SASL listener; a wrong password is refused."""
+    import time
+
+    from mrse.catalog.events import CatalogEvent
+    from mrse.catalog.publish import publish
+    from mrse.kafka_client import client_options
+    from mrse.streaming.consumer import batch_consumer, commit
+    from mrse.streaming.dead_letters import dead_letter_producer
+
+    secret_file = tmp_path / "kafka_password"
+    secret_file.write_text(kafka.SASL_PASSWORD + "\n")
+    monkeypatch.setenv("MRSE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("MRSE_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("MRSE_KAFKA_USERNAME", "mrse")
+    with pytest.raises(ValueError, match="MRSE_KAFKA_PASSWORD"):
+        client_options()
+    monkeypatch.setenv("MRSE_KAFKA_PASSWORD_FILE", str(secret_file))
+    now = time.time()
+    events = [CatalogEvent(f"e{i}", f"item-{i}", i + 1, now, "delete") for i in range(5)]
+    assert publish(kafka.sasl_bootstrap, "sasl-catalog", events) == 5
+    producer = dead_letter_producer(kafka.sasl_bootstrap)
+    producer.send("sasl-catalog", key=b"item-9", value=events[0].to_json()).get(timeout=30)
+    producer.close()
+    consumer = batch_consumer(kafka.sasl_bootstrap, "sasl-group", 100, 20, 6000)
+    consumer.subscribe(["sasl-catalog"])
+    got: list = []
+    deadline = time.monotonic() + 60
+    while len(got) < 6 and time.monotonic() < deadline:
+        got += [r for batch in consumer.poll(timeout_ms=500).values() for r in batch]
+    assert len(got) == 6 and commit(consumer)
+    consumer.close()
+    monkeypatch.delenv("MRSE_KAFKA_PASSWORD_FILE")
+    monkeypatch.setenv("MRSE_KAFKA_PASSWORD", "wrong-password")
+    from kafka import KafkaProducer
+
+    with pytest.raises(Exception) as err:  # noqa: B017 - kafka-python's error class varies
+        KafkaProducer(bootstrap_servers=kafka.sasl_bootstrap, max_block_ms=5000,
+                      **client_options()).send("sasl-catalog", b"x").get(timeout=10)  # fmt: skip
+    # the same listener took the right password above: this is the refusal (kafka-python
+    # reports a failed SASL handshake as a bootstrap that never succeeds)
+    assert any(w in repr(err.value).lower() for w in ("auth", "bootstrap"))

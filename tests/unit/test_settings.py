@@ -127,3 +127,26 @@ def test_shipped_catalog_worker_configs_load_and_match_the_serving_ones(monkeypa
     cfg = load(CatalogServiceConfig, REPO / "configs" / "catalog.production.yaml", ENV_PREFIX)
     assert cfg.worker.bootstrap == "kafka.internal:9093"
     assert "mrse:mrse@" not in describe(cfg)
+
+
+def test_kafka_client_options_from_the_environment(tmp_path):
+    from mrse.kafka_client import client_options
+
+    assert client_options({}) == {}
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("s3cret\n")
+    env = {
+        "MRSE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "MRSE_KAFKA_USERNAME": "mrse",
+        "MRSE_KAFKA_PASSWORD_FILE": str(secret_file),
+        "MRSE_KAFKA_CA_FILE": "/ca.pem",
+    }
+    assert client_options(env) == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "mrse", "sasl_plain_password": "s3cret", "ssl_cafile": "/ca.pem",
+    }  # fmt: skip
+    for bad in ({"MRSE_KAFKA_SECURITY_PROTOCOL": "TLS"},
+                {"MRSE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "MRSE_KAFKA_USERNAME": "u"},
+                {**env, "MRSE_KAFKA_SASL_MECHANISM": "GSSAPI"}):  # fmt: skip
+        with pytest.raises(ValueError):
+            client_options(bad)

@@ -18,6 +18,7 @@ from pathlib import Path
 from mrse.catalog.writes import IndexWrites, for_versions
 from mrse.index.base import VectorIndex
 from mrse.index.build import FOLLOW_OFFSETS
+from mrse.kafka_client import client_options
 from mrse.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class IndexFollower:
             ensure_topics(self.bootstrap, [self.topic])
             consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
+                **client_options(),
                 group_id=None,
                 enable_auto_commit=False,
                 fetch_max_wait_ms=20,
@@ -173,7 +175,7 @@ class IndexFollower:
 
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                  enable_auto_commit=False, fetch_max_wait_ms=20,
-                                 max_partition_fetch_bytes=1 << 20)  # fmt: skip
+                                 max_partition_fetch_bytes=1 << 20, **client_options())  # fmt: skip
         try:
             parts = [TopicPartition(topic, p)
                      for p in sorted(consumer.partitions_for_topic(topic) or ())]  # fmt: skip

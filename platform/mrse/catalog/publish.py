@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from mrse.catalog.events import CatalogEvent, CatalogEventError, ItemContent, parse_catalog_event
 from mrse.data.dataset import Dataset
+from mrse.kafka_client import client_options
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def publish(bootstrap: str, topic: str, events: Iterable[CatalogEvent]) -> int:
     from mrse.streaming.topics import ensure_topics
 
     ensure_topics(bootstrap, [topic])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client_options()
+    )
     sent = 0
     try:
         futures = []

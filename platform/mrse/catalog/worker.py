@@ -26,6 +26,7 @@ from mrse.catalog.state import CatalogState
 from mrse.catalog.writes import IndexWrites
 from mrse.index.base import VectorIndex, stock_payload
 from mrse.index.build import IndexConfig, open_index
+from mrse.kafka_client import client_options
 from mrse.streaming.backoff import Backoff
 from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
@@ -115,7 +116,9 @@ class TopicSink:
     def position(self) -> dict[int, int] | None:
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, **client_options()
+        )
         try:
             parts = [TopicPartition(self.topic, p)
                      for p in consumer.partitions_for_topic(self.topic) or {0}]  # fmt: skip

@@ -12,6 +12,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mrse.features.store import ProfileStore
+from mrse.kafka_client import client_options
 from mrse.metrics.ranking import query_metrics
 from mrse.streaming.events import Event
 from mrse.streaming.topics import CLICKS
@@ -107,7 +108,9 @@ def run_searches(
     stub = search_pb2_grpc.SearchServiceStub(channel)
     users = [u for u in queries["user_id"] if isinstance(u, str)]
     stored = profiles.read(users, with_event_ids=False)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client_options()
+    )
     out: list[Showcase] = []
     try:
         rows = queries.itertuples(index=False)

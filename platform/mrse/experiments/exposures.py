@@ -8,6 +8,7 @@ import logging
 from dataclasses import asdict
 
 from mrse.experiments.report import Exposure
+from mrse.kafka_client import client_options
 from mrse.streaming.events import EventError, parse_event
 from mrse.streaming.topics import CLICKS, EXPOSURES, ensure_topics
 
@@ -51,8 +52,9 @@ class ExposureLogger:
         self.sent = 0
         self.failed = 0
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_block_ms=max_block_ms
-        )
+            bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_block_ms=max_block_ms,
+            **client_options(),
+        )  # fmt: skip
 
     def __call__(self, e: Exposure) -> None:
         try:
@@ -88,7 +90,9 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[byte
 
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+    )
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

@@ -32,6 +32,7 @@ from mrse.data import load_dataset
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.index.base import SearchFilter
 from mrse.index.build import IndexConfig, build_index
+from mrse.kafka_client import client_options
 from mrse.serving.app import ServeConfig, build_engine
 from mrse.streaming.broker import EmbeddedBroker
 
@@ -92,7 +93,9 @@ def run_catalog_benchmark(
                 catalog=CatalogFollow(broker.bootstrap), experiments_url=url, watch_s=0.5,
             )
         )  # fmt: skip
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=0)
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap, acks="all", linger_ms=0, **client_options()
+        )
         version = [int(time.time() * 1000)]
         shard = engine.bundles["bench"].index
         every = SearchFilter(in_stock=(True, False))

@@ -21,6 +21,7 @@ import numpy as np
 
 from mrse.data import load_dataset
 from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.kafka_client import client_options
 from mrse.streaming.events import Event
 from mrse.streaming.producer import dataset_events
 from mrse.streaming.service import catalog_for_profiles
@@ -59,7 +60,7 @@ def _produce(
 ) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1, **client_options())
     start = time.monotonic()
     for i, e in enumerate(events):
         if rate > 0:

@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from mrse.kafka_client import client_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +28,7 @@ def batch_consumer(bootstrap: str, group_id: str, max_batch: int, fetch_max_wait
         fetch_max_wait_ms=fetch_max_wait_ms,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        **client_options(),
         **kwargs,
     )
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from mrse.kafka_client import client_options
 from mrse.streaming.backoff import Backoff
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def dead_letter_producer(bootstrap: str, **kwargs):
         enable_idempotence=False,
         linger_ms=5,
         max_block_ms=10_000,
+        **client_options(),
         **kwargs,
     )
 

@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset
+from mrse.kafka_client import client_options
 from mrse.streaming.events import Event
 from mrse.streaming.topics import CLICKS, ensure_topics
 
@@ -61,7 +62,9 @@ def replay(events: list[Event], config: ReplayConfig) -> int:
     if config.encoding not in ("json", "proto"):
         raise ValueError("encoding must be 'json' or 'proto'")
     ensure_topics(config.bootstrap, [config.topic])
-    producer = KafkaProducer(bootstrap_servers=config.bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=config.bootstrap, acks="all", linger_ms=5, **client_options()
+    )
     events = events[: config.limit] if config.limit else events
     start = time.monotonic()
     try:

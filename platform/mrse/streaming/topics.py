@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from mrse.kafka_client import client_options
+
 logger = logging.getLogger(__name__)
 
 CLICKS = "mrse.clicks"
@@ -16,7 +18,9 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> Non
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mrse-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="mrse-admin", **client_options()
+    )
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
