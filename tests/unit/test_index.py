@@ -169,3 +169,45 @@ def test_edge_builds_hnsw_above_the_threshold_and_keeps_recall(tmp_path):
         recall.append(len(exact & approx) / 10)
     assert np.mean(recall) >= 0.95
     idx.close()
+
+
+def test_qdrant_server_backend_sends_the_api_key_from_a_secret(tmp_path, monkeypatch):
+    """A Qdrant server cannot run here: a stand-in HTTP endpoint records what the client sends
+    and refuses requests without the key, as Qdrant does."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from mrse.index.build import IndexConfig, open_index
+
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("api-key"))
+            ok = self.headers.get("api-key") == "k3y-from-a-secret"
+            body = {"result": {"exists": True}, "status": "ok", "time": 0}
+            self.send_response(200 if ok else 401)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body if ok else {"status": {"error": "no key"}}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        key_file = tmp_path / "qdrant_api_key"
+        key_file.write_text("k3y-from-a-secret\n")
+        url = f"http://127.0.0.1:{server.server_port}"
+        monkeypatch.setenv("MRSE_QDRANT_API_KEY_FILE", str(key_file))
+        index = open_index(IndexConfig(backend="qdrant", url=url), "v1", DIM)
+        assert seen == ["k3y-from-a-secret"]  # collection_exists, with the key
+        index.close()
+        monkeypatch.delenv("MRSE_QDRANT_API_KEY_FILE")
+        with pytest.raises(Exception, match="401|Unauthorized|no key"):
+            open_index(IndexConfig(backend="qdrant", url=url), "v1", DIM)
+        assert seen[-1] is None
+    finally:
+        server.shutdown()

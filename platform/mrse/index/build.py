@@ -17,6 +17,7 @@ from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.index.base import VectorIndex
 from mrse.index.points import attribute_payload, item_points
+from mrse.settings import secret
 from mrse.training.checkpoint import load_run
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class IndexConfig:
     backend: Literal["edge", "qdrant"] = "edge"
     root: Path = Path(".mrse-index")
     url: str | None = None
+    # the Qdrant server's API key: this file, else $MRSE_QDRANT_API_KEY_FILE, else the variable
+    api_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("edge", "qdrant"):
@@ -60,7 +63,9 @@ def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
 
     from mrse.index.client import ClientIndex
 
-    return ClientIndex(QdrantClient(url=config.url), f"items_{version}", dim)
+    api_key = secret("MRSE_QDRANT_API_KEY", config.api_key_file)
+    client = QdrantClient(url=config.url, api_key=api_key, check_compatibility=False)
+    return ClientIndex(client, f"items_{version}", dim)
 
 
 def item_attributes(items) -> list[dict]:
