@@ -315,3 +315,35 @@ def test_kafka_sasl_for_producers_consumers_and_topic_creation(kafka, tmp_path, 
     # the same listener took the right password above: this is the refusal (kafka-python
     # reports a failed SASL handshake as a bootstrap that never succeeds)
     assert any(w in repr(err.value).lower() for w in ("auth", "bootstrap"))
+
+
+def test_metrics_over_tls_for_scrapers_with_a_certificate(pki):
+    """With TLS, the Prometheus endpoint is HTTPS with the API's certificate and, given a client
+    CA, answers only scrapers that present a certificate it signed."""
+    import ssl
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from mrse.streaming.broker import free_port
+
+    registry = CollectorRegistry()
+    Counter("mrse_probe", "a probe", registry=registry).inc()
+    tls = TLSConfig(cert=pki / "server.pem", key=pki / "server.key")
+    port = free_port()
+    tls.serve_metrics(port, "127.0.0.1", registry, client_ca=pki / "ca.pem")
+    url = f"https://localhost:{port}/metrics"
+
+    def scrape(cert: str | None) -> str:
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        if cert:
+            ctx.load_cert_chain(str(pki / f"{cert}.pem"), str(pki / f"{cert}.key"))
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+            return resp.read().decode()
+
+    assert "mrse_probe_total 1.0" in scrape("client")
+    for cert in (None, "rogue"):
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            scrape(cert)
+    with pytest.raises(OSError):  # plain HTTP is not answered
+        urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read()

@@ -36,7 +36,8 @@ class ServeConfig:
     feature_store: FeatureStoreConfig | None = None
     experiments_url: str | None = None
     address: str = "127.0.0.1:50051"
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # with tls: HTTPS, the API's certificate
+    metrics_client_ca: Path | None = None  # with tls: scrapers must present a cert it signed
     max_concurrency: int = 32  # requests in flight (queued or in a batch); also the max batch
     batch_workers: int = 1  # threads answering batches
     workers: int = 1  # server processes on the same port (see mrse.serving.workers)
@@ -184,10 +185,13 @@ async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) ->
     )
     port, metrics = running.port, running.metrics
     if cfg.metrics_port is not None:
-        from prometheus_client import start_http_server
-
         host = cfg.address.rsplit(":", 1)[0] or "127.0.0.1"  # where the API listens
-        start_http_server(cfg.metrics_port, addr=host, registry=metrics.registry)
+        if cfg.tls is not None:  # the API's certificate; scrapers need one if metrics_client_ca
+            cfg.tls.serve_metrics(cfg.metrics_port, host, metrics.registry, cfg.metrics_client_ca)
+        else:
+            from prometheus_client import start_http_server
+
+            start_http_server(cfg.metrics_port, addr=host, registry=metrics.registry)
     print(f"serving mrse.v1.SearchService on port {port}", flush=True)
     if on_ready is not None:
         on_ready()

@@ -40,6 +40,17 @@ class TLSConfig:
     key: Path
     client_ca: Path | None = None
 
+    def serve_metrics(self, port: int, host: str, registry, client_ca: Path | None) -> None:
+        """Prometheus metrics on ``host:port`` over TLS with this certificate; ``client_ca``:
+        only scrapers with a certificate it signed (Prometheus' ``tls_config``)."""
+        from prometheus_client import start_http_server
+
+        start_http_server(
+            port, addr=host, registry=registry, certfile=str(self.cert), keyfile=str(self.key),
+            client_cafile=str(client_ca) if client_ca else None,
+            client_auth_required=client_ca is not None,
+        )  # fmt: skip
+
     def credentials(self) -> grpc.ServerCredentials:
         ca = self.client_ca.read_bytes() if self.client_ca else None
         return grpc.ssl_server_credentials(
