@@ -644,13 +644,15 @@ def main(argv: list[str] | None = None) -> int:
     from mrse.data.dataset import DataValidationError
     from mrse.evaluation.harness import EvaluationError
     from mrse.features.store import StoreAuthError
+    from mrse.kafka_client import KafkaUnavailable
     from mrse.settings import ConfigError
     from mrse.training.checkpoint import RunError
 
     try:
         return int(args.func(args) or 0)
     except (
-        ConfigError, DataValidationError, EvaluationError, RunError, StoreAuthError, UsageError
+        ConfigError, DataValidationError, EvaluationError, RunError, StoreAuthError, UsageError,
+        KafkaUnavailable,
     ) as exc:  # fmt: skip
         logger.error("%s", exc)
         return 2

@@ -22,6 +22,26 @@ from typing import Any
 from mrse.settings import secret
 
 PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka could not be reached or refused the credentials: said in one line, with who we
+    tried to be."""
+
+
+def unreachable(bootstrap: str, exc: BaseException) -> KafkaUnavailable:
+    """The error for a client that could not bootstrap from ``bootstrap``."""
+    opts = client_options()
+    who = (f" as user {opts['sasl_plain_username']!r} ({opts['security_protocol']}, "
+           f"{opts['sasl_mechanism']})" if "sasl_mechanism" in opts
+           else f" ({opts.get('security_protocol', 'PLAINTEXT')})")  # fmt: skip
+    return KafkaUnavailable(
+        f"cannot connect to Kafka at {bootstrap}{who}: {type(exc).__name__}. Check the address, "
+        "and MRSE_KAFKA_SECURITY_PROTOCOL / _SASL_MECHANISM / _USERNAME / _PASSWORD(_FILE) "
+        "against the broker's listener"
+    )
+
+
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 

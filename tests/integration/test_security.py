@@ -315,6 +315,13 @@ def test_kafka_sasl_for_producers_consumers_and_topic_creation(kafka, tmp_path, 
     # the same listener took the right password above: this is the refusal (kafka-python
     # reports a failed SASL handshake as a bootstrap that never succeeds)
     assert any(w in repr(err.value).lower() for w in ("auth", "bootstrap"))
+    # a worker says so in one line at start (topic creation is its first call), exit code 2
+    from mrse.cli import main
+
+    (tmp_path / "none.jsonl").write_text("")
+    args = ["catalog", "publish", "--bootstrap", kafka.sasl_bootstrap, "--file"]
+    code = main([*args, str(tmp_path / "none.jsonl")])
+    assert code == 2
 
 
 def test_metrics_over_tls_for_scrapers_with_a_certificate(pki):

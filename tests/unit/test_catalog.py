@@ -177,3 +177,22 @@ def test_photos_are_read_only_under_the_photo_roots(tmp_path):
         assert err.value.reason == "photo_not_allowed"
     with pytest.raises(CatalogEventError):
         resolve_photo("sub/p.jpg", ())
+    with (root / "huge.jpg").open("wb") as f:  # sparse: 30 MiB without writing them
+        f.truncate(30 * 1024 * 1024)
+    with pytest.raises(CatalogEventError) as err:
+        resolve_photo("huge.jpg", (root,))
+    assert err.value.reason == "photo_too_large"
+
+
+def test_a_decompression_bomb_is_refused_from_its_header():
+    import io
+
+    from PIL import Image
+
+    from mrse.encoders.image import ImageDecodeError, preprocess
+
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buf, format="PNG")  # 400 M pixels in a small file
+    assert len(buf.getvalue()) < 1_000_000
+    with pytest.raises(ImageDecodeError, match="pixels"):
+        preprocess(buf.getvalue())

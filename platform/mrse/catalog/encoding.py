@@ -23,6 +23,9 @@ from mrse.training.checkpoint import Run
 logger = logging.getLogger(__name__)
 
 
+MAX_PHOTO_BYTES = 20 * 1024 * 1024  # larger files are not read (decoded pixels: MAX_PIXELS)
+
+
 def resolve_photo(photo: str, roots: tuple[Path, ...]) -> str:
     """The file a photo reference names, if it lies under one of ``roots``.
 
@@ -31,7 +34,7 @@ def resolve_photo(photo: str, roots: tuple[Path, ...]) -> str:
     worker reads photos only where it is told it may.
 
     Raises:
-        CatalogEventError: ``photo_not_allowed``.
+        CatalogEventError: ``photo_not_allowed``; ``photo_too_large`` (over 20 MiB).
     """
     if not photo:
         return ""
@@ -48,10 +51,17 @@ def resolve_photo(photo: str, roots: tuple[Path, ...]) -> str:
     if not path.is_absolute():
         path = roots[0] / path
     resolved = path.resolve()
-    for root in roots:
-        if resolved.is_relative_to(root.resolve()):
-            return str(resolved)
-    raise CatalogEventError("photo_not_allowed", "the photo is outside the worker's photo_roots")
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise CatalogEventError(
+            "photo_not_allowed", "the photo is outside the worker's photo_roots"
+        )
+    try:
+        size = resolved.stat().st_size
+    except OSError:
+        return str(resolved)  # missing: reported as unreadable when it is encoded
+    if size > MAX_PHOTO_BYTES:
+        raise CatalogEventError("photo_too_large", f"{size:,} bytes > {MAX_PHOTO_BYTES:,}")
+    return str(resolved)
 
 
 class ItemEncoder:

@@ -38,6 +38,7 @@ Reason = Literal[
     "oversized_field",
     "invalid_text",
     "photo_not_allowed",
+    "photo_too_large",
     "photo_unreadable",
 ]
 

@@ -25,6 +25,11 @@ class ImageDecodeError(ValueError):
     """A file could not be decoded as an image."""
 
 
+# the most pixels a photo may have: a 40-megapixel camera image decodes to 120 MB of RGB; a
+# "decompression bomb" (a small file declaring billions of pixels) is refused from its header
+MAX_PIXELS = 40_000_000
+
+
 def preprocess(data: bytes | str | Path) -> torch.Tensor:
     """Decode a photo and produce the network input (3, 224, 224).
 
@@ -38,6 +43,8 @@ def preprocess(data: bytes | str | Path) -> torch.Tensor:
     try:
         src = io.BytesIO(data) if isinstance(data, bytes) else data
         with Image.open(src) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:  # read from the header, before decoding
+                raise ImageDecodeError(f"{im.size[0]}x{im.size[1]} pixels: over {MAX_PIXELS:,}")
             im = im.convert("RGB")
             w, h = im.size
             scale = RESIZE / min(w, h)
@@ -48,7 +55,9 @@ def preprocess(data: bytes | str | Path) -> torch.Tensor:
             left, top = (w - CROP) // 2, (h - CROP) // 2
             im = im.crop((left, top, left + CROP, top + CROP))
             arr = np.asarray(im, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(str(exc)) from exc
     x = torch.from_numpy(arr).permute(2, 0, 1)
     return (x / 255.0 - 0.498) / 0.502

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from mrse.kafka_client import client_options
+from mrse.kafka_client import client_options, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -16,11 +16,15 @@ EXPOSURES = "mrse.exposures"
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> None:
     """Create the topics that do not exist yet."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="mrse-admin", **client_options()
-    )
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="mrse-admin", bootstrap_timeout_ms=10_000,
+            **client_options(),
+        )  # fmt: skip
+    except (KafkaConnectionError, KafkaTimeoutError) as exc:  # every worker starts here
+        raise unreachable(bootstrap, exc) from exc
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
