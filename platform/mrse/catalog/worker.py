@@ -27,7 +27,7 @@ from mrse.catalog.writes import IndexWrites
 from mrse.index.base import VectorIndex, stock_payload
 from mrse.index.build import IndexConfig, open_index
 from mrse.kafka_client import client_options
-from mrse.streaming.backoff import Backoff
+from mrse.streaming.backoff import keep_trying
 from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
     DeadLetter,
@@ -309,19 +309,15 @@ class CatalogWorker:
     ) -> bool:
         if not len(writes):
             return True
-        backoff = Backoff(min(0.5, self.settings.retry_max_s), self.settings.retry_max_s)
-        while True:
-            try:
-                self.sink.write(writes, backfill)
-            except Exception as exc:
-                self.stats.write_failures += 1
-                self.stats.blocked = True
-                logger.error("index write failed (%s: %s); not committing, retrying in %.1fs",
-                             type(exc).__name__, exc, backoff.delay)  # fmt: skip
-                if not backoff.wait(stop):
-                    return False
-                continue
-            if self.stats.blocked:
-                logger.warning("index writable again")
-                self.stats.blocked = False
-            return True
+        st = self.stats
+
+        def failed() -> None:
+            st.write_failures += 1
+            st.blocked = True
+
+        def recovered() -> None:
+            st.blocked = False
+
+        ok, _ = keep_trying(lambda: self.sink.write(writes, backfill), "index write", stop,
+                            self.settings.retry_max_s, failed, recovered)  # fmt: skip
+        return ok

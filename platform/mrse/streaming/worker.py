@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener
 
-from mrse.streaming.backoff import Backoff
+from mrse.streaming.backoff import keep_trying
 from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
     DeadLetter,
@@ -135,24 +135,18 @@ class StreamWorker:
         """Apply ``events``; while the feature store fails, retry with back-off (re-applying
         is safe: profiles are re-read and event ids already written are skipped). None when
         stopped first."""
-        backoff = Backoff(min(0.5, self.config.store_retry_max_s), self.config.store_retry_max_s)
-        while True:
-            try:
-                result = self.updater.apply(events)
-            except Exception as exc:
-                self.stats.store_failures += 1
-                self.stats.store_blocked = True
-                logger.error(
-                    "feature store write failed (%s: %s); not committing, retrying in %.1fs",
-                    type(exc).__name__, exc, backoff.delay,
-                )  # fmt: skip
-                if not backoff.wait(stop):
-                    return None
-                continue
-            if self.stats.store_blocked:
-                logger.warning("feature store writable again")
-                self.stats.store_blocked = False
-            return result
+        st = self.stats
+
+        def failed() -> None:
+            st.store_failures += 1
+            st.store_blocked = True
+
+        def recovered() -> None:
+            st.store_blocked = False
+
+        ok, result = keep_trying(lambda: self.updater.apply(events), "feature store write", stop,
+                                 self.config.store_retry_max_s, failed, recovered)  # fmt: skip
+        return result if ok else None
 
     def _on_dead_letter_failure(self) -> None:
         self.stats.dead_letter_failures += 1
