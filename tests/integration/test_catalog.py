@@ -178,6 +178,8 @@ def test_catalog_changes_are_served_without_restart(kafka, sample_hm, trained, t
         assert "new-3" in _search(engine, "broken photo frame")
         # a new item's explanation comes from its payload like every other item's
         assert now.get("new-1") is None or now["new-1"].explanation is not None
+        # the batch's dead letters land after its index writes: wait for the whole batch
+        _until(lambda: worker.stats.consumed >= len(good) + len(bad))
         letters = _read(kafka.bootstrap, "cat-live.dlq")
         reasons = sorted(dict(h for h in r.headers)["reason"].decode() for r in letters)
         assert reasons == sorted(["bad_json", "missing_field", "bad_price", "bad_price",
