@@ -53,17 +53,10 @@ def plan_batch(events: list[CatalogEvent], known: dict[str, ItemState]) -> Plan:
                 continue
             attrs = {**(prev.attributes if prev else {}), **e.attributes}
             states[e.item_id] = ItemState(e.version, False, prev.content if prev else None, attrs)
-            if change is not None and change.kind == "encode":
-                change.attributes.update(e.attributes)
-            elif change is not None and change.kind == "patch":
-                change.attributes.update(e.attributes)
-            else:  # after a delete in this batch the point is gone: a patch cannot bring it back
-                if change is None:
-                    changes[e.item_id] = ItemChange(
-                        "patch", e.item_id, attributes=dict(e.attributes)
-                    )
-            if e.item_id in changes:
-                changes[e.item_id].events.append(e)
+            if change is None:  # (a delete in this batch left a tombstone: handled above)
+                changes[e.item_id] = change = ItemChange("patch", e.item_id)
+            change.attributes.update(e.attributes)  # into a patch, or an encode's payload
+            change.events.append(e)
             continue
         assert e.content is not None
         chash = content_hash(e.content)
