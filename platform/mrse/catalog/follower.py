@@ -19,6 +19,7 @@ from mrse.catalog.writes import IndexWrites, for_versions
 from mrse.index.base import VectorIndex
 from mrse.index.build import FOLLOW_OFFSETS
 from mrse.kafka_client import client_options
+from mrse.streaming.backoff import keep_trying
 from mrse.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,13 @@ class IndexFollower:
                     continue
                 with self._lock:
                     mine = [r.value for r in records if for_versions(r.headers, self.indexes)]
-                    IndexWrites.from_records(mine).apply(self.indexes)
+                    writes = IndexWrites.from_records(mine)
+                    # a shard that fails a write (disk full) is retried, never skipped: the
+                    # offsets do not move past what it holds
+                    ok, _ = keep_trying(lambda w=writes: w.apply(self.indexes),
+                                        "index follower write", self._stop, 30.0)  # fmt: skip
+                    if not ok:
+                        break
                     for r in records:
                         offsets[r.partition] = max(offsets[r.partition], r.offset + 1)
                     self._save(offsets)
