@@ -96,7 +96,8 @@ def load_serve_config(path: str | Path | None) -> ServeConfig:
 
 def load_experiments(cfg: ServeConfig) -> dict[str, Experiment]:
     """The experiments to serve: the config's, written to the experiments table, plus those
-    defined only in the table. The table is read once, at start. If the database cannot be
+    defined only in the table. Read here at start; then `serving.models.ModelWatcher` follows it
+    every ``watch_s``. If the database cannot be
     reached the server still starts on the config's experiments (logged loudly), unless the
     default experiment is defined only in the table: then it refuses to start, saying why."""
     experiments = {e.name: e for e in cfg.experiments}

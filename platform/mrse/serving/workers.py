@@ -4,7 +4,8 @@ One Python process serves from about one core: its gRPC layer and its engine sha
 ``workers: N`` starts N identical processes, each a whole server (engine, batcher, gRPC), bound
 to the same address with SO_REUSEPORT; the kernel spreads client connections across them.
 An embedded Qdrant Edge shard opens in one process at a time, so each worker serves a private
-copy of the index directories (copied at start; rebuild and restart to change the catalog). A
+copy of the index directories (copied at start, then kept current by following the catalog
+worker's index topic, see ``mrse.catalog.follower``). A
 Qdrant server backend needs no copy. Worker i exposes its metrics on ``metrics_port + i``.
 """
 
