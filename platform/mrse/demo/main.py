@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,9 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
     arms, models = train_arms(data, config.out, cache_dir)
     _step(3, "building one Qdrant Edge index per model version")
     index = IndexConfig(root=live_dir / "index")
+    # fresh shards: items a previous run's catalog step added must not linger (`mrse index`
+    # keeps them, as the live catalog's; the demo starts its catalog from the dataset)
+    shutil.rmtree(index.root, ignore_errors=True)
     indexes = [build_index(data, a.run, index, a.version, cache_dir) for a in arms]
     _step(4, "starting the embedded broker, the stream worker and the gRPC server")
     mrse_run = next(a.run for a in arms if a.arm == "mrse")
