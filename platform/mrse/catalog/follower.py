@@ -18,8 +18,8 @@ from pathlib import Path
 from mrse.catalog.writes import IndexWrites, for_versions
 from mrse.index.base import VectorIndex
 from mrse.index.build import FOLLOW_OFFSETS
-from mrse.kafka_client import client_options
 from mrse.streaming.backoff import keep_trying
+from mrse.streaming.consumer import end_offsets, topic_reader
 from mrse.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -88,42 +88,23 @@ class IndexFollower:
         return self
 
     def _run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
         try:
             ensure_topics(self.bootstrap, [self.topic])
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                **client_options(),
-                group_id=None,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=20,
-                max_partition_fetch_bytes=8 << 20,
-            )
+            consumer, parts = topic_reader(self.bootstrap, self.topic, self._saved(), True,
+                                           fetch_max_wait_ms=20,
+                                           max_partition_fetch_bytes=8 << 20)  # fmt: skip
         except BaseException as exc:
             self.error = exc
             logger.error("index follower cannot start: %s", exc)
             self.caught_up.set()
             return
         try:
-            parts = [TopicPartition(self.topic, p)
-                     for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]  # fmt: skip
-            consumer.assign(parts)
-            saved = self._saved()
-            for tp in parts:
-                if tp.partition in saved:
-                    consumer.seek(tp, saved[tp.partition])
-                else:
-                    consumer.seek_to_beginning(tp)
-            end = consumer.end_offsets(parts)
+            end = end_offsets(consumer, parts)
             offsets = {tp.partition: consumer.position(tp) for tp in parts}
             self._offsets = dict(offsets)
-            logger.info("index follower on %s from %s (end %s)", self.topic, offsets,
-                        {tp.partition: o for tp, o in end.items()})  # fmt: skip
+            logger.info("index follower on %s from %s (end %s)", self.topic, offsets, end)
             while not self._stop.is_set():
-                if not self.caught_up.is_set() and all(
-                    offsets[tp.partition] >= end[tp] for tp in parts
-                ):
+                if not self.caught_up.is_set() and all(offsets[p] >= o for p, o in end.items()):
                     self.caught_up.set()
                 polled = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=2000)
                 records = sorted(
@@ -178,23 +159,13 @@ class IndexFollower:
         """Apply ``topic`` from ``start`` (None: the beginning) to ``until`` (or its end) to
         ``indexes``, in batches taking at most ``replay_duty`` of the time (serving goes first:
         the GIL is shared, and kafka-python decodes records in Python)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                 enable_auto_commit=False, fetch_max_wait_ms=20,
-                                 max_partition_fetch_bytes=1 << 20, **client_options())  # fmt: skip
+        consumer, parts = topic_reader(self.bootstrap, topic, start, fetch_max_wait_ms=20,
+                                       max_partition_fetch_bytes=1 << 20)  # fmt: skip
         try:
-            parts = [TopicPartition(topic, p)
-                     for p in sorted(consumer.partitions_for_topic(topic) or ())]  # fmt: skip
             if not parts:
                 return
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
-            for tp in parts:
-                if start and tp.partition in start:
-                    consumer.seek(tp, start[tp.partition])
             if until_end:
-                until = {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
+                until = end_offsets(consumer, parts)
             assert until is not None
             while any(consumer.position(tp) < until.get(tp.partition, 0) for tp in parts):
                 t = time.perf_counter()

@@ -24,17 +24,16 @@ from mrse.catalog.plan import plan_batch
 from mrse.catalog.registry import ModelRegistry
 from mrse.catalog.state import CatalogState
 from mrse.catalog.writes import IndexWrites
-from mrse.index.base import VectorIndex, stock_payload
+from mrse.index.base import VectorIndex
 from mrse.index.build import IndexConfig, open_index
-from mrse.kafka_client import client_options
+from mrse.index.points import attribute_patch
 from mrse.streaming.backoff import keep_trying
-from mrse.streaming.consumer import batch_consumer, batches, commit
+from mrse.streaming.consumer import batch_consumer, batches, commit, end_offsets, topic_reader
 from mrse.streaming.dead_letters import (
-    DeadLetter,
-    DeadLetterConfig,
     DeadLetterWriter,
-    dead_letter,
     dead_letter_producer,
+    parse_or_letter,
+    record_letter,
 )
 from mrse.streaming.topics import ensure_topics
 
@@ -114,15 +113,9 @@ class TopicSink:
             raise
 
     def position(self) -> dict[int, int] | None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, **client_options()
-        )
+        consumer, parts = topic_reader(self.bootstrap, self.topic, exists=True)
         try:
-            parts = [TopicPartition(self.topic, p)
-                     for p in consumer.partitions_for_topic(self.topic) or {0}]  # fmt: skip
-            return {tp.partition: o for tp, o in consumer.end_offsets(parts).items()}
+            return end_offsets(consumer, parts)
         finally:
             consumer.close()
 
@@ -190,11 +183,9 @@ class CatalogWorker:
             max_poll_interval_ms=900_000,  # a batch of new photos is encoded between polls
         )  # fmt: skip
         consumer.subscribe([s.topic])
-        dlq = DeadLetterWriter(
-            lambda: dead_letter_producer(s.bootstrap),
-            DeadLetterConfig(s.dead_letter_topic, s.dead_letter_max_payload_bytes,
-                             min(0.5, s.retry_max_s), s.retry_max_s),
-        )  # fmt: skip
+        dlq = DeadLetterWriter.to_topic(
+            s.bootstrap, s.dead_letter_topic, s.dead_letter_max_payload_bytes, s.retry_max_s
+        )
         stop = stop or threading.Event()
         logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
         try:
@@ -246,28 +237,15 @@ class CatalogWorker:
                         time.monotonic() - started)  # fmt: skip
         return True
 
-    def _letter(self, r, reason: str, message: str) -> DeadLetter:
-        self.stats.dead_lettered[reason] += 1
-        return dead_letter(r.value, r.key, reason, message, (r.topic, r.partition, r.offset),
-                           self.settings.dead_letter_max_payload_bytes)  # fmt: skip
-
     def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
         now = time.time()
-        events: list[CatalogEvent] = []
-        source = {}
-        letters: list[DeadLetter] = []
-        for r in records:
-            try:
-                e = parse_catalog_event(r.value or b"", now)
-            except CatalogEventError as exc:
-                letters.append(self._letter(r, exc.reason, str(exc)))
-                continue
-            except Exception as exc:  # a parser bug must not stop the catalog
-                logger.exception("unexpected error parsing the event at offset %d", r.offset)
-                letters.append(self._letter(r, "invalid", f"unexpected {type(exc).__name__}"))
-                continue
-            events.append(e)
-            source[id(e)] = r
+        max_payload = self.settings.dead_letter_max_payload_bytes
+        parsed, letters = parse_or_letter(
+            records, lambda v: parse_catalog_event(v, now), CatalogEventError, max_payload,
+            self.stats.dead_lettered,
+        )  # fmt: skip
+        events = [e for e, _ in parsed]
+        source = {id(e): r for e, r in parsed}  # for the dead letters of unusable photos
         plan = plan_batch(events, self.state.get_many([e.item_id for e in events]))
         writes = IndexWrites()
         to_encode = [c for c in plan.changes.values() if c.kind == "encode"]
@@ -275,17 +253,13 @@ class CatalogWorker:
             upserts, problems = self.encoder.encode(to_encode)
             for item_id, exc in problems.items():
                 last = plan.changes[item_id].events[-1]
-                letters.append(self._letter(source[id(last)], exc.reason, str(exc)))
+                self.stats.dead_lettered[exc.reason] += 1
+                letters.append(record_letter(source[id(last)], exc.reason, str(exc), max_payload))
             for item_id, u in upserts.items():
                 writes.add("upsert", item_id, upsert=u)
         for c in plan.changes.values():
             if c.kind == "patch":
-                payload = {}
-                if c.attributes.get("price") is not None:
-                    payload["price"] = c.attributes["price"]
-                if "in_stock" in c.attributes:
-                    payload.update(stock_payload(c.attributes["in_stock"]))
-                writes.add("patch", c.item_id, patch=payload)
+                writes.add("patch", c.item_id, patch=attribute_patch(c.attributes))
             elif c.kind == "delete":
                 writes.add("delete", c.item_id)
         if not self._write(writes, stop):

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from mrse.experiments.report import Exposure
 from mrse.kafka_client import client_options
+from mrse.streaming.consumer import topic_reader
 from mrse.streaming.events import EventError, parse_event
 from mrse.streaming.topics import CLICKS, EXPOSURES, ensure_topics
 
@@ -88,18 +89,10 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[byte
     no committed offsets: reading is side-effect free)."""
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
-    )
+    consumer, tps = topic_reader(bootstrap, topic)
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
+        if not tps:
             raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
         values: list[bytes] = []
         deadline = time.monotonic() + timeout_s

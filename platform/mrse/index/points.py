@@ -36,6 +36,16 @@ def attribute_payload(
     return p
 
 
+def attribute_patch(attributes: dict) -> dict:
+    """The payload keys a change of ``attributes`` (``price`` and/or ``in_stock``) sets."""
+    patch: dict = {}
+    if attributes.get("price") is not None:
+        patch["price"] = float(attributes["price"])
+    if "in_stock" in attributes:
+        patch.update(stock_payload(attributes["in_stock"]))
+    return patch
+
+
 def explain_blobs(out: TowerOutput) -> list[str | None]:
     """Per row of an item tower's output: its ``_x`` payload value (None for concat fusion).
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from mrse.kafka_client import client_options
 
@@ -75,3 +76,36 @@ def commit(consumer) -> bool:
     except CommitFailedError as exc:
         logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
         return False
+
+
+def topic_reader(
+    bootstrap: str,
+    topic: str,
+    start: Mapping[int, int] | None = None,
+    exists: bool = False,
+    **kwargs,
+) -> tuple[Any, list]:
+    """A consumer with no group (reading moves nothing and is seen by no one) assigned every
+    partition of ``topic``, each at ``start[partition]`` or its beginning; and those partitions
+    (none when the topic does not exist; ``exists``: just created, so partition 0 at least,
+    whatever stale metadata says)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        **client_options(), **kwargs,
+    )  # fmt: skip
+    known = consumer.partitions_for_topic(topic) or ({0} if exists else ())
+    parts = [TopicPartition(topic, p) for p in sorted(known)]
+    if parts:
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        for tp in parts:
+            if start and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
+    return consumer, parts
+
+
+def end_offsets(consumer, parts: list) -> dict[int, int]:
+    """partition -> the offset the next record will take."""
+    return {tp.partition: o for tp, o in consumer.end_offsets(parts).items()} if parts else {}

@@ -16,13 +16,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from mrse.kafka_client import client_options
 from mrse.streaming.backoff import Backoff
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ERROR_BYTES = 1000
 MAX_KEY_BYTES = 1024  # a key is an id: anything longer is cut (a topic may take huge keys)
@@ -135,6 +138,20 @@ class DeadLetterWriter:
         self.config = config
         self.on_failure = on_failure
 
+    @classmethod
+    def to_topic(
+        cls,
+        bootstrap: str,
+        topic: str,
+        max_payload_bytes: int,
+        retry_max_s: float,
+        on_failure: Callable[[], None] | None = None,
+    ) -> DeadLetterWriter:
+        """A writer to ``topic`` on ``bootstrap`` (back-off from 0.5 s, or ``retry_max_s`` if
+        lower, up to ``retry_max_s``): how both workers make theirs."""
+        config = DeadLetterConfig(topic, max_payload_bytes, min(0.5, retry_max_s), retry_max_s)
+        return cls(lambda: dead_letter_producer(bootstrap), config, on_failure)
+
     def close(self) -> None:
         if self.producer is not None:
             self.producer.close(timeout=self.config.flush_timeout_s)
@@ -227,3 +244,37 @@ class DeadLetterWriter:
             elif fut.failed():
                 failed.append((letter, fut.exception))
         return failed
+
+
+def record_letter(record, reason: str, message: str, max_payload_bytes: int) -> DeadLetter:
+    """The dead letter of a consumed Kafka record (its topic, partition and offset as source)."""
+    source = (record.topic, record.partition, record.offset)
+    return dead_letter(record.value, record.key, reason, message, source, max_payload_bytes)
+
+
+def parse_or_letter(
+    records: list,
+    parse: Callable[[bytes], T],
+    rejection: type[Exception],
+    max_payload_bytes: int,
+    counts: Counter,
+) -> tuple[list[tuple[T, object]], list[DeadLetter]]:
+    """Each record parsed, or its dead letter: ((parsed, record) pairs, letters).
+
+    ``rejection`` is the parser's error with a ``reason``; any other exception is a parser bug,
+    logged with its traceback and dead-lettered as ``invalid`` (it must not stop the stream).
+    ``counts[reason]`` counts the letters."""
+    parsed: list[tuple[T, object]] = []
+    letters: list[DeadLetter] = []
+    for r in records:
+        try:
+            parsed.append((parse(r.value or b""), r))
+            continue
+        except rejection as exc:
+            reason, message = exc.reason, str(exc)  # type: ignore[attr-defined]
+        except Exception as exc:
+            logger.exception("unexpected error parsing the event at offset %d", r.offset)
+            reason, message = "invalid", f"unexpected {type(exc).__name__}"
+        counts[reason] += 1
+        letters.append(record_letter(r, reason, message, max_payload_bytes))
+    return parsed, letters

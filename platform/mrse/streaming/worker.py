@@ -20,11 +20,8 @@ from kafka import ConsumerRebalanceListener
 from mrse.streaming.backoff import keep_trying
 from mrse.streaming.consumer import batch_consumer, batches, commit
 from mrse.streaming.dead_letters import (
-    DeadLetter,
-    DeadLetterConfig,
     DeadLetterWriter,
-    dead_letter,
-    dead_letter_producer,
+    parse_or_letter,
 )
 from mrse.streaming.events import Event, EventError, parse_event
 from mrse.streaming.topics import CLICKS, DEAD_LETTER, ensure_topics
@@ -104,17 +101,10 @@ class StreamWorker:
             c.bootstrap, c.group_id, c.max_batch, c.fetch_max_wait_ms, c.session_timeout_ms
         )
         consumer.subscribe([c.topic], listener=_ClearCacheOnRebalance(self.updater))
-        dlq_config = DeadLetterConfig(
-            c.dead_letter_topic,
-            max_payload_bytes=c.dead_letter_max_payload_bytes,
-            retry_initial_s=min(0.5, c.dead_letter_retry_max_s),
-            retry_max_s=c.dead_letter_retry_max_s,
-        )
-        dlq = DeadLetterWriter(
-            lambda: dead_letter_producer(c.bootstrap),
-            dlq_config,
-            on_failure=self._on_dead_letter_failure,
-        )
+        dlq = DeadLetterWriter.to_topic(
+            c.bootstrap, c.dead_letter_topic, c.dead_letter_max_payload_bytes,
+            c.dead_letter_retry_max_s, on_failure=self._on_dead_letter_failure,
+        )  # fmt: skip
         stop = stop or threading.Event()
         logger.info("stream worker consuming %s as %s from %s", c.topic, c.group_id, c.bootstrap)
         try:
@@ -155,25 +145,11 @@ class StreamWorker:
     def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
         """Validate, apply, dead-letter; False when stopped before the dead letters landed."""
         now = time.time()
-        events: list[Event] = []
-        letters: list[DeadLetter] = []
-        for r in records:
-            try:
-                events.append(parse_event(r.value or b"", self.updater.known_items, now))
-            except EventError as exc:
-                reason, message = exc.reason, str(exc)
-            except Exception as exc:  # a parser bug must not stop the stream
-                logger.exception("unexpected error parsing the event at offset %d", r.offset)
-                reason, message = "invalid", f"unexpected {type(exc).__name__}"
-            else:
-                continue
-            self.stats.dead_lettered[reason] += 1
-            letters.append(
-                dead_letter(
-                    r.value, r.key, reason, message, (r.topic, r.partition, r.offset),
-                    self.config.dead_letter_max_payload_bytes,
-                )
-            )  # fmt: skip
+        parsed, letters = parse_or_letter(
+            records, lambda v: parse_event(v, self.updater.known_items, now), EventError,
+            self.config.dead_letter_max_payload_bytes, self.stats.dead_lettered,
+        )  # fmt: skip
+        events = [e for e, _ in parsed]
         result = self._apply(events, stop)
         if result is None:
             return False  # stopped while the store was down: nothing committed
