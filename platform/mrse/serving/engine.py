@@ -264,13 +264,18 @@ class SearchEngine:
             return {}, torch.zeros(0, bundle.run.config.model.dim)
         return {i: r for r, i in enumerate(found)}, torch.from_numpy(np.stack(list(found.values())))
 
+    def warm(self, bundle: ModelBundle) -> None:
+        """One anonymous query through ``bundle``'s model and index (its first calls load lazy
+        kernels), at start or before a version loaded while serving gets traffic."""
+        req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
+        self._retrieve(bundle, [req], [bundle.run.featurizer.cold_profile()], {})
+
     def warm_up(self) -> None:
         """An anonymous query through every loaded model and index (first calls load lazy
         kernels and encoders); the server reports SERVING only after this. Not logged as an
         exposure."""
         for bundle in self.bundles.values():
-            req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
-            self._retrieve(bundle, [req], [bundle.run.featurizer.cold_profile()], {})
+            self.warm(bundle)
         if self.profiles is not None:  # the first read loads Feast's registry: not in a request
             try:
                 self.profiles.read(["warm-up"], with_event_ids=False)

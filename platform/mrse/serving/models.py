@@ -17,10 +17,8 @@ import time
 
 from mrse.experiments.assignment import Experiment
 from mrse.experiments.store import ExperimentStore
-from mrse.index.base import SearchFilter
 from mrse.index.build import IndexConfig, open_index
 from mrse.serving.engine import ModelBundle, SearchEngine
-from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import load_run
 
 logger = logging.getLogger(__name__)
@@ -78,8 +76,7 @@ class ModelWatcher:
         if self.engine.follower is not None:
             self.engine.follower.add(version, index, start)
         bundle = ModelBundle(version, run, index)
-        req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
-        self.engine._retrieve(bundle, [req], [run.featurizer.cold_profile()], {})
+        self.engine.warm(bundle)
         logger.info("model version %s loaded in %.1fs", version, time.monotonic() - started)
         self.loaded.append(version)
         return bundle
@@ -90,6 +87,7 @@ class ModelWatcher:
         table = {e.name: e for e in self.store.list()}
         models = self.store.models()
         bundles = dict(self.engine.bundles)
+        added = False
         wanted = {a.model_version for e in table.values() for a in e.arms}
         for version in sorted(wanted - set(bundles)):
             m = models.get(version)
@@ -100,12 +98,13 @@ class ModelWatcher:
                 continue
             bundles[version] = self._load(version, m.run, m.log_offsets)
             self._waiting.discard(version)
+            added = True
         adopt: dict[str, Experiment] = {
             name: e for name, e in table.items()
             if all(a.model_version in bundles for a in e.arms)
         }  # fmt: skip
         experiments = {**self.engine.experiments, **adopt}
-        if bundles != self.engine.bundles:
+        if added:
             self.engine.bundles = bundles  # before the experiments that route to them
         if experiments != self.engine.experiments:
             self.engine.experiments = experiments
