@@ -81,10 +81,14 @@ class ClientIndex:
         )
 
     def patch_payloads(self, updates: Mapping[str, dict]) -> None:
-        for r in self._existing(list(updates), with_vector=False):
-            self.client.set_payload(
-                self.collection_name, updates[r.payload["item_id"]], points=[r.id], wait=True
+        ops = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=updates[r.payload["item_id"]], points=[r.id])
             )
+            for r in self._existing(list(updates), with_vector=False)
+        ]
+        if ops:  # one request for the batch, not one per item
+            self.client.batch_update_points(self.collection_name, ops, wait=True)
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
