@@ -112,22 +112,28 @@ def _cmd_stream_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(flags: dict) -> dict:
+    """``flags`` without the ones not given (None) and without sections left empty: what the
+    command line overrides in a process's config."""
+    out = {}
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            value = _given(value)
+        if value is not None and value != {}:
+            out[key] = value
+    return out
+
+
 def _stream_flags(args: argparse.Namespace) -> dict:
     """The stream worker's flags that were given, shaped as its config."""
-    given = {
+    return _given({
         "data": args.data, "run": args.run, "cache_dir": args.cache_dir,
         "idle_exit_s": args.idle_exit, "metrics_port": args.metrics_port,
         "worker": {"bootstrap": args.bootstrap, "topic": args.topic,
                    "group_id": args.group_id, "max_batch": args.max_batch},
         "store": {"data_dir": args.feature_dir, "online": args.online, "redis": args.redis,
                   "registry_url": args.registry_url},
-    }  # fmt: skip
-    out = {k: v for k, v in given.items() if v is not None and not isinstance(v, dict)}
-    for key in ("worker", "store"):
-        nested = {k: v for k, v in given[key].items() if v is not None}
-        if nested:
-            out[key] = nested
-    return out
+    })  # fmt: skip
 
 
 def _cmd_stream_worker(args: argparse.Namespace) -> int:
@@ -166,23 +172,19 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
 
 def _catalog_flags(args: argparse.Namespace) -> dict:
     """The catalog worker's flags that were given, shaped as its config."""
-    flags: dict = {"worker": {}}
-    if args.bootstrap:
-        flags["worker"]["bootstrap"] = args.bootstrap
-    for name in ("topic", "group_id", "max_batch"):
-        if getattr(args, name) is not None:
-            flags["worker"][name] = getattr(args, name)
+    models = None
     if args.model:
-        flags["models"] = [dict(zip(("version", "run"), m.split("=", 1), strict=True))
-                           for m in args.model]  # fmt: skip
-    if args.index_root:
-        flags["index"] = {"root": args.index_root}
-    for name in ("state", "cache_dir", "idle_exit_s"):
-        if getattr(args, name) is not None:
-            flags[name] = getattr(args, name)
-    if args.photo_root:
-        flags["photo_roots"] = args.photo_root
-    return flags
+        if not all("=" in m for m in args.model):
+            raise UsageError("--model takes VERSION=RUN_DIR")
+        models = [dict(zip(("version", "run"), m.split("=", 1), strict=True))
+                  for m in args.model]  # fmt: skip
+    return _given({
+        "worker": {"bootstrap": args.bootstrap, "topic": args.topic, "group_id": args.group_id,
+                   "max_batch": args.max_batch},
+        "models": models, "index": {"root": args.index_root}, "state": args.state,
+        "cache_dir": args.cache_dir, "idle_exit_s": args.idle_exit_s,
+        "photo_roots": args.photo_root,
+    })  # fmt: skip
 
 
 def _cmd_catalog_worker(args: argparse.Namespace) -> int:
