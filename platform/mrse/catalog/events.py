@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from mrse.data.dataset import Dataset
 from mrse.streaming.events import MIN_TS, json_object, looks_like_text, text_field
 from mrse.v1 import catalog_pb2
 
@@ -101,6 +103,15 @@ class CatalogEvent:
         return json_format.MessageToJson(
             msg, indent=None, preserving_proto_field_name=True
         ).encode()
+
+
+def dataset_items(dataset: Dataset) -> Iterator[tuple[str, ItemContent, dict]]:
+    """(item id, content, attributes) of every item of a dataset, as an upsert would carry
+    them: a dataset's items are in stock; an unknown (NaN) price is None."""
+    for r in dataset.items.itertuples(index=False):
+        price = None if r.price is None or math.isnan(r.price) else float(r.price)
+        content = ItemContent(r.title, r.description, r.brand, r.category, r.image)
+        yield r.item_id, content, {"price": price, "in_stock": True}
 
 
 def _set_attributes(msg, attributes: dict) -> None:

@@ -4,14 +4,13 @@ topic, keyed by item id (one item's events stay in one partition, in order)."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mrse.catalog.events import CatalogEvent, CatalogEventError, ItemContent, parse_catalog_event
+from mrse.catalog.events import CatalogEvent, CatalogEventError, dataset_items, parse_catalog_event
 from mrse.data.dataset import Dataset
 from mrse.kafka_client import client_options
 
@@ -22,14 +21,12 @@ def dataset_upserts(dataset: Dataset, version: int | None = None) -> list[Catalo
     """Every item of ``dataset`` as an upsert (in stock), at ``version`` (default: now, ms)."""
     now_ms = int(time.time() * 1000)
     version = version or now_ms
-    out = []
-    for row in dataset.items.itertuples(index=False):
-        price = None if row.price is None or math.isnan(row.price) else float(row.price)
-        content = ItemContent(row.title, row.description, row.brand, row.category, row.image)
-        out.append(
-            CatalogEvent(f"{row.item_id}@{version}", row.item_id, version, now_ms / 1000,
-                         "upsert", content, {"price": price, "in_stock": True})
+    out = [
+        CatalogEvent(
+            f"{item_id}@{version}", item_id, version, now_ms / 1000, "upsert", content, attributes
         )  # fmt: skip
+        for item_id, content, attributes in dataset_items(dataset)
+    ]
     return out
 
 

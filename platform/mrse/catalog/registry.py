@@ -5,12 +5,11 @@ it (the snapshot dataset overlaid with the worker's item state), then marked rea
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mrse.catalog.events import ItemContent
+from mrse.catalog.events import dataset_items
 from mrse.catalog.plan import ItemChange
 from mrse.catalog.state import CatalogState
 from mrse.data import load_dataset
@@ -56,11 +55,8 @@ class ModelRegistry:
         items are trusted (their photos come from the dataset), event items are not."""
         items: dict[str, ItemChange] = {}
         if self.snapshot is not None:
-            for r in load_dataset(self.snapshot).items.itertuples(index=False):
-                price = None if r.price is None or math.isnan(r.price) else float(r.price)
-                content = ItemContent(r.title, r.description, r.brand, r.category, r.image)
-                items[r.item_id] = ItemChange("encode", r.item_id, content,
-                                              {"price": price, "in_stock": True})  # fmt: skip
+            for item_id, content, attributes in dataset_items(load_dataset(self.snapshot)):
+                items[item_id] = ItemChange("encode", item_id, content, attributes)
         from_events: dict[str, ItemChange] = {}
         for item_id, st in state.items().items():
             if st.deleted:
