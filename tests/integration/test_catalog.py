@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
 from mrse.catalog.service import CatalogFollow, CatalogServiceConfig, build_catalog_worker
 from mrse.catalog.worker import CatalogWorkerSettings
-from mrse.cli import main
 from mrse.data import load_dataset
 from mrse.experiments.assignment import Arm, Experiment
 from mrse.index.base import SearchFilter
@@ -27,22 +25,10 @@ from mrse.index.build import IndexConfig, build_index
 from mrse.serving.app import ServeConfig, build_engine
 from mrse.serving.validation import ValidRequest
 
-from .test_server import SMALL
+from .conftest import SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_MS = int(time.time() * 1000)
-
-
-@pytest.fixture(scope="module")
-def trained(sample_hm, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("catalog")
-    config = tmp / "small.yaml"
-    config.write_text(yaml.safe_dump(SMALL))
-    run = tmp / "run"
-    assert (
-        main(["train", "--data", str(sample_hm), "--out", str(run), "--config", str(config)]) == 0
-    )
-    return run
 
 
 def _event(item_id: str, version: int, **change) -> bytes:
@@ -96,16 +82,16 @@ def _until(check, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def test_catalog_changes_are_served_without_restart(kafka, sample_hm, trained, tmp_path):
+def test_catalog_changes_are_served_without_restart(kafka, sample_hm, small_run, tmp_path):
     ds = load_dataset(sample_hm)
     items = ds.items.set_index("item_id")
     a, b, c = items.index[:3]
     index = IndexConfig(root=tmp_path / "index")
-    build_index(sample_hm, trained, index, version="v1")
+    build_index(sample_hm, small_run, index, version="v1")
     topics = {"topic": "cat-live", "dead_letter_topic": "cat-live.dlq"}
     engine = build_engine(
         ServeConfig(
-            data=sample_hm, models={"v1": trained},
+            data=sample_hm, models={"v1": small_run},
             experiments=(Experiment("e", (Arm("a", 1.0, "v1", "mrse_v1", "v1"),)),),
             default_experiment="e", index=index, torch_threads=0,
             catalog=CatalogFollow(kafka.bootstrap, "cat-live.index"),
@@ -114,7 +100,7 @@ def test_catalog_changes_are_served_without_restart(kafka, sample_hm, trained, t
     worker = build_catalog_worker(
         CatalogServiceConfig(
             worker=CatalogWorkerSettings(kafka.bootstrap, group_id="live", **topics),
-            models={"v1": trained}, index=index, index_topic="cat-live.index",
+            models={"v1": small_run}, index=index, index_topic="cat-live.index",
             state=tmp_path / "state.sqlite", photo_roots=(tmp_path / "photos", sample_hm),
         )
     )  # fmt: skip
@@ -211,13 +197,13 @@ def _worker(kafka, run: Path, index: Path, tmp: Path, log: Path) -> subprocess.P
                             env={**os.environ})  # fmt: skip
 
 
-def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_path):
+def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, small_run, tmp_path):
     """Many changes; the worker SIGKILLed mid-stream, the broker restarted, the worker started
     again: the index a server follows equals what the events describe."""
     ds = load_dataset(sample_hm)
     ids = list(ds.items["item_id"])
     index = IndexConfig(root=tmp_path / "index")
-    build_index(sample_hm, trained, index, version="v1")
+    build_index(sample_hm, small_run, index, version="v1")
     records, want_price, want_stock, gone = [], {}, {}, set()
     for n in range(1500):
         item = ids[n % len(ids)]
@@ -246,7 +232,7 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
         added.pop(f"new-{n}")
     _send(kafka.bootstrap, "cat-crash", records)
     log = tmp_path / "worker.log"
-    proc = _worker(kafka, trained, index.root, tmp_path, log)
+    proc = _worker(kafka, small_run, index.root, tmp_path, log)
     from kafka import KafkaConsumer, TopicPartition
 
     def committed() -> int:
@@ -262,7 +248,7 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
     proc.wait(30)
     assert 0 < committed() < len(records), log.read_text()[-3000:]
     kafka.restart_broker()
-    proc = _worker(kafka, trained, index.root, tmp_path, log)
+    proc = _worker(kafka, small_run, index.root, tmp_path, log)
     assert proc.wait(240) == 0, log.read_text()[-3000:]
     assert committed() == len(records)
     from mrse.catalog.follower import IndexFollower
@@ -288,7 +274,7 @@ def test_sigkill_and_broker_restart_lose_nothing(kafka, sample_hm, trained, tmp_
         shard.close()
 
 
-def test_rollout_under_load_fails_no_request(kafka, sample_hm, trained, tmp_path):
+def test_rollout_under_load_fails_no_request(kafka, sample_hm, small_run, tmp_path):
     """A new model version shipped while searches run: its index is written by the catalog
     worker (with an item deleted and one added before it existed), the server loads it, routes
     to it, retires the old one; no request fails."""
@@ -299,11 +285,11 @@ def test_rollout_under_load_fails_no_request(kafka, sample_hm, trained, tmp_path
     gone, kept = ds.items["item_id"].iloc[0], ds.items["item_id"].iloc[1]
     url = f"sqlite:///{tmp_path / 'experiments.db'}"
     index = IndexConfig(root=tmp_path / "index")
-    build_index(sample_hm, trained, index, version="v1")
+    build_index(sample_hm, small_run, index, version="v1")
     exp = Experiment("e", (Arm("a", 1.0, "v1", "mrse_v1", "v1"),))
     engine = build_engine(
         ServeConfig(
-            data=sample_hm, models={"v1": trained}, experiments=(exp,), default_experiment="e",
+            data=sample_hm, models={"v1": small_run}, experiments=(exp,), default_experiment="e",
             index=index, torch_threads=0, experiments_url=url, watch_s=0.3, retire_grace_s=1.0,
             catalog=CatalogFollow(kafka.bootstrap, "roll.index"),
         )
@@ -311,7 +297,7 @@ def test_rollout_under_load_fails_no_request(kafka, sample_hm, trained, tmp_path
     worker = build_catalog_worker(
         CatalogServiceConfig(
             worker=CatalogWorkerSettings(kafka.bootstrap, "roll", "roll.dlq", "roll"),
-            models={"v1": trained}, index=index, index_topic="roll.index",
+            models={"v1": small_run}, index=index, index_topic="roll.index",
             state=tmp_path / "state.sqlite", photo_roots=(sample_hm,), experiments_url=url,
             data=sample_hm, watch_s=0.3,
         )
@@ -343,7 +329,7 @@ def test_rollout_under_load_fails_no_request(kafka, sample_hm, trained, tmp_path
                                         ("late", _event("late", 10, upsert=new))])  # fmt: skip
         _until(lambda: "late" in _search(engine, "tartan wool scarf"))
         store = ExperimentStore(url)
-        register_version(store, "v2", trained, timeout_s=120)
+        register_version(store, "v2", small_run, timeout_s=120)
         set_arm(store, "e", "a", version="v2")
         _until(lambda: served[-20:].count("v2") == 20)
         _until(lambda: "v1" in engine.watcher.retired)

@@ -22,14 +22,6 @@ from mrse.streaming.updater import ProfileUpdater
 from mrse.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.integration
-SMALL = {
-    "model": {"dim": 32, "hidden": 64, "sparse_dim": 16, "ngram_buckets": 4096, "recent_items": 5},
-    "loss": {"random_negatives": 64, "hard_negatives": 4, "hard_pool": 16},
-    "batch_size": 64,
-    "epochs": 2,
-}
-
-
 _PATHS: dict = {}
 
 
@@ -38,16 +30,11 @@ def stack_paths() -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack(sample_hm, tmp_path_factory):
+def stack(sample_hm, small_run, tmp_path_factory):
     from mrse.streaming.service import catalog_for_profiles
 
     tmp = tmp_path_factory.mktemp("serving")
-    config = tmp / "small.yaml"
-    config.write_text(yaml.safe_dump(SMALL))
-    run = tmp / "run"
-    assert (
-        main(["train", "--data", str(sample_hm), "--out", str(run), "--config", str(config)]) == 0
-    )
+    run = small_run
     index_cfg = IndexConfig(root=tmp / "index")
     build_index(sample_hm, run, index_cfg, version="mrse-v1")
     bundle = load_bundle("mrse-v1", run, index_cfg)
