@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mrse.data import load_dataset
+from mrse.data.dataset import load_query_log
 from mrse.encoders.query_onnx import OnnxQueryEncoder
 from mrse.serving.query_encoding import (
     QueryVectors,
@@ -55,7 +56,7 @@ def test_query_vectors_cache_batches_and_evicts():
 
 def test_warm_cache_holds_the_log_s_most_frequent_queries(sample_hm):
     dataset = load_dataset(sample_hm)
-    top = frequent_queries(dataset, 5)
+    top = frequent_queries(load_query_log(sample_hm), 5)
     counts = dataset.events["query"].dropna().map(normalise_query).value_counts()
     assert top[-1] == counts.index[0] and len(top) == 5  # most frequent last
     enc = _Counting(query_encoder("minilm-int8"))

@@ -142,3 +142,22 @@ def test_documented_config_file_matches_the_defaults():
     from ..conftest import REPO
 
     assert load_config("mrse", REPO / "configs" / "mrse.yaml") == load_config("mrse")
+
+
+def test_memory_mining_trains_and_resumes_to_the_same_model(sample_hm, tmp_path):
+    """Hard negatives from the cross-batch memory (loss.mining: memory): a run stopped after
+    one epoch and resumed ends with the same weights as one that ran straight through (the
+    memory is saved with the run's state)."""
+    cfg = tmp_path / "memory.yaml"
+    memory = {"mining": "memory", "memory_size": 512}
+    cfg.write_text(yaml.safe_dump({**SMALL, "loss": {**SMALL["loss"], **memory}, "patience": 9}))
+    cache = tmp_path / "cache"
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert _train(sample_hm, straight, cfg, cache) == 0
+    assert _train(sample_hm, stopped, cfg, cache, "--epochs", "1") == 0
+    assert _train(sample_hm, stopped, cfg, cache, "--resume", "--epochs", "2") == 0
+    state = torch.load(stopped / "train_state.pt", weights_only=True)
+    assert state["memory"]["rows"].ge(0).sum() == 512  # filled: mined from, not empty
+    a = torch.load(straight / "train_state.pt", weights_only=True)["model"]
+    for key, value in state["model"].items():
+        assert torch.equal(value, a[key]), key

@@ -315,6 +315,19 @@ def load_qrels(root: Path, known: dict[str, int], qids: set[str]) -> pd.DataFram
     return df.reset_index(drop=True)
 
 
+def load_query_log(root: str | Path) -> list[str]:
+    """The non-empty queries of ``root/events.parquet`` (none if there is no event log), read
+    alone: the server warms its query cache from them without loading the catalog."""
+    path = Path(root) / "events.parquet"
+    if not path.is_file():
+        return []
+    try:
+        column = pq.read_table(path, columns=["query"]).column("query").to_pylist()
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataValidationError(path, f"cannot read its `query` column: {exc}") from exc
+    return [q for q in column if isinstance(q, str) and q.strip()]
+
+
 def load_dataset(root: str | Path) -> Dataset:
     """Load and validate the dataset directory ``root``.
 

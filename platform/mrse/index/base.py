@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,31 @@ def is_in_stock(payload: dict) -> bool:
 
 def point_id(item_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, item_id))
+
+
+@dataclass(frozen=True)
+class EdgeOptions:
+    """How a shard stores and searches its vectors (chosen by measurement, docs/scale.md).
+
+    ``quantization="int8"``: scalar-quantized copies in RAM searched first, then the best
+    ``oversampling`` x limit rescored with the original vectors; ``vectors_on_disk``: the
+    original vectors are read from disk (page cache) instead of held in RAM.
+    """
+
+    hnsw_m: int = 16
+    ef_construct: int = 100
+    hnsw_ef: int = 64
+    quantization: Literal["none", "int8"] = "none"
+    oversampling: float = 2.0
+    vectors_on_disk: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("none", "int8"):
+            raise ValueError("quantization must be 'none' or 'int8'")
+        if self.hnsw_m < 2 or self.ef_construct < 4 or self.hnsw_ef < 1:
+            raise ValueError("hnsw_m must be >= 2, ef_construct >= 4 and hnsw_ef >= 1")
+        if self.oversampling < 1.0:
+            raise ValueError("oversampling must be >= 1")
 
 
 @dataclass(frozen=True)

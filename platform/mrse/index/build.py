@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from tqdm.auto import tqdm
+
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
-from mrse.index.base import VectorIndex
+from mrse.features.catalog import CatalogFeatures
+from mrse.index.base import EdgeOptions, VectorIndex
 from mrse.index.points import attribute_payload, item_points
 from mrse.settings import secret
 from mrse.training.checkpoint import load_run
@@ -38,6 +43,8 @@ class IndexConfig:
     url: str | None = None
     # the Qdrant server's API key: this file, else $MRSE_QDRANT_API_KEY_FILE, else the variable
     api_key_file: Path | None = None
+    # Edge: HNSW, quantization and memory placement (mrse.index.edge.EdgeOptions)
+    edge: EdgeOptions = field(default_factory=EdgeOptions)
 
     def __post_init__(self) -> None:
         if self.backend not in ("edge", "qdrant"):
@@ -58,7 +65,7 @@ def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
     if config.backend == "edge":
         from mrse.index.edge import EdgeIndex
 
-        return EdgeIndex(config.root / version, dim)
+        return EdgeIndex(config.root / version, dim, config.edge)
     from qdrant_client import QdrantClient
 
     from mrse.index.client import ClientIndex
@@ -92,11 +99,10 @@ def build_index(
     dataset = load_dataset(data)
     with FeatureCache.open_default(cache_dir) as cache:
         catalog = run.featurizer.catalog(dataset, cache)
-    vectors, payloads = item_points(run.model, catalog, item_attributes(dataset.items))
-    index = open_index(config, version, vectors.shape[1])
+    index = open_index(config, version, run.config.model.dim)
     try:
         ids = list(dataset.items["item_id"])
-        index.upsert(ids, vectors, payloads)
+        write_items(index, run.model, catalog, ids, item_attributes(dataset.items))
         # a rebuilt index replays the catalog's whole log (see mrse.catalog.follower)
         (config.root / FOLLOW_OFFSETS).unlink(missing_ok=True)
         removed = delete_departed(index, set(ids), config.root / f"{version}.items.txt")
@@ -115,6 +121,24 @@ def build_index(
     }
     logger.info("index %s: %s", version, summary)
     return summary
+
+
+def write_items(
+    index: VectorIndex,
+    model,
+    catalog: CatalogFeatures,
+    ids: Sequence[str],
+    attributes: Sequence[dict],
+    chunk: int = 20_000,
+) -> None:
+    """Encode ``catalog``'s items with ``model``'s item tower and upsert them, ``chunk`` at a
+    time: memory stays flat in the catalog size (each item's points are ~2 KB of payload)."""
+    with tqdm(total=len(ids), desc="index", unit="item", disable=len(ids) < 2 * chunk) as bar:
+        for s in range(0, len(ids), chunk):
+            rows = np.arange(s, min(s + chunk, len(ids)))
+            vectors, payloads = item_points(model, catalog, attributes[s : s + chunk], rows)
+            index.upsert(ids[s : s + chunk], vectors, payloads)
+            bar.update(len(rows))
 
 
 def delete_departed(index: VectorIndex, keep: set[str], manifest: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from mrse.index.base import STOCK_KEY, Hit, SearchFilter, point_id, prepare_points
+from mrse.index.base import STOCK_KEY, EdgeOptions, Hit, SearchFilter, point_id, prepare_points
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +34,41 @@ def _edge_filter(f: SearchFilter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+def _edge_config(o: EdgeOptions, dim: int) -> qe.EdgeConfig:
+    quant = None
+    if o.quantization == "int8":
+        quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,
+            on_disk=o.vectors_on_disk or None,
+            quantization_config=quant,
+        ),
+        # thresholds in KB of vectors: above 1 MB (2,000 items at 128 floats) a segment
+        # gets an HNSW graph on optimize(); below, exact search is as fast
+        hnsw_config=qe.HnswIndexConfig(
+            m=o.hnsw_m, ef_construct=o.ef_construct, full_scan_threshold=1_000
+        ),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1_000),
+    )
+
+
+def _search_params(o: EdgeOptions, limit: int, exact: bool) -> qe.SearchParams:
+    quant = None
+    if o.quantization != "none":
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=o.oversampling)
+    return qe.SearchParams(hnsw_ef=max(o.hnsw_ef, limit), exact=exact, quantization=quant)
+
+
 class EdgeIndex:
     """An on-disk Qdrant Edge shard. Opens an existing one at ``path`` or creates it."""
 
-    def __init__(
-        self, path: str | Path, dim: int, hnsw_m: int = 16, ef_construct: int = 100, ef: int = 64
-    ) -> None:
+    def __init__(self, path: str | Path, dim: int, options: EdgeOptions | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
-        self.ef = ef
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-            # thresholds in KB of vectors: above 1 MB (2,000 items at 128 floats) a segment
-            # gets an HNSW graph on optimize(); below, exact search is as fast
-            hnsw_config=qe.HnswIndexConfig(
-                m=hnsw_m, ef_construct=ef_construct, full_scan_threshold=1_000
-            ),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1_000),
-        )
+        self.options = options or EdgeOptions()
+        config = _edge_config(self.options, dim)
         if self.path.exists() and any(self.path.iterdir()):
             self._shard = qe.EdgeShard.load(str(self.path), config)
         else:
@@ -112,7 +129,7 @@ class EdgeIndex:
             query=qe.Query.Nearest(np.asarray(query, dtype=np.float32).tolist()),
             filter=_edge_filter(query_filter),
             with_payload=True,
-            params=qe.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
+            params=_search_params(self.options, limit, exact),
         )
 
     @staticmethod

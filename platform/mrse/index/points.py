@@ -73,11 +73,15 @@ def explain_outputs(blobs: Sequence[str], dim: int) -> TowerOutput:
 
 
 def item_points(
-    model: MRSEModel, catalog: CatalogFeatures, attributes: Sequence[dict]
+    model: MRSEModel,
+    catalog: CatalogFeatures,
+    attributes: Sequence[dict],
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Every item of ``catalog`` through the item tower: vectors (N, D) float32 and payloads
-    (``attributes[i]`` plus ``_x`` where the model explains)."""
-    out = encode_catalog_outputs(model, catalog)
+    """Every item of ``catalog`` (or its rows ``rows`` (n,), ``attributes`` aligned with them)
+    through the item tower: vectors (n, D) float32 and payloads (``attributes[i]`` plus ``_x``
+    where the model explains)."""
+    out = encode_catalog_outputs(model, catalog, rows=rows)
     blobs = explain_blobs(out)
     payloads = [
         {**a, EXPLAIN_KEY: b} if b is not None else dict(a)

@@ -13,16 +13,20 @@ from mrse.models.two_tower import MRSEModel, explain
 
 @torch.no_grad()
 def encode_catalog_outputs(
-    model: MRSEModel, catalog: CatalogFeatures, batch_size: int = 4096
+    model: MRSEModel,
+    catalog: CatalogFeatures,
+    batch_size: int = 4096,
+    rows: np.ndarray | None = None,
 ) -> TowerOutput:
-    """Every catalog item through the item tower: embeddings (N, D) and, for gated experts,
-    what they are made of (for explanations). Model put in eval mode and restored."""
+    """Every catalog item (or the catalog rows ``rows`` (n,)) through the item tower:
+    embeddings (N, D) and, for gated experts, what they are made of (for explanations).
+    Model put in eval mode and restored."""
     was_training = model.training
     model.eval()
+    rows = np.arange(len(catalog)) if rows is None else np.asarray(rows, dtype=np.int64)
     out = []
-    for s in range(0, len(catalog), batch_size):
-        rows = np.arange(s, min(s + batch_size, len(catalog)))
-        out.append(model.encode_items(catalog.inputs(rows)))
+    for s in range(0, len(rows), batch_size):
+        out.append(model.encode_items(catalog.inputs(rows[s : s + batch_size])))
     model.train(was_training)
     if not out:
         return TowerOutput(torch.zeros(0, model.config.dim))

@@ -137,7 +137,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     and the serving benchmark all come through here)."""
     import torch
 
-    from mrse.data import load_dataset
+    from mrse.data.dataset import load_query_log
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -161,7 +161,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         experiments,
         cfg.default_experiment,
         build_query_vectors(
-            cfg.query_encoder, cfg.query_cache, load_dataset(cfg.data), cfg.warm_queries
+            cfg.query_encoder, cfg.query_cache, load_query_log(cfg.data), cfg.warm_queries
         ),
         profiles,
         log_exposure,

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 
 import numpy as np
-
-from mrse.data.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -94,16 +92,16 @@ def query_encoder(name: str, threads: int = 1) -> Callable[[list[str]], np.ndarr
     raise ValueError(f"unknown query encoder {name!r}; choose one of {', '.join(QUERY_ENCODERS)}")
 
 
-def frequent_queries(dataset: Dataset, n: int) -> list[str]:
-    """The event log's ``n`` most frequent queries, least frequent first."""
-    q = dataset.events["query"].dropna().map(normalise_query)
-    q = q[q != ""]
-    return list(q.value_counts().head(n).index[::-1]) if n > 0 else []
+def frequent_queries(queries: Iterable[str], n: int) -> list[str]:
+    """The ``n`` most frequent of ``queries`` (an event log's), least frequent first."""
+    counts = Counter(k for k in (normalise_query(q) for q in queries) if k)
+    return [q for q, _ in counts.most_common(n)][::-1] if n > 0 else []
 
 
 def build_query_vectors(
-    encoder: str, cache_size: int, warm_from: Dataset | None = None, warm: int = 0
+    encoder: str, cache_size: int, warm_from: Iterable[str] | None = None, warm: int = 0
 ) -> QueryVectors:
+    """The query encoder behind its cache, warmed with the most frequent of ``warm_from``."""
     vectors = QueryVectors(query_encoder(encoder), cache_size)
     if warm_from is not None and warm and cache_size:
         n = vectors.warm(frequent_queries(warm_from, min(warm, cache_size)))

@@ -25,6 +25,11 @@ class LossConfig:
     margin: float = 0.1
     hard_negatives: int = 8
     hard_pool: int = 64
+    # where hard negatives are mined (mrse.sampling.hard_negatives): "index", exact search over
+    # the whole catalog re-encoded every `refresh_every` steps (cost grows with the catalog), or
+    # "memory", the newest `memory_size` item embeddings of past batches (cost does not)
+    mining: str = "index"
+    memory_size: int = 16_384
     consistency_weight: float = 0.1
     consistency_temperature: float = 0.1
 
@@ -34,6 +39,10 @@ class LossConfig:
                 raise ValueError(f"loss.{name} must be >= 0")
         if self.temperature <= 0 or self.consistency_temperature <= 0:
             raise ValueError("temperatures must be > 0")
+        if self.mining not in ("index", "memory"):
+            raise ValueError(f"loss.mining must be 'index' or 'memory', got {self.mining!r}")
+        if self.memory_size < 1:
+            raise ValueError("loss.memory_size must be >= 1")
         if self.softmax_weight == 0 and self.triplet_weight == 0:
             raise ValueError("at least one of softmax_weight and triplet_weight must be > 0")
 

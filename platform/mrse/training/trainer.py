@@ -29,7 +29,7 @@ from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.models.inference import encode_catalog, encode_queries
 from mrse.models.towers import text_and_image_views
 from mrse.models.two_tower import MRSEModel
-from mrse.sampling.hard_negatives import mine_hard_negatives
+from mrse.sampling.hard_negatives import ItemMemory, mine_hard_negatives
 from mrse.sampling.negatives import popularity_log_q, uniform_negatives
 from mrse.training.checkpoint import save_run
 from mrse.training.config import TrainConfig
@@ -139,7 +139,8 @@ def train(
     gen = seed_everything(config.seed)  # after preparing: a cold cache's encoders draw numbers
     split = split_data(prep, config)
     model, opt, dense = build_model(config, parallel)
-    progress = _resume(out / "train_state.pt", model, opt, gen) if resume else Progress()
+    memory = item_memory(config)
+    progress = _resume(out / "train_state.pt", model, opt, gen, memory) if resume else Progress()
     steps = steps_per_epoch(len(split.train), config, parallel)
     criterion = HybridLoss(**_loss_weights(config))
     # The item index: mined from, attended over, and (after each epoch) validated against.
@@ -149,8 +150,9 @@ def train(
         t0 = time.perf_counter()
         desc = f"{name} epoch {epoch + 1}/{config.epochs}"
         loss, seen = run_epoch(
-            model, opt, dense, criterion, prep, split, index, config, parallel, gen, steps, desc
-        )
+            model, opt, dense, criterion, prep, split, index, config, parallel, gen, steps, desc,
+            memory,
+        )  # fmt: skip
         index = encode_catalog(model, prep.catalog)  # serves validation and the next epoch
         train_seconds += time.perf_counter() - t0
         examples_seen += seen
@@ -164,7 +166,7 @@ def train(
                 save_run(out, name, config, state, prep.stats, info)
         progress.next_epoch = epoch + 1
         if not parallel.sharded:
-            _save_progress(out / "train_state.pt", model, opt, gen, progress)
+            _save_progress(out / "train_state.pt", model, opt, gen, progress, memory)
         if agree(epoch + 1 - progress.best_epoch >= config.patience, parallel):
             stopped = "early stopping"
             break
@@ -207,6 +209,14 @@ def _start_parallel(config: TrainConfig, resume: bool, name: str):
     if parallel.is_main:
         logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
     return parallel
+
+
+def item_memory(config: TrainConfig) -> ItemMemory | None:
+    """The cross-batch memory hard negatives are mined from (``loss.mining: memory``)."""
+    lc = config.loss
+    if lc.triplet_weight <= 0 or lc.mining != "memory":
+        return None
+    return ItemMemory(lc.memory_size, config.model.dim)
 
 
 def split_data(prep: PreparedData, config: TrainConfig) -> Split:
@@ -252,10 +262,12 @@ def steps_per_epoch(n_train: int, config: TrainConfig, parallel) -> int:
 def run_epoch(
     model, opt, dense, criterion: HybridLoss, prep: PreparedData, split: Split,
     index: torch.Tensor, config: TrainConfig, parallel, gen: torch.Generator, steps: int,
-    desc: str,
+    desc: str, memory: ItemMemory | None = None,
 ) -> tuple[float, int]:  # fmt: skip
-    """One pass over the training examples in a fresh order; returns (mean loss, examples).
-    ``index`` (N, D): item embeddings, re-encoded every ``refresh_every`` steps for mining."""
+    """One pass over the training examples in a fresh order (or its first ``steps`` batches);
+    returns (mean loss, examples). ``index`` (N, D): item embeddings, for the users' recent
+    items and, without a ``memory``, for mining (then re-encoded every ``refresh_every``
+    steps)."""
     model.train()
     perm = split.train[torch.randperm(len(split.train), generator=gen).numpy()]
     losses: list[float] = []
@@ -266,9 +278,9 @@ def run_epoch(
         rows = rows[parallel.rank :: parallel.world]
         if len(rows) < 2:
             continue
-        if step and step % config.refresh_every == 0:
+        if memory is None and step and step % config.refresh_every == 0:
             index = encode_catalog(model, prep.catalog)
-        loss = criterion(loss_batch(model, prep, split, rows, index, config, gen))
+        loss = criterion(loss_batch(model, prep, split, rows, index, config, gen, memory))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if parallel.sharded:
@@ -292,9 +304,13 @@ def _record(progress: Progress, epoch: int, loss: float, val: dict, name: str, p
         )  # fmt: skip
 
 
-def _save_progress(path: Path, model, opt, gen: torch.Generator, progress: Progress) -> None:
+def _save_progress(
+    path: Path, model, opt, gen: torch.Generator, progress: Progress, memory: ItemMemory | None
+) -> None:
+    extra = {} if memory is None else {"memory": memory.state_dict()}
     torch.save(
         {
+            **extra,
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "epoch": progress.next_epoch - 1,
@@ -302,18 +318,23 @@ def _save_progress(path: Path, model, opt, gen: torch.Generator, progress: Progr
             "best_epoch": progress.best_epoch,
             "history": json.dumps(progress.history),
             "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
         },
         path,
     )
 
 
-def _resume(path: Path, model, opt, gen: torch.Generator) -> Progress:
+def _resume(path: Path, model, opt, gen: torch.Generator, memory: ItemMemory | None) -> Progress:
     if not path.exists():
         return Progress()
     st = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(st["model"])
+    if memory is not None and "memory" in st:
+        memory.load_state_dict(st["memory"])
     opt.load_state_dict(st["optimizer"])
     gen.set_state(st["generator"])
+    if "torch_rng" in st:
+        torch.set_rng_state(st["torch_rng"])
     progress = Progress(
         int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"]), json.loads(st["history"])
     )
@@ -356,12 +377,14 @@ def loss_batch(
     index: torch.Tensor,
     config: TrainConfig,
     gen: torch.Generator,
+    memory: ItemMemory | None = None,
 ) -> LossBatch:
-    """Encode a batch and its negatives (uniform, and hard ones mined from ``index``).
+    """Encode a batch and its negatives (uniform, and hard ones mined from ``memory``, else
+    from ``index``); the batch's item embeddings then go into ``memory``.
 
     Args:
         rows: (B,) example indices; index: (N, D) current (stale) item embeddings, used for
-            mining and for the users' recent items.
+            the users' recent items and, without a memory, for mining.
     """
     lc, ex = config.loss, prep.examples
     pos = ex.item_rows[rows]
@@ -371,15 +394,23 @@ def loss_batch(
     if lc.triplet_weight > 0:
         known = split.known
         exclude = [known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)]
-        hard_rows, valid = mine_hard_negatives(
-            q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
-        )
+        if memory is None:
+            hard_rows, valid = mine_hard_negatives(
+                q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
+            )
+        else:
+            hard_rows, valid = mine_hard_negatives(
+                q.detach(), memory.embeddings, exclude, lc.hard_negatives, lc.hard_pool,
+                memory.rows,
+            )  # fmt: skip
     parts = [torch.from_numpy(pos), rand_rows]
     if hard_rows is not None:
         parts.append(hard_rows[valid])
     uniq, inverse = torch.unique(torch.cat(parts), return_inverse=True)
     item_tower_out = model.encode_items(prep.catalog.inputs(uniq.numpy()))
     item_out = item_tower_out.embedding  # (U, D)
+    if memory is not None:
+        memory.push(uniq, item_out)
     b, m = len(rows), len(rand_rows)
     # sliced in the order the loss uses them: it sets the autograd graph's order, and so the
     # float order of the gradient sums (bit-for-bit reproducible training)
