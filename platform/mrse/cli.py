@@ -271,24 +271,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from mrse.data import load_dataset
-    from mrse.encoders.cache import FeatureCache
-    from mrse.encoders.features import encode_items
+    from mrse.jobs.encode import encode_catalog
 
-    dataset = load_dataset(args.data)
-    with FeatureCache.open_default(args.cache_dir) as cache:
-        _, stats = encode_items(dataset, cache, images=not args.no_images)
-    summary = {
-        name: {
-            "total": s.total,
-            "cached": s.cached,
-            "encoded": s.encoded,
-            "failed": len(s.failed),
-            "per_second": round(s.per_second, 1),
-        }
-        for name, s in stats.items()
-    }
-    print(json.dumps({"dataset": dataset.name, **summary}, indent=2))
+    summary = encode_catalog(
+        Path(args.data), Path(args.cache_dir) if args.cache_dir else None, not args.no_images
+    )
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -394,6 +382,27 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(out))
+    return 0
+
+
+def _cmd_bench_scale(args: argparse.Namespace) -> int:
+    from mrse.jobs.bench_scale import ScaleBenchConfig, run_scale_benchmark
+    from mrse.jobs.plots import plot_scale
+
+    sizes = tuple(int(float(x)) for x in args.items.split(","))
+    import yaml
+
+    edge = yaml.safe_load(args.edge) if args.edge else {}
+    cfg = ScaleBenchConfig(
+        Path(args.data), Path(args.run), Path(args.work_dir), sizes=sizes, edge=edge,
+        stages=tuple(args.stages.split(",")),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )  # fmt: skip
+    result = run_scale_benchmark(cfg)
+    out = Path(args.out)
+    _report(result, out)
+    if len(sizes) > 1:
+        plot_scale(result, out.with_suffix(".png"))
     return 0
 
 
@@ -552,7 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--idle-exit", dest="idle_exit_s", type=float, help="exit after idle seconds")
     q.set_defaults(func=_cmd_catalog_worker)
 
-    p = sub.add_parser("encode", help="encode a catalog's texts and photos into the feature cache")
+    p = sub.add_parser(
+        "encode",
+        help="encode a catalog's texts and photos into the feature cache (resumable; sharded "
+        "under torchrun: trainers/encode.py)",
+    )
     p.add_argument("--data", required=True)
     p.add_argument("--no-images", action="store_true", help="text only")
     p.set_defaults(func=_cmd_encode)
@@ -615,6 +628,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst-patches", type=int, default=20_000)
     p.add_argument("--burst-new", type=int, default=100)
     p.set_defaults(func=_cmd_bench_catalog)
+    p = sub.add_parser("bench-scale", help="cost curves on synthetic catalogs of N items")
+    p.add_argument("--data", required=True, help="the real dataset the catalogs grow from")
+    p.add_argument("--run", required=True, help="the model run that indexes and serves")
+    p.add_argument("--items", default="25000,250000,1000000", help="catalog sizes, comma-separated")
+    p.add_argument("--stages", default="build,serve,train", help="which measurements to run")
+    p.add_argument("--edge", help="Edge index options as YAML, e.g. '{quantization: int8}'")
+    p.add_argument("--work-dir", default="results/scale-bench")
+    p.add_argument("--out", default="results/scale-bench.json")
+    p.set_defaults(func=_cmd_bench_scale)
     p = sub.add_parser("bench-encoders", help="measure text and image encoder throughput")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=512, help="items to encode per modality")

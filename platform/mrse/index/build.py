@@ -72,7 +72,7 @@ def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
 
     api_key = secret("MRSE_QDRANT_API_KEY", config.api_key_file)
     client = QdrantClient(url=config.url, api_key=api_key, check_compatibility=False)
-    return ClientIndex(client, f"items_{version}", dim)
+    return ClientIndex(client, f"items_{version}", dim, ef=config.edge.hnsw_ef)
 
 
 def item_attributes(items) -> list[dict]:
@@ -103,6 +103,7 @@ def build_index(
     try:
         ids = list(dataset.items["item_id"])
         write_items(index, run.model, catalog, ids, item_attributes(dataset.items))
+        del catalog  # the features are not needed to build the graph (5 GB at 1M items)
         # a rebuilt index replays the catalog's whole log (see mrse.catalog.follower)
         (config.root / FOLLOW_OFFSETS).unlink(missing_ok=True)
         removed = delete_departed(index, set(ids), config.root / f"{version}.items.txt")

@@ -105,3 +105,40 @@ def plot_serve_benchmark(result: dict, path: Path) -> None:
     ax.set_title(f"{result['dataset']} ({result['items']:,} items), k={result['k']}, 2 cores")
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+# (JSON key, label) of each cost drawn against the catalog size
+SCALE_COSTS = (
+    ("index_build_s", "index build (s)"),
+    ("index_disk_mb", "index on disk (MB)"),
+    ("server_start_s", "server start-up (s)"),
+    ("server_rss_mb", "server memory (MB)"),
+    ("p99_ms", "p99, one client (ms)"),
+    ("qps_at_p99_50ms", "QPS at p99 < 50 ms"),
+    ("train_examples_per_s", "training examples/s"),
+    ("train_peak_rss_mb", "training peak memory (MB)"),
+)
+
+
+def plot_scale(result: dict, path: str | Path) -> None:
+    """Each cost of ``mrse bench-scale`` against the catalog size, log-log, one panel each."""
+    plt = _pyplot()
+    runs = result["runs"]
+    sizes = sorted(int(n) for n in runs)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for ax, (key, label) in zip(axes.flat, SCALE_COSTS, strict=True):
+        pts = [(n, runs[str(n)][key]) for n in sizes if runs[str(n)].get(key)]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-")
+            for x, y in pts:
+                ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=8)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("catalog items")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"mrse bench-scale, {result.get('machine', '')}, {result.get('date', '')}")
+    fig.tight_layout()
+    _save(fig, path)

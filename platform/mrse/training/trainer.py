@@ -142,7 +142,7 @@ def train(
     memory = item_memory(config)
     progress = _resume(out / "train_state.pt", model, opt, gen, memory) if resume else Progress()
     steps = steps_per_epoch(len(split.train), config, parallel)
-    criterion = HybridLoss(**_loss_weights(config))
+    criterion = HybridLoss(**loss_weights(config))
     # The item index: mined from, attended over, and (after each epoch) validated against.
     index = encode_catalog(model, prep.catalog)
     stopped, examples_seen, train_seconds = "epochs", 0, 0.0
@@ -357,7 +357,7 @@ def _finish(out: Path, summary: dict, parallel) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _loss_weights(config: TrainConfig) -> dict[str, float]:
+def loss_weights(config: TrainConfig) -> dict[str, float]:
     lc = config.loss
     return {
         "softmax_weight": lc.softmax_weight,
