@@ -76,6 +76,7 @@ bench: $(STAMP) runs/hm-mrse/run.json runs/hm-ngram-query/run.json
 	$(BIN)/mrse stream bench --data ../shared/benchmarks/hm --rate 2000 --out results/stream-bench.json
 	$(BIN)/mrse bench-serving --data ../shared/benchmarks/hm --run runs/hm-mrse --ngram-run runs/hm-ngram-query --out results/serve-bench.json
 	$(BIN)/mrse bench-catalog --data ../shared/benchmarks/hm --run runs/hm-mrse --out results/catalog-bench.json
+	$(BIN)/mrse bench-scale --data ../shared/benchmarks/hm --run runs/hm-mrse --items 25000,250000,1000000 --out results/scale-bench.json
 
 clean:
 	rm -rf $(VENV) .mrse-cache results

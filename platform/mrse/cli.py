@@ -271,9 +271,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from mrse.jobs.encode import encode_catalog
+    from mrse.jobs.encode import encode_shard
 
-    summary = encode_catalog(
+    summary = encode_shard(
         Path(args.data), Path(args.cache_dir) if args.cache_dir else None, not args.no_images
     )
     print(json.dumps(summary, indent=2))
@@ -395,7 +395,7 @@ def _cmd_bench_scale(args: argparse.Namespace) -> int:
     edge = yaml.safe_load(args.edge) if args.edge else {}
     cfg = ScaleBenchConfig(
         Path(args.data), Path(args.run), Path(args.work_dir), sizes=sizes, edge=edge,
-        stages=tuple(args.stages.split(",")),
+        stages=tuple(args.stages.split(",")), mining=tuple(args.mining.split(",")),
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )  # fmt: skip
     result = run_scale_benchmark(cfg)
@@ -634,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", default="25000,250000,1000000", help="catalog sizes, comma-separated")
     p.add_argument("--stages", default="build,serve,train", help="which measurements to run")
     p.add_argument("--edge", help="Edge index options as YAML, e.g. '{quantization: int8}'")
+    p.add_argument("--mining", default="memory,index", help="training miners (first: reported)")
     p.add_argument("--work-dir", default="results/scale-bench")
     p.add_argument("--out", default="results/scale-bench.json")
     p.set_defaults(func=_cmd_bench_scale)

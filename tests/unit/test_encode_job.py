@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mrse.jobs.encode import encode_catalog, shard_from_env
+from mrse.jobs.encode import encode_shard, shard_from_env
 
 
 def _rows(cache_dir) -> int:
@@ -41,10 +41,10 @@ def test_shard_from_env(monkeypatch):
 def test_shards_cover_the_catalog_once_and_a_killed_run_resumes(sample_hm, tmp_path):
     cache = tmp_path / "cache"
     # two shards (as two torchrun processes would be): disjoint halves, together everything
-    a = encode_catalog(sample_hm, cache, images=False, shard=(0, 2))
-    b = encode_catalog(sample_hm, cache, images=False, shard=(1, 2))
+    a = encode_shard(sample_hm, cache, images=False, shard=(0, 2))
+    b = encode_shard(sample_hm, cache, images=False, shard=(1, 2))
     assert a["items"] + b["items"] == 380 and abs(a["items"] - b["items"]) <= 1
-    whole = encode_catalog(sample_hm, cache, images=False)
+    whole = encode_shard(sample_hm, cache, images=False)
     assert a["text"]["encoded"] > 0 and b["text"]["encoded"] > 0
     assert whole["text"]["encoded"] == 0  # every item's text is cached by one shard or other
     assert whole["text"]["cached"] == a["text"]["cached"] + a["text"]["encoded"] + b["text"][

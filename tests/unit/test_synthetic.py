@@ -102,3 +102,39 @@ def test_category_filter_hits_about_the_share_asked_for(share):
 def test_category_filter_with_only_big_categories_takes_the_smallest():
     cats = pd.Series(["a"] * 60 + ["b"] * 40)
     assert category_filter(cats, 0.01) == ("b",)
+
+
+def test_ngrams_built_in_chunks_equal_the_whole():
+    from mrse.features.catalog import jagged, jagged_ngrams
+    from mrse.features.ngrams import ngram_ids
+
+    texts = ["red dress", "", "blue slim jeans", "x"] * 5
+    whole = jagged([ngram_ids(t, 1000) for t in texts])
+    for chunk in (1, 3, 100):
+        values, offsets = jagged_ngrams(texts, 1000, chunk)
+        assert (values == whole[0]).all() and (offsets == whole[1]).all()
+    values, offsets = jagged_ngrams([], 1000)
+    assert values.size == 0 and offsets.tolist() == [0]
+
+
+def test_catalog_embeddings_alone_equal_the_full_tower_outputs():
+    """encode_catalog keeps only the embeddings (the trainer's index), batch by batch."""
+    import torch
+
+    from mrse.models.inference import encode_catalog, encode_catalog_outputs
+    from mrse.models.two_tower import MRSEModel
+
+    items, feats, stats = _base()
+    shape = ModelConfig(dim=8, hidden=16, text_dim=6, image_dim=10, sparse_dim=8,
+                        ngram_buckets=1024, category_buckets=64, brand_buckets=64)  # fmt: skip
+    cat = synthetic_catalog(items, feats, stats, shape, 20).features
+    torch.manual_seed(0)
+    model = MRSEModel(shape)
+    model.train()
+    emb = encode_catalog(model, cat, batch_size=3)
+    assert model.training  # restored
+    full = encode_catalog_outputs(model, cat).embedding
+    assert emb.shape == (20, 8) and torch.allclose(emb, full, atol=1e-6)
+    rows = np.array([4, 0, 19])
+    part = encode_catalog_outputs(model, cat, rows=rows).embedding
+    assert torch.allclose(part, full[rows], atol=1e-6)

@@ -315,17 +315,22 @@ def load_qrels(root: Path, known: dict[str, int], qids: set[str]) -> pd.DataFram
     return df.reset_index(drop=True)
 
 
-def load_query_log(root: str | Path) -> list[str]:
-    """The non-empty queries of ``root/events.parquet`` (none if there is no event log), read
-    alone: the server warms its query cache from them without loading the catalog."""
+def load_query_log(root: str | Path) -> dict[str, int]:
+    """How often each non-empty query of ``root/events.parquet`` occurs (empty if there is no
+    event log). Read alone and counted in Arrow: the server warms its query cache from it
+    without loading the catalog or making a Python string per event."""
+    import pyarrow.compute as pc
+
     path = Path(root) / "events.parquet"
     if not path.is_file():
-        return []
+        return {}
     try:
-        column = pq.read_table(path, columns=["query"]).column("query").to_pylist()
+        column = pq.read_table(path, columns=["query"]).column("query")
     except (OSError, KeyError, ValueError) as exc:
         raise DataValidationError(path, f"cannot read its `query` column: {exc}") from exc
-    return [q for q in column if isinstance(q, str) and q.strip()]
+    counts = pc.value_counts(column.drop_null())
+    values, n = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+    return {q: c for q, c in zip(values, n, strict=True) if isinstance(q, str) and q.strip()}
 
 
 def load_dataset(root: str | Path) -> Dataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,22 @@ def jagged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum(lengths, out=offsets[1:])
     values = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(offsets[-1]))
     return values, offsets
+
+
+def jagged_ngrams(
+    texts: Sequence[str], buckets: int, chunk: int = 50_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed n-grams of each text as (values, offsets (N+1,)), built ``chunk`` texts at a time
+    (a list of lists for a million titles is over a gigabyte of Python ints)."""
+    values, lengths = [], []
+    for s in range(0, len(texts), chunk):
+        v, o = jagged([ngram_ids(t, buckets) for t in texts[s : s + chunk]])
+        values.append(v)
+        lengths.append(np.diff(o))
+    lengths_all = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths_all, out=offsets[1:])
+    return (np.concatenate(values) if values else np.zeros(0, np.int64)), offsets
 
 
 def gather_jagged(
@@ -138,7 +155,7 @@ def build_catalog_features(
     ``inplace``: centre ``feats``' vectors where they are (the caller no longer needs them)."""
     items = dataset.items
     texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
-    values, offsets = jagged([ngram_ids(t, config.ngram_buckets) for t in texts])
+    values, offsets = jagged_ngrams(texts, config.ngram_buckets)
     return CatalogFeatures(
         item_ids=items["item_id"].to_numpy(dtype=object),
         index=dict(dataset.item_index),

@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 
 from mrse.encoders.features import ItemFeatures
-from mrse.features.catalog import CatalogFeatures, FeatureStats, centre_unit, jagged
+from mrse.features.catalog import CatalogFeatures, FeatureStats, centre_unit, jagged_ngrams
 from mrse.features.inputs import FeatureShape
-from mrse.features.ngrams import hashed_id, ngram_ids
+from mrse.features.ngrams import hashed_id
 
 REPLICA_SEP = "~"  # replica r > 0 of item or user x is "x~r"
 
@@ -118,7 +118,7 @@ def synthetic_catalog(
         base_features.image, base_features.has_image, rows, replica, noise, stats.image_mean, rng
     )
     texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
-    values, offsets = jagged([ngram_ids(t, shape.ngram_buckets) for t in texts])
+    values, offsets = jagged_ngrams(texts, shape.ngram_buckets)
     ids = items["item_id"].to_numpy(dtype=object)
     features = CatalogFeatures(
         item_ids=ids,

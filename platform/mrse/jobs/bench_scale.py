@@ -357,6 +357,27 @@ def _requests(cfg: ScaleBenchConfig) -> list[bytes]:
     ]
 
 
+def index_memory(cfg: ScaleBenchConfig, n: int) -> dict:
+    """What the opened shard itself holds in anonymous memory (HNSW links, id tracker, payload
+    indexes) after searches touched it: to tell the index's share of a server's memory from
+    the server's own. Runs in its own process."""
+    from mrse.index.build import open_index
+    from mrse.training.checkpoint import load_run
+
+    d = load_run(cfg.run).config.model.dim
+    before = _memory(os.getpid())
+    index = open_index(_index_config(cfg, n), VERSION, d)
+    rng = np.random.default_rng(0)
+    for q in rng.standard_normal((200, d)).astype(np.float32):
+        index.search(q, cfg.k)
+    after = _memory(os.getpid())
+    index.close()
+    return {
+        "index_rss_anon_mb": round(after["RssAnon"] - before["RssAnon"], 1),
+        "index_rss_file_mb": round(after["RssFile"] - before["RssFile"], 1),
+    }
+
+
 def serve_stage(cfg: ScaleBenchConfig, n: int) -> dict:
     """Start-up, memory and latency of one server process; QPS of two."""
     import grpc
@@ -446,6 +467,7 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
     dataset, run, feats = _base(cfg)
     cat = _catalog(cfg, n, dataset, run, feats)
     del feats
+    rss = {"catalog": _rss_mb()}
     events = synthetic_events(dataset.events, n, len(dataset.items))
     with_query = events[events["query"].notna() & (events["query"].fillna("").str.strip() != "")]
     rng = np.random.default_rng(0)
@@ -463,6 +485,7 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
         vecs = encode_query_texts(list(examples.texts), cache)
     queries = run.featurizer.queries(list(examples.texts), vecs, profiles, cat.features.index)
     del profiles
+    rss["examples"] = _rss_mb()
     prep = PreparedData(grown, run.featurizer.stats, cat.features, examples, queries)
     gen = seed_everything(0)
     split = split_data(prep, config)
@@ -472,6 +495,7 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
     t0 = time.perf_counter()
     index = encode_catalog(model, cat.features)
     refresh_s = time.perf_counter() - t0
+    rss["item_embeddings"] = _rss_mb()
     criterion = HybridLoss(**loss_weights(config))
     steps = min(cfg.train_steps, max(1, len(split.train) // config.batch_size))
     t1 = time.perf_counter()
@@ -486,6 +510,7 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
         "refreshes_per_epoch_index_mining": -(-len(split.train) // config.batch_size)
         // config.refresh_every,
         "peak_rss_mb": _peak_rss_mb(),
+        "rss_mb": {**rss, "trained": _rss_mb()},
     }
 
 
@@ -504,6 +529,11 @@ def run_scale_benchmark(cfg: ScaleBenchConfig) -> dict:
         if "serve" in cfg.stages:
             logger.info("%d items: serving", n)
             row.update(_in_child(serve_stage, cfg, n))
+            row.update(_in_child(index_memory, cfg, n))
+            # the server's own memory: its anonymous memory less what the opened shard holds
+            row["server_rss_excl_index_mb"] = round(
+                row["server_rss_anon_mb"] - row["index_rss_anon_mb"], 1
+            )
         if "train" in cfg.stages:
             for i, mining in enumerate(cfg.mining):
                 logger.info("%d items: training with %s mining", n, mining)

@@ -30,7 +30,7 @@ def shard_from_env() -> tuple[int, int]:
     return rank, world
 
 
-def encode_catalog(
+def encode_shard(
     data: Path,
     cache_dir: Path | None = None,
     images: bool = True,

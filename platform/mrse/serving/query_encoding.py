@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -92,14 +92,19 @@ def query_encoder(name: str, threads: int = 1) -> Callable[[list[str]], np.ndarr
     raise ValueError(f"unknown query encoder {name!r}; choose one of {', '.join(QUERY_ENCODERS)}")
 
 
-def frequent_queries(queries: Iterable[str], n: int) -> list[str]:
-    """The ``n`` most frequent of ``queries`` (an event log's), least frequent first."""
-    counts = Counter(k for k in (normalise_query(q) for q in queries) if k)
+def frequent_queries(log: Mapping[str, int], n: int) -> list[str]:
+    """The ``n`` most frequent queries of an event log (query -> count, as
+    ``load_query_log`` reads it), normalised, least frequent first."""
+    counts: Counter[str] = Counter()
+    for query, count in log.items():
+        key = normalise_query(query)
+        if key:
+            counts[key] += count
     return [q for q, _ in counts.most_common(n)][::-1] if n > 0 else []
 
 
 def build_query_vectors(
-    encoder: str, cache_size: int, warm_from: Iterable[str] | None = None, warm: int = 0
+    encoder: str, cache_size: int, warm_from: Mapping[str, int] | None = None, warm: int = 0
 ) -> QueryVectors:
     """The query encoder behind its cache, warmed with the most frequent of ``warm_from``."""
     vectors = QueryVectors(query_encoder(encoder), cache_size)
