@@ -386,7 +386,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_scale(args: argparse.Namespace) -> int:
-    from mrse.jobs.bench_scale import ScaleBenchConfig, run_scale_benchmark
+    from mrse.jobs.bench_scale import ScaleBenchConfig, markdown_table, run_scale_benchmark
     from mrse.jobs.plots import plot_scale
 
     sizes = tuple(int(float(x)) for x in args.items.split(","))
@@ -401,6 +401,7 @@ def _cmd_bench_scale(args: argparse.Namespace) -> int:
     result = run_scale_benchmark(cfg)
     out = Path(args.out)
     _report(result, out)
+    out.with_suffix(".md").write_text(markdown_table(result) + "\n")
     if len(sizes) > 1:
         plot_scale(result, out.with_suffix(".png"))
     return 0

@@ -43,3 +43,5 @@ def test_bench_scale_command_writes_json(sample_hm, small_run, tmp_path):
     result = json.loads(out.read_text())
     assert result["edge"] == {"quantization": "int8"}
     assert result["runs"]["500"]["recall100"] > 0.9
+    table = (tmp_path / "b.md").read_text()
+    assert "| 500 items |" in table and "ANN recall@100, no filter" in table

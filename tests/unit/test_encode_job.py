@@ -47,9 +47,10 @@ def test_shards_cover_the_catalog_once_and_a_killed_run_resumes(sample_hm, tmp_p
     whole = encode_shard(sample_hm, cache, images=False)
     assert a["text"]["encoded"] > 0 and b["text"]["encoded"] > 0
     assert whole["text"]["encoded"] == 0  # every item's text is cached by one shard or other
-    assert whole["text"]["cached"] == a["text"]["cached"] + a["text"]["encoded"] + b["text"][
-        "cached"
-    ] + b["text"]["encoded"]
+    assert (
+        whole["text"]["cached"]
+        == a["text"]["cached"] + a["text"]["encoded"] + b["text"]["cached"] + b["text"]["encoded"]
+    )
 
     # photos: kill -9 part-way, then the rerun encodes only what the first run had not cached
     texts = _rows(cache)

@@ -135,6 +135,11 @@ class ImageEncoder:
                 export_onnx(self.model, path)
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # ONNX Runtime takes every core unless told: honour OMP_NUM_THREADS as torch does,
+            # so P sharded encoders on P cores (trainers/encode.py) do not oversubscribe them
+            threads = os.environ.get("OMP_NUM_THREADS", "")
+            if threads.isdigit() and int(threads) > 0:
+                opts.intra_op_num_threads = int(threads)
             self._session = ort.InferenceSession(
                 str(path), opts, providers=["CPUExecutionProvider"]
             )

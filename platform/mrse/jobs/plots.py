@@ -107,38 +107,60 @@ def plot_serve_benchmark(result: dict, path: Path) -> None:
     _save(fig, path)
 
 
-# (JSON key, label) of each cost drawn against the catalog size
-SCALE_COSTS = (
-    ("index_build_s", "index build (s)"),
-    ("index_disk_mb", "index on disk (MB)"),
-    ("server_start_s", "server start-up (s)"),
-    ("server_rss_mb", "server memory (MB)"),
-    ("p99_ms", "p99, one client (ms)"),
-    ("qps_at_p99_50ms", "QPS at p99 < 50 ms"),
-    ("train_examples_per_s", "training examples/s"),
-    ("train_peak_rss_mb", "training peak memory (MB)"),
-)
+# (panel title, [(series label, how to read it from a run)]) of each cost against catalog size
+SCALE_PANELS = (
+    ("index build (s)", [("", lambda r: r.get("index_build_s"))]),
+    ("index on disk (MB)", [("", lambda r: r.get("index_disk_mb"))]),
+    ("server start-up (s)", [("one process", lambda r: r.get("server_start_s")),
+                             ("two", lambda r: r.get("two_process_start_s"))]),
+    ("server memory (MB)", [("resident", lambda r: r.get("server_rss_mb")),
+                            ("own (index excluded)", lambda r: r.get("server_rss_excl_index_mb"))]),
+    ("one client (ms)", [("p99 steady", lambda r: r.get("p99_ms")),
+                         ("p99 first pass", lambda r: r.get("p99_ms_cold")),
+                         ("p50 steady", lambda r: r.get("p50_ms"))]),
+    ("QPS at p99 < 50 ms, 2 processes", [("", lambda r: r.get("qps_at_p99_50ms"))]),
+    ("training examples/s", [
+        ("memory mining", lambda r: r.get("train", {}).get("memory", {}).get("examples_per_s")),
+        ("index mining", lambda r: r.get("train", {}).get("index", {}).get("examples_per_s"))]),
+    ("training peak memory (MB)", [("", lambda r: r.get("train_peak_rss_mb"))]),
+)  # fmt: skip
 
 
 def plot_scale(result: dict, path: str | Path) -> None:
-    """Each cost of ``mrse bench-scale`` against the catalog size, log-log, one panel each."""
+    """Each cost of ``mrse bench-scale`` against the catalog size, log-log, one panel each;
+    every panel spans at least a factor of 10, so a flat cost looks flat."""
     plt = _pyplot()
     runs = result["runs"]
     sizes = sorted(int(n) for n in runs)
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
-    for ax, (key, label) in zip(axes.flat, SCALE_COSTS, strict=True):
-        pts = [(n, runs[str(n)][key]) for n in sizes if runs[str(n)].get(key)]
-        if pts:
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    for ax, (title, series) in zip(axes.flat, SCALE_PANELS, strict=True):
+        ys_all = []
+        for label, read in series:
+            pts = [(n, read(runs[str(n)])) for n in sizes]
+            pts = [(x, y) for x, y in pts if y]
+            if not pts:
+                continue
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "o-")
+            ys_all += ys
+            ax.plot(xs, ys, "o-", label=label or None)
             for x, y in pts:
-                ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(0, 6),
+                ax.annotate(f"{y:,.4g}", (x, y), textcoords="offset points", xytext=(0, 6),
                             ha="center", fontsize=8)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(label, fontsize=10)
+        if ys_all:
+            lo, hi = min(ys_all), max(ys_all)
+            mid = (lo * hi) ** 0.5
+            span = max(hi / lo, 10.0) ** 0.5 * 1.6
+            ax.set_ylim(mid / span, mid * span)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("catalog items")
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"mrse bench-scale, {result.get('machine', '')}, {result.get('date', '')}")
+    fig.suptitle(
+        f"mrse bench-scale (synthetic catalogs: cost, not quality), {result.get('machine', '')}, "
+        f"{result.get('date', '')}"
+    )
     fig.tight_layout()
     _save(fig, path)
