@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torchrec import KeyedJaggedTensor
 
@@ -153,18 +154,39 @@ def build_catalog_features(
 ) -> CatalogFeatures:
     """Turn a dataset's frozen-encoder features into model inputs (any catalog, seen or not).
     ``inplace``: centre ``feats``' vectors where they are (the caller no longer needs them)."""
-    items = dataset.items
+    return catalog_features(
+        dataset.items,
+        centre_unit(feats.text, stats.text_mean, feats.has_text, inplace),
+        feats.has_text.copy(),
+        centre_unit(feats.image, stats.image_mean, feats.has_image, inplace),
+        feats.has_image.copy(),
+        config,
+        dict(dataset.item_index),
+    )
+
+
+def catalog_features(
+    items: pd.DataFrame,
+    text: np.ndarray,
+    has_text: np.ndarray,
+    image: np.ndarray,
+    has_image: np.ndarray,
+    config: FeatureShape,
+    index: dict[str, int] | None = None,
+) -> CatalogFeatures:
+    """Model inputs from items' attributes (item_id, title, category, brand) and their centred
+    unit vectors: text (N, Dt), image (N, Di), with (N,) presence masks; ``index``: id -> row
+    (built from ``items`` if not given)."""
     texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
     values, offsets = jagged_ngrams(texts, config.ngram_buckets)
+    ids = items["item_id"].to_numpy(dtype=object)
     return CatalogFeatures(
-        item_ids=items["item_id"].to_numpy(dtype=object),
-        index=dict(dataset.item_index),
-        text=torch.from_numpy(centre_unit(feats.text, stats.text_mean, feats.has_text, inplace)),
-        has_text=torch.from_numpy(feats.has_text.copy()),
-        image=torch.from_numpy(
-            centre_unit(feats.image, stats.image_mean, feats.has_image, inplace)
-        ),
-        has_image=torch.from_numpy(feats.has_image.copy()),
+        item_ids=ids,
+        index=index if index is not None else {x: i for i, x in enumerate(ids)},
+        text=torch.from_numpy(text),
+        has_text=torch.from_numpy(has_text),
+        image=torch.from_numpy(image),
+        has_image=torch.from_numpy(has_image),
         ngram_values=values,
         ngram_offsets=offsets,
         category_id=np.array(

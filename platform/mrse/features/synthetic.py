@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from mrse.encoders.features import ItemFeatures
-from mrse.features.catalog import CatalogFeatures, FeatureStats, centre_unit, jagged_ngrams
+from mrse.features.catalog import CatalogFeatures, FeatureStats, catalog_features, centre_unit
 from mrse.features.inputs import FeatureShape
-from mrse.features.ngrams import hashed_id
 
 REPLICA_SEP = "~"  # replica r > 0 of item or user x is "x~r"
 
@@ -117,26 +115,10 @@ def synthetic_catalog(
     image = _noisy(
         base_features.image, base_features.has_image, rows, replica, noise, stats.image_mean, rng
     )
-    texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
-    values, offsets = jagged_ngrams(texts, shape.ngram_buckets)
-    ids = items["item_id"].to_numpy(dtype=object)
-    features = CatalogFeatures(
-        item_ids=ids,
-        index={x: i for i, x in enumerate(ids)},
-        text=torch.from_numpy(text),
-        has_text=torch.from_numpy(base_features.has_text[rows].copy()),
-        image=torch.from_numpy(image),
-        has_image=torch.from_numpy(base_features.has_image[rows].copy()),
-        ngram_values=values,
-        ngram_offsets=offsets,
-        category_id=np.array(
-            [hashed_id(c, shape.category_buckets) for c in items["category"]], dtype=np.int64
-        ),
-        brand_id=np.array(
-            [hashed_id(b, shape.brand_buckets) for b in items["brand"]], dtype=np.int64
-        ),
-        categories=items["category"].to_numpy(dtype=object),
-    )
+    features = catalog_features(
+        items, text, base_features.has_text[rows].copy(), image,
+        base_features.has_image[rows].copy(), shape,
+    )  # fmt: skip
     return SyntheticCatalog(items, features)
 
 
