@@ -25,10 +25,11 @@ class LossConfig:
     margin: float = 0.1
     hard_negatives: int = 8
     hard_pool: int = 64
-    # where hard negatives are mined (mrse.sampling.hard_negatives): "index", exact search over
-    # the whole catalog re-encoded every `refresh_every` steps (cost grows with the catalog), or
-    # "memory", the newest `memory_size` item embeddings of past batches (cost does not)
-    mining: str = "index"
+    # where hard negatives are mined (mrse.sampling.hard_negatives): "memory", the newest
+    # `memory_size` item embeddings of past batches (cost flat in the catalog; quality on hm and
+    # myntra as good, docs/benchmarks.md "Scale"), or "index", exact search over the whole
+    # catalog re-encoded every `refresh_every` steps (0.09x the examples/s at 1M items)
+    mining: str = "memory"
     memory_size: int = 16_384
     consistency_weight: float = 0.1
     consistency_temperature: float = 0.1
