@@ -161,3 +161,23 @@ def test_memory_mining_trains_and_resumes_to_the_same_model(sample_hm, tmp_path)
     a = torch.load(straight / "train_state.pt", weights_only=True)["model"]
     for key, value in state["model"].items():
         assert torch.equal(value, a[key]), key
+
+
+def test_cold_and_warm_cache_train_the_same_model(sample_hm, tmp_path):
+    """Encoding a cold feature cache is not training time: with a wall-clock cap shorter than
+    the encoding, a cold-cache run and a warm-cache run train the same epochs to the same
+    validation metrics (before, the cold run's cap fired during encoding, after one epoch)."""
+    cfg = tmp_path / "capped.yaml"
+    cfg.write_text(yaml.safe_dump({**SMALL, "epochs": 3, "patience": 9, "max_minutes": 0.08}))
+    cache = tmp_path / "cache"  # empty: the first run encodes every text and photo (~9 s)
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    assert _train(sample_hm, cold, cfg, cache) == 0
+    assert _train(sample_hm, warm, cfg, cache) == 0
+    a = json.loads((cold / "run.json").read_text())["training"]
+    b = json.loads((warm / "run.json").read_text())["training"]
+    cap_s = 0.08 * 60  # 4.8 s: longer than 3 small epochs, shorter than encoding the sample
+    assert a["prepare_seconds"] > cap_s > b["prepare_seconds"]  # the cold run did encode
+    assert a["stopped_by"] == b["stopped_by"] == "epochs"
+    assert [h["epoch"] for h in a["history"]] == [h["epoch"] for h in b["history"]] == [1, 2, 3]
+    for x, y in zip(a["history"], b["history"], strict=True):
+        assert x["val_ndcg@10"] == y["val_ndcg@10"] and x["loss"] == y["loss"]

@@ -63,7 +63,9 @@ class TrainConfig:
     patience: int = 4
     refresh_every: int = 20
     seed: int = 0
-    max_minutes: float = 14.0
+    # a safety cap on training time (feature encoding excluded): epochs and early stopping
+    # decide; when the cap fires the run says so loudly and run.json's stopped_by records it
+    max_minutes: float = 60.0
     threads: int = 0  # 0: torch default
 
     def __post_init__(self) -> None:
