@@ -62,7 +62,8 @@ eval-baselines: $(STAMP)
 ablation: $(STAMP)
 	$(BIN)/mrse ablation --data ../shared/benchmarks/hm ../shared/benchmarks/myntra --config configs/ablation.yaml --retrain
 
-# The model the serving benchmark serves (trained once, about 14 minutes on 2 cores).
+# The model the serving and scale benchmarks serve (trained once: epochs and early stopping,
+# 108-142 s measured on this machine with one thread and a warm feature cache).
 runs/hm-mrse/run.json: | $(STAMP)
 	$(BIN)/mrse train --data ../shared/benchmarks/hm --model mrse --out runs/hm-mrse
 
