@@ -43,7 +43,7 @@ class IndexConfig:
     url: str | None = None
     # the Qdrant server's API key: this file, else $MRSE_QDRANT_API_KEY_FILE, else the variable
     api_key_file: Path | None = None
-    # Edge: HNSW, quantization and memory placement (mrse.index.edge.EdgeOptions)
+    # Edge: HNSW, quantization and memory placement (mrse.index.base.EdgeOptions)
     edge: EdgeOptions = field(default_factory=EdgeOptions)
 
     def __post_init__(self) -> None:

@@ -238,9 +238,8 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
 
 
 def _rss_mb() -> float:
-    import psutil
-
-    return round(psutil.Process().memory_info().rss / 2**20, 1)
+    """This process's resident memory now (MB)."""
+    return _memory(os.getpid())["VmRSS"]
 
 
 def _du(path: Path) -> int:
@@ -251,6 +250,7 @@ def _du(path: Path) -> int:
 def _profiles(cfg: ScaleBenchConfig) -> Path:
     """The real shoppers' online profiles (every real event through the worker's fold),
     written once; replica 0 of the synthetic catalog holds their items."""
+    from mrse.data import load_dataset
     from mrse.features.store import FeatureStoreConfig, ProfileStore
     from mrse.streaming.producer import dataset_events
     from mrse.streaming.service import catalog_for_profiles
@@ -262,8 +262,6 @@ def _profiles(cfg: ScaleBenchConfig) -> Path:
     shutil.rmtree(where, ignore_errors=True)
     store = ProfileStore(FeatureStoreConfig(data_dir=where))
     store.apply()
-    from mrse.data import load_dataset
-
     dataset = load_dataset(cfg.data)
     catalog, profile = catalog_for_profiles(cfg.data, cfg.run, cfg.cache_dir)
     ProfileUpdater(store, catalog, profile).apply(dataset_events(dataset))
@@ -455,8 +453,6 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
 
     from mrse.data.dataset import Dataset, ValidationReport
     from mrse.encoders.cache import FeatureCache
-    from mrse.encoders.features import encode_query_texts
-    from mrse.features.queries import snapshot_profiles
     from mrse.features.synthetic import synthetic_events
     from mrse.losses.hybrid import HybridLoss
     from mrse.models.inference import encode_catalog
@@ -466,6 +462,7 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
     from mrse.training.trainer import (
         PreparedData,
         build_model,
+        example_queries,
         item_memory,
         loss_weights,
         run_epoch,
@@ -490,11 +487,8 @@ def train_stage(cfg: ScaleBenchConfig, n: int, mining: str) -> dict:
                     ValidationReport())  # fmt: skip
     config = apply_overrides(load_config("mrse"), {"loss": {"mining": mining}})
     examples = build_examples(replace(grown, events=sample))
-    profiles = snapshot_profiles(history, cat.features, examples.requests(), config.profile)
     with FeatureCache.open_default(cfg.cache_dir) as cache:
-        vecs = encode_query_texts(list(examples.texts), cache)
-    queries = run.featurizer.queries(list(examples.texts), vecs, profiles, cat.features.index)
-    del profiles
+        queries = example_queries(run.featurizer, history, cat.features, examples, config, cache)
     rss["examples"] = _rss_mb()
     prep = PreparedData(grown, run.featurizer.stats, cat.features, examples, queries)
     gen = seed_everything(0)

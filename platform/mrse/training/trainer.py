@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -73,10 +74,23 @@ def prepare(
         featurizer = Featurizer(config.model, stats)
         catalog = featurizer.catalog(dataset, cache)
     examples = build_examples(dataset)
-    profiles = snapshot_profiles(dataset.events, catalog, examples.requests(), config.profile)
-    vecs = encode_query_texts(list(examples.texts), cache)
-    queries = featurizer.queries(list(examples.texts), vecs, profiles, catalog.index)
+    queries = example_queries(featurizer, dataset.events, catalog, examples, config, cache)
     return PreparedData(dataset, featurizer.stats, catalog, examples, queries)
+
+
+def example_queries(
+    featurizer: Featurizer,
+    events: pd.DataFrame,
+    catalog: CatalogFeatures,
+    examples: Examples,
+    config: TrainConfig,
+    cache: FeatureCache,
+) -> QueryFeatures:
+    """The query side of every example: its text and the shopper's profile at that time (from
+    ``events``), as the query tower reads it."""
+    profiles = snapshot_profiles(events, catalog, examples.requests(), config.profile)
+    vecs = encode_query_texts(list(examples.texts), cache)
+    return featurizer.queries(list(examples.texts), vecs, profiles, catalog.index)
 
 
 def validate(
