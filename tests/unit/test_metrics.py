@@ -6,12 +6,14 @@ import pytest
 
 from mrse.metrics.ranking import (
     dcg_at_k,
+    history_slice,
     hit_rate_at_k,
     mean_metrics,
     mrr_at_k,
     ndcg_at_k,
     query_metrics,
     recall_at_k,
+    slice_metrics,
 )
 
 
@@ -62,3 +64,27 @@ def test_mean_is_macro_average():
     a = query_metrics(["a"], {"a": 1})
     b = query_metrics(["x"], {"a": 1})
     assert mean_metrics([a, b])["ndcg@10"] == pytest.approx(0.5)
+
+
+def test_history_slices_have_fixed_edges():
+    assert [history_slice(n) for n in (0, 1, 4, 5, 300)] == [
+        "no history", "1-4 events", "1-4 events", "5+ events", "5+ events",
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        history_slice(-1)
+
+
+def test_slice_metrics_average_within_each_slice_and_report_empty_ones():
+    bought = {"target": 2, "same-colour": 1}
+    per_query = {
+        "a": query_metrics(["target"], bought),  # 5+ events, bought item first
+        "b": query_metrics(["x", "target"], bought),  # 5+ events, second
+        "c": query_metrics(["same-colour"], bought),  # 1-4 events, only a grade-1 item
+    }
+    out = slice_metrics(per_query, {"a": 7, "b": 5, "c": 2})
+    assert out["5+ events"]["queries"] == 2
+    assert out["5+ events"]["mrr@10"] == pytest.approx((1.0 + 0.5) / 2)
+    assert out["5+ events"]["hr@10"] == 1.0
+    assert out["1-4 events"] == {"queries": 1, "ndcg@10": per_query["c"]["ndcg@10"],
+                                 "mrr@10": 0.0, "hr@10": 0.0}  # fmt: skip
+    assert out["no history"] == {"queries": 0}

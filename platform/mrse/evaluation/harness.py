@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset
 from mrse.data.history import HistoryIndex
-from mrse.metrics.ranking import mean_metrics, query_metrics
+from mrse.metrics.ranking import mean_metrics, query_metrics, slice_metrics
 from mrse.retrieval.base import QueryContext, Retriever
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ class EvalResult:
     queries: int
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per history slice (no history / 1-4 / 5+ events): query count, nDCG@10, MRR@10, HR@10
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    history_events: dict[str, int] = field(default_factory=dict)  # qid -> events before it
     explanations: dict[str, list[dict]] = field(default_factory=dict)
     skipped_queries: int = 0
     seconds: float = 0.0
@@ -42,11 +45,13 @@ class EvalResult:
             "model": self.model,
             "queries": self.queries,
             "metrics": self.metrics,
+            "slices": self.slices,
             "skipped_queries": self.skipped_queries,
             "seconds": round(self.seconds, 3),
         }
         if per_query:
             out["per_query"] = self.per_query
+            out["history_events"] = self.history_events
         if per_query and self.explanations:
             out["explanations"] = self.explanations
         return out
@@ -109,12 +114,15 @@ def evaluate(
                         )
                     ]
             bar.update(len(chunk))
+    history_events = {c.qid: len(c.history.item_ids) for c in contexts}
     return EvalResult(
         dataset=dataset.name,
         model=retriever.name,
         queries=len(contexts),
         metrics=mean_metrics(list(per_query.values())),
         per_query=per_query,
+        slices=slice_metrics(per_query, history_events),
+        history_events=history_events,
         explanations=explanations,
         skipped_queries=skipped,
         seconds=time.perf_counter() - start,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mrse.evaluation.harness import EvalResult
-from mrse.metrics.ranking import METRIC_NAMES
+from mrse.metrics.ranking import HISTORY_SLICES, METRIC_NAMES, SLICE_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ def format_markdown(results: Sequence[EvalResult]) -> str:
     for r in results:
         cells = [r.dataset, r.model, str(r.queries), *(f"{r.metrics[m]:.4f}" for m in METRIC_NAMES)]
         out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def format_slices(results: Sequence[EvalResult]) -> str:
+    """Markdown table of the per-history-slice metrics: one row per (dataset, model, slice).
+
+    MRR@10 and HR@10 are of the query's highest grade: on ``hm`` the item the shopper bought.
+    """
+    head = ["dataset", "model", "history", "queries", "nDCG@10", "MRR@10 (top grade)"]
+    head.append("HR@10 (top grade)")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        for name in HISTORY_SLICES:
+            s = r.slices.get(name, {})
+            n = int(s.get("queries", 0))
+            cells = [r.dataset, r.model, name, str(n)]
+            cells += [f"{s[m]:.4f}" if n else "-" for m in SLICE_METRICS]
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

@@ -81,3 +81,34 @@ def mean_metrics(per_query: Sequence[Mapping[str, float]]) -> dict[str, float]:
     if not per_query:
         return {name: 0.0 for name in METRIC_NAMES}
     return {name: float(np.mean([m[name] for m in per_query])) for name in METRIC_NAMES}
+
+
+# Shoppers sliced by how much history the query sees (events strictly before its time).
+HISTORY_SLICES = ("no history", "1-4 events", "5+ events")
+SLICE_METRICS = ("ndcg@10", "mrr@10", "hr@10")
+
+
+def history_slice(events: int) -> str:
+    """The slice of a query whose shopper had ``events`` events before it."""
+    if events < 0:
+        raise ValueError(f"events must be >= 0, got {events}")
+    return HISTORY_SLICES[0] if events == 0 else HISTORY_SLICES[1 if events < 5 else 2]
+
+
+def slice_metrics(
+    per_query: Mapping[str, Mapping[str, float]], history_events: Mapping[str, int]
+) -> dict[str, dict[str, float]]:
+    """Per history slice: ``queries`` (count) and the mean of ``SLICE_METRICS`` over its queries.
+
+    MRR@10 and HR@10 are those of ``query_metrics``: the query's highest grade (on ``hm`` the
+    bought item). Every slice is reported, an empty one with ``queries`` 0 and no means.
+    """
+    groups: dict[str, list[Mapping[str, float]]] = {s: [] for s in HISTORY_SLICES}
+    for qid, metrics in per_query.items():
+        groups[history_slice(history_events[qid])].append(metrics)
+    out: dict[str, dict[str, float]] = {}
+    for name, members in groups.items():
+        out[name] = {"queries": float(len(members))}
+        if members:
+            out[name].update({m: float(np.mean([q[m] for q in members])) for m in SLICE_METRICS})
+    return out
