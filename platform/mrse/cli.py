@@ -31,25 +31,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mrse.data import load_dataset
     from mrse.encoders.cache import FeatureCache
     from mrse.evaluation.harness import evaluate
-    from mrse.evaluation.report import format_table, write_json
+    from mrse.evaluation.report import format_slices, format_table, write_json
     from mrse.jobs.plots import plot_results
     from mrse.retrieval.baselines import build_baseline
 
     if (args.model is None) == (args.run is None):
         raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
+    if args.hide and args.run is None:
+        raise UsageError("--hide applies to a trained run (--run)")
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
         if args.run is not None:
             from mrse.retrieval.model import ModelRetriever
             from mrse.training.checkpoint import load_run
 
-            retriever = ModelRetriever(load_run(args.run), dataset, cache, args.query_encoder)
+            retriever = ModelRetriever(
+                load_run(args.run), dataset, cache, args.query_encoder, hide=args.hide
+            )
         else:
             retriever = build_baseline(args.model, dataset, cache)
         result = evaluate(dataset, retriever)
     write_json(result, args.out)
     plot_results([result], Path(args.out).with_suffix(".png"))
     print(format_table([result]))
+    print(format_slices([result]))
     return 0
 
 
@@ -88,6 +93,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             config=Path(args.config) if args.config else None,
             retrain=args.retrain,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            jobs=args.jobs,
         )
     )
     return 0
@@ -446,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="minilm",
         help="query text encoder for --run: as trained (fp32) or as served (int8 ONNX)",
     )
+    p.add_argument(
+        "--hide",
+        choices=["photo", "text"],
+        help="for --run: evaluate as if no item had a photo / any text (robustness)",
+    )
     p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
     p.set_defaults(func=_cmd_eval)
 
@@ -473,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML overrides applied to every variant")
     p.add_argument("--retrain", action="store_true", help="retrain even if a complete run exists")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings side by side, one process each (set threads in --config to cores/jobs)",
+    )
     p.set_defaults(func=_cmd_ablation)
 
     p = sub.add_parser("index", help="encode a catalog with a run and write the vector index")

@@ -40,6 +40,7 @@ def test_ablation_trains_evaluates_and_writes_table(sample_myntra, tmp_path):
             doc=doc,
             config=config,
             cache_dir=tmp_path / "cache",
+            jobs=2,  # the two trainings in two processes
         )
     )
     assert [r["model"] for r in rows] == ["bm25", "text-tower", "no-lmoe"]
@@ -48,3 +49,30 @@ def test_ablation_trains_evaluates_and_writes_table(sample_myntra, tmp_path):
     assert "| myntra | text-tower |" in text and "| 1.00 |" in text
     assert (doc.parent / "img" / "ablation.png").exists()
     assert len(json.loads((tmp_path / "out" / "ablation.json").read_text())) == 3
+
+
+def test_ablation_reports_slices_modality_and_missing_modalities(sample_hm, tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    run_ablation(
+        AblationConfig(
+            datasets=(sample_hm,),
+            variants=("text-tower", "mrse", "no-profile"),
+            baselines=(),
+            runs_dir=tmp_path / "runs",
+            out=tmp_path / "out",
+            doc=doc,
+            config=config,
+            cache_dir=tmp_path / "cache",
+        )
+    )
+    text = doc.read_text()
+    # every evaluated model, per history slice, with the bought item's MRR/HR
+    for model in ("text-tower", "mrse", "no-profile"):
+        assert f"| hm | {model} | 5+ events |" in text
+        for hide in ("photo", "text"):
+            assert f"| hm | {model} | {hide} |" in text
+    assert "| most photo-driven | " in text and "| most text-driven | " in text
+    assert (doc.parent / "img" / "modality-hm.png").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -143,6 +143,30 @@ class CatalogFeatures:
             has_image=self.has_image[t],
             sparse=sparse,
         )
+
+
+MODALITIES = ("photo", "text")
+
+
+def hide_modality(catalog: CatalogFeatures, modality: str) -> CatalogFeatures:
+    """``catalog`` as if no item had a photo (``photo``) or any text (``text``: the MiniLM vector
+    and the title/category n-grams gone; category and brand ids stay), to measure how the
+    towers cope when a modality is missing at serving time. ``catalog`` is not modified."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if modality == "photo":
+        return replace(
+            catalog,
+            image=torch.zeros_like(catalog.image),
+            has_image=torch.zeros_like(catalog.has_image),
+        )
+    return replace(
+        catalog,
+        text=torch.zeros_like(catalog.text),
+        has_text=torch.zeros_like(catalog.has_text),
+        ngram_values=np.zeros(0, np.int64),
+        ngram_offsets=np.zeros_like(catalog.ngram_offsets),
+    )
 
 
 def build_catalog_features(

@@ -10,15 +10,20 @@ import json
 import logging
 import os
 import platform
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date
+from multiprocessing import get_context
 from pathlib import Path
 
 from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
+from mrse.encoders.features import encode_items
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.report import format_table, write_json
+from mrse.jobs.ablation_reports import modality_section, robustness_section, slices_section
 from mrse.jobs.plots import plot_ablation
+from mrse.logs import setup_logging
 from mrse.retrieval.baselines import build_baseline
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
@@ -43,14 +48,59 @@ class AblationConfig:
     config: Path | None = None
     retrain: bool = False
     cache_dir: Path | None = None
+    jobs: int = 1  # trainings run side by side (each stops by epochs, so load cannot change it)
+
+
+def _run_dir(cfg: AblationConfig, data: Path, variant: str) -> Path:
+    return cfg.runs_dir / f"{Path(data).name}-{variant}"
+
+
+def _done(run_dir: Path) -> bool:
+    info = run_dir / "run.json"
+    return info.exists() and "training" in json.loads(info.read_text())
+
+
+def train_all(cfg: AblationConfig) -> None:
+    """Train every (dataset, variant) that needs it, ``cfg.jobs`` at a time (each in its own
+    process when jobs > 1; the features are encoded once, before, so the processes only read
+    the cache)."""
+    todo = [
+        (data, variant)
+        for data in cfg.datasets
+        for variant in cfg.variants
+        if cfg.retrain or not _done(_run_dir(cfg, data, variant))
+    ]
+    if not todo:
+        return
+    args = [
+        (load_config(v, cfg.config), d, _run_dir(cfg, d, v), v, False, cfg.cache_dir)
+        for d, v in todo
+    ]
+    if cfg.jobs <= 1:
+        for a in args:
+            train(*a)
+        return
+    for data in cfg.datasets:  # encode once, here, instead of in every process at once
+        with FeatureCache.open_default(cfg.cache_dir) as cache:
+            encode_items(load_dataset(data), cache)
+    pool_args = {"initializer": setup_logging, "initargs": (False,)}
+    with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn"), **pool_args) as pool:
+        for f in as_completed([pool.submit(train, *a) for a in args]):
+            f.result()  # a failed training fails the ablation
 
 
 def run_ablation(cfg: AblationConfig) -> list[dict]:
     """Every (dataset, model) row: metrics, plus training time for trained models."""
+    train_all(cfg)
     rows: list[dict] = []
     results: list[EvalResult] = []
+    datasets = []
+    sections: list[str] = []
+    img_dir = (cfg.doc.parent / "img") if cfg.doc else cfg.out
     for data in cfg.datasets:
         dataset = load_dataset(data)
+        datasets.append(dataset)
+        by_model: dict[str, EvalResult] = {}
         with FeatureCache.open_default(cfg.cache_dir) as cache:
             for name in cfg.baselines:
                 r = evaluate(dataset, build_baseline(name, dataset, cache))
@@ -58,23 +108,13 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
                 results.append(r)
                 rows.append({**r.to_json(), "train_seconds": None, "examples_per_s": None})
         for variant in cfg.variants:
-            run_dir = cfg.runs_dir / f"{dataset.name}-{variant}"
-            done = (run_dir / "run.json").exists() and "training" in json.loads(
-                (run_dir / "run.json").read_text()
-            )
-            if cfg.retrain or not done:
-                train(
-                    load_config(variant, cfg.config),
-                    data,
-                    run_dir,
-                    name=variant,
-                    cache_dir=cfg.cache_dir,
-                )
+            run_dir = _run_dir(cfg, data, variant)
             run = load_run(run_dir)
             with FeatureCache.open_default(cfg.cache_dir) as cache:
                 r = evaluate(dataset, ModelRetriever(run, dataset, cache))
             write_json(r, cfg.out / f"{dataset.name}-{variant}.json")
             results.append(r)
+            by_model[variant] = r
             training = run.info.get("training", {})
             rows.append(
                 {
@@ -84,13 +124,25 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
                     "best_epoch": training.get("best_epoch"),
                 }
             )
+        with FeatureCache.open_default(cfg.cache_dir) as cache:
+            sections.append(
+                modality_section(
+                    dataset, by_model, cfg.runs_dir, cache,
+                    img_dir / f"modality-{dataset.name}.png",
+                    cfg.doc.parent if cfg.doc else None,
+                )
+            )  # fmt: skip
+    with FeatureCache.open_default(cfg.cache_dir) as cache:
+        sections.append(robustness_section(datasets, cfg.runs_dir, cache))
+    sections.insert(0, slices_section(results))
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "ablation.json").write_text(json.dumps(rows, indent=2))
-    plot_path = (cfg.doc.parent / "img" / "ablation.png") if cfg.doc else cfg.out / "ablation.png"
+    plot_path = img_dir / "ablation.png"
     plot_ablation(rows, plot_path)
     print(format_table(results))
     if cfg.doc is not None:
-        write_doc_section(cfg.doc, markdown(rows, plot_path.relative_to(cfg.doc.parent)))
+        body = markdown(rows, plot_path.relative_to(cfg.doc.parent))
+        write_doc_section(cfg.doc, "\n\n".join([body, *(s for s in sections if s)]))
     return rows
 
 

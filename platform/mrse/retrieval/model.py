@@ -9,6 +9,7 @@ import numpy as np
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts, lazy_query_encoder
+from mrse.features.catalog import hide_modality
 from mrse.features.queries import snapshot_profiles
 from mrse.models.inference import encode_catalog, encode_queries, explain_rows
 from mrse.retrieval.base import QueryContext, Ranking
@@ -25,14 +26,23 @@ class ModelRetriever:
     """
 
     def __init__(
-        self, run: Run, dataset: Dataset, cache: FeatureCache, query_encoder: str = "minilm"
+        self,
+        run: Run,
+        dataset: Dataset,
+        cache: FeatureCache,
+        query_encoder: str = "minilm",
+        hide: str | None = None,
     ) -> None:
-        """``query_encoder``: ``minilm`` (as trained) or ``minilm-int8`` (as served)."""
+        """``query_encoder``: ``minilm`` (as trained) or ``minilm-int8`` (as served);
+        ``hide``: ``photo`` or ``text`` to evaluate as if no item had that modality (items
+        and the shoppers' histories alike; ``mrse.features.catalog.hide_modality``)."""
         self.run = run
-        self.name = run.name
+        self.name = run.name if hide is None else f"{run.name} ({hide} hidden)"
         self.dataset = dataset
         self.cache = cache
         self.catalog = run.featurizer.catalog(dataset, cache)
+        if hide is not None:
+            self.catalog = hide_modality(self.catalog, hide)
         self.items = encode_catalog(run.model, self.catalog)  # (N, D)
         # loaded once, only on a cache miss
         self._encode_query, self._query_model_id = lazy_query_encoder(query_encoder)
