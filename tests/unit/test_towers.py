@@ -3,10 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torchrec import KeyedJaggedTensor
 
 from mrse.features.inputs import ItemInputs, QueryInputs
 from mrse.models.config import ModelConfig
+from mrse.models.towers import typed_intent
 from mrse.models.two_tower import MRSEModel, explain
 
 CFG = ModelConfig(
@@ -146,6 +148,62 @@ def test_explanations_sum_to_the_score():
 def test_config_validation():
     with pytest.raises(ValueError, match="fusion"):
         ModelConfig(fusion="sum")
+    with pytest.raises(ValueError, match="profile_fusion"):
+        ModelConfig(profile_fusion="early")
     with pytest.raises(ValueError):
         ModelConfig(dim=2)
     assert np.isclose(ModelConfig().dropout, 0.1)
+
+
+def test_late_fusion_adds_the_profile_after_the_typed_query():
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "profile_fusion": "late"})).eval()
+    items_out = model.encode_items(_items([True, False, True], [True, True, False]))
+    q_out = model.encode_queries(_queries(2, [True, False]), items_out.embedding)
+    torch.testing.assert_close(q_out.embedding.norm(dim=1), torch.ones(2))
+    # with history: typed part + w * profile, w > 0; cold start: the typed part alone
+    assert q_out.gates[0, 2] > 0 and q_out.gates[1, 2] == 0
+    torch.testing.assert_close(q_out.embedding[1], typed_intent(q_out)[1])
+    assert not torch.allclose(q_out.embedding[0], typed_intent(q_out)[0])
+    # scores still split exactly into expert contributions
+    pair = q_out.rows([0, 0, 0])
+    parts = explain(pair, items_out)
+    score = (pair.embedding * items_out.embedding).sum(1)
+    torch.testing.assert_close(parts["text"] + parts["image"] + parts["profile"], score)
+
+
+@pytest.mark.parametrize("fusion", ["late", "gate"])
+def test_typed_intent_ignores_the_profile(fusion):
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "profile_fusion": fusion})).eval()
+    items = model.encode_items(_items([True, True], [True, True])).embedding
+    q = _queries(2, [True, True])
+    a = typed_intent(model.encode_queries(q, items))
+    q.profile_image = torch.randn(2, 1280) * 10  # another shopper, the same words
+    q.recent = torch.tensor([[1, 0, -1], [1, -1, -1]])
+    out = model.encode_queries(q, items)
+    torch.testing.assert_close(a, typed_intent(out))
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(2))
+
+
+def test_late_profile_prefers_items_like_the_recent_ones_that_match_the_query():
+    """With late fusion the profile term is the recent items attended by what was typed: of two
+    items equally close to the typed query, the one nearer a recent purchase scores higher; a
+    shopper without history gets the typed vector unchanged."""
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "profile_fusion": "late"})).eval()
+    q = _queries(2, [True, False])
+    q.text[1] = q.text[0]  # the same words from both shoppers
+    q.sparse = KeyedJaggedTensor.from_lengths_sync(
+        keys=["query_ngrams", "profile_categories"],
+        values=torch.tensor([5, 6, 5, 6, 1]),
+        lengths=torch.tensor([2, 2, 1, 0]),
+    )
+    before = typed_intent(model.encode_queries(q, torch.zeros(0, CFG.dim)))
+    typed = before[0]  # (D,)
+    side = torch.randn(CFG.dim)
+    side = F.normalize(side - (side @ typed) * typed, dim=0)  # orthogonal to what was typed
+    a = F.normalize(typed + 0.5 * side, dim=0)
+    b = F.normalize(typed - 0.5 * side, dim=0)  # as close to the query as a
+    bought = F.normalize(typed + 2.0 * side, dim=0)  # the shopper bought something a-like
+    index = torch.stack([bought, bought])  # row 0 is the recent item of shopper 0
+    out = model.encode_queries(q, index).embedding
+    assert out[0] @ a > out[0] @ b
+    torch.testing.assert_close(out[1], before[1])

@@ -181,3 +181,12 @@ def test_cold_and_warm_cache_train_the_same_model(sample_hm, tmp_path):
     assert [h["epoch"] for h in a["history"]] == [h["epoch"] for h in b["history"]] == [1, 2, 3]
     for x, y in zip(a["history"], b["history"], strict=True):
         assert x["val_ndcg@10"] == y["val_ndcg@10"] and x["loss"] == y["loss"]
+
+
+def test_runs_saved_before_late_fusion_load_with_the_gate_they_were_trained_with():
+    from mrse.training.config import config_from_dict
+
+    old = load_config("mrse").to_dict()
+    del old["model"]["profile_fusion"]  # a run.json written before the setting existed
+    assert config_from_dict(old).model.profile_fusion == "gate"
+    assert config_from_dict(load_config("mrse").to_dict()).model.profile_fusion == "late"

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Fusion = Literal["lmoe", "concat"]
+ProfileFusion = Literal["gate", "late"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,12 @@ class ModelConfig:
     dropout: float = 0.1
     # Training only: hide the profile from this fraction of queries, so the query tower cannot
     # lean on the user at the expense of what they typed (0 = off).
-    profile_dropout: float = 0.0
+    profile_dropout: float = 0.5
+    # How the profile enters the query vector (lmoe fusion). "late": after the query's own
+    # mixture q of what was typed, as w_user * p with p = the shopper's recent items attended by
+    # q (score = q . item + w_user * p . item, one dot product); "gate": the profile expert as a
+    # third expert of the query's softmax gate (runs saved before "late" existed).
+    profile_fusion: ProfileFusion = "late"
 
     def __post_init__(self) -> None:
         if self.dim < 8 or self.hidden < 8:
@@ -43,6 +49,10 @@ class ModelConfig:
             raise ValueError(f"fusion must be 'lmoe' or 'concat', got {self.fusion!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.profile_fusion not in ("gate", "late"):
+            raise ValueError(
+                f"profile_fusion must be 'gate' or 'late', got {self.profile_fusion!r}"
+            )
         if not 0.0 <= self.profile_dropout < 1.0:
             raise ValueError("profile_dropout must be in [0, 1)")
 

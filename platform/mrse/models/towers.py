@@ -218,6 +218,16 @@ def text_and_image_views(out: TowerOutput) -> tuple[torch.Tensor, torch.Tensor, 
     return text_view, out.experts[:, 2], both
 
 
+def typed_intent(out: TowerOutput) -> torch.Tensor:
+    """What the shopper typed, without who they are: the query tower's text and n-gram experts
+    as mixed in ``out`` (the profile's share left out), (B, D) unit. Concat fusion has no
+    separable profile share: its embedding is returned."""
+    if out.gates is None or out.experts is None:
+        return out.embedding
+    own = (out.gates[:, :2].unsqueeze(-1) * out.experts[:, :2]).sum(dim=1)  # (B, D)
+    return F.normalize(own, dim=-1)
+
+
 class QueryTower(nn.Module):
     """Query + user -> (N, D). Experts: MiniLM query text, query n-grams, the user's profile.
 
@@ -242,12 +252,19 @@ class QueryTower(nn.Module):
         self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
         self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
         self.base_gate = nn.Linear(c.text_dim, 2)
+        n = len(QUERY_EXPERTS)
+        self.late = c.use_profile and c.fusion == "lmoe" and c.profile_fusion == "late"
         if c.use_profile:
+            self.attention_scale = nn.Parameter(torch.tensor(10.0))
+        if c.use_profile and not self.late:
             self.profile_categories = nn.Linear(c.sparse_dim, c.dim)
             self.profile = mlp(4 * c.dim + 4, c.hidden, c.dim, c.dropout)
-            self.attention_scale = nn.Parameter(torch.tensor(10.0))
-        n = len(QUERY_EXPERTS)
-        if c.fusion == "lmoe":
+        if self.late:  # the gate mixes the query's own experts; the profile is added after
+            self.mixture = GatedMixture(c.text_dim + 4 + 1, n - 1)
+            self.profile_weight = nn.Linear(4 + 2, 1)
+            nn.init.zeros_(self.profile_weight.weight)
+            nn.init.constant_(self.profile_weight.bias, -1.0)  # softplus(-1) = 0.31
+        elif c.fusion == "lmoe":
             self.mixture = GatedMixture(c.text_dim + 4 + 1, n)
         else:
             self.concat = mlp(n * c.dim + 4, c.hidden, c.dim, c.dropout)
@@ -287,19 +304,19 @@ class QueryTower(nn.Module):
         if c.use_profile:
             w = torch.softmax(self.base_gate(text), dim=1)  # (B, 2)
             base = F.normalize(w[:, :1] * q_text + w[:, 1:] * q_ngram, dim=-1)  # (B, D)
-            att = torch.einsum("bd,bkd->bk", base, recent) * self.attention_scale  # (B, K)
-            att = att.masked_fill(~recent_mask, float("-inf"))
+            sims = torch.einsum("bd,bkd->bk", base, recent)  # (B, K)
             any_recent = recent_mask.any(dim=1, keepdim=True)
+            # how close the nearest recent item is to what was typed (0 without history)
+            closest = sims.masked_fill(~recent_mask, -1.0).max(dim=1).values * any_recent[:, 0]
+            att = (sims * self.attention_scale).masked_fill(~recent_mask, float("-inf"))
             att = torch.softmax(att.masked_fill(~any_recent, 0.0), dim=1) * any_recent
             attended = torch.einsum("bk,bkd->bd", att, recent)  # (B, D)
-            p_text = F.normalize(item_tower.text(profile_text), dim=-1)
-            if item_tower.image is not None:
-                p_image = F.normalize(item_tower.image(profile_image), dim=-1)
+            if self.late:  # "the things I bought that look like what I typed", in item space
+                profile = F.normalize(attended, dim=-1)  # (B, D)
             else:
-                p_image = torch.zeros_like(p_text)
-            p_cat = self.profile_categories(pooled["profile_categories"])  # (B, D)
-            p_in = torch.cat([p_text, p_image, attended, p_cat, modality], dim=1)
-            profile = F.normalize(self.profile(p_in), dim=-1)  # (B, D)
+                profile = self._profile_expert(
+                    attended, profile_text, profile_image, modality, pooled, item_tower
+                )
             has_profile = has_history
             if self.training and c.profile_dropout > 0:
                 keep = torch.rand(has_history.shape, device=has_history.device) >= c.profile_dropout
@@ -307,6 +324,7 @@ class QueryTower(nn.Module):
         else:
             profile = torch.zeros_like(q_text)
             has_profile = torch.zeros_like(has_history)
+            closest = torch.zeros_like(q_text[:, 0])
         experts = torch.stack([q_text, q_ngram, profile], dim=1)  # (B, 3, D)
         available = torch.stack(
             [torch.ones_like(has_ngrams), has_ngrams, has_profile], dim=1
@@ -316,4 +334,53 @@ class QueryTower(nn.Module):
             emb = F.normalize(self.concat(torch.cat([experts.flatten(1), modality], 1)), dim=-1)
             return TowerOutput(emb, experts, available)
         gate_in = torch.cat([text, modality, has_profile.float().unsqueeze(1)], dim=1)
+        if self.late:
+            return self._add_profile(experts, available, gate_in, modality, has_profile, closest)
         return self.mixture(experts, available, gate_in)
+
+    def _profile_expert(
+        self,
+        attended: torch.Tensor,
+        profile_text: torch.Tensor,
+        profile_image: torch.Tensor,
+        modality: torch.Tensor,
+        pooled: dict[str, torch.Tensor],
+        item_tower: ItemTower,
+    ) -> torch.Tensor:
+        """The gated fusion's profile expert (B, D): the pooled history text and photos through
+        the item tower's experts, the attended recent items (B, D), the recent categories and
+        the modality preference (B, 4), projected to one unit vector."""
+        p_text = F.normalize(item_tower.text(profile_text), dim=-1)
+        if item_tower.image is not None:
+            p_image = F.normalize(item_tower.image(profile_image), dim=-1)
+        else:
+            p_image = torch.zeros_like(p_text)
+        p_cat = self.profile_categories(pooled["profile_categories"])  # (B, D)
+        p_in = torch.cat([p_text, p_image, attended, p_cat, modality], dim=1)
+        return F.normalize(self.profile(p_in), dim=-1)
+
+    def _add_profile(
+        self,
+        experts: torch.Tensor,
+        available: torch.Tensor,
+        gate_in: torch.Tensor,
+        modality: torch.Tensor,
+        has_profile: torch.Tensor,
+        closest: torch.Tensor,
+    ) -> TowerOutput:
+        """Late fusion: the query's own mixture q (unit) plus w_user * profile, normalised.
+
+        experts (B, 3, D) with the profile last, available (B, 3), modality (B, 4),
+        has_profile (B,), closest (B,): similarity of the recent item nearest to what was typed
+        (w may grow when the shopper bought something like it before). The returned gates
+        (B, 3) are the effective weights of the experts in the unnormalised sum (so ``explain``
+        splits scores the same way for both fusions).
+        """
+        own = self.mixture(experts[:, :2], available[:, :2], gate_in)
+        assert own.gates is not None and own.norm is not None
+        w_in = torch.cat([modality, has_profile.float().unsqueeze(1), closest.unsqueeze(1)], 1)
+        weight = F.softplus(self.profile_weight(w_in)).squeeze(1) * has_profile  # (B,)
+        mixed = own.embedding + weight.unsqueeze(1) * experts[:, 2]  # (B, D)
+        norm = mixed.norm(dim=1).clamp_min(1e-6)
+        gates = torch.cat([own.gates / own.norm.unsqueeze(1), weight.unsqueeze(1)], dim=1)
+        return TowerOutput(mixed / norm.unsqueeze(1), experts, available, gates, norm)

@@ -31,6 +31,11 @@ class LossConfig:
     # catalog re-encoded every `refresh_every` steps (0.09x the examples/s at 1M items)
     mining: str = "memory"
     memory_size: int = 16_384
+    # what hard negatives are mined with: "query", the whole query vector; "typed", the query's
+    # own experts without the profile (mrse.models.towers.typed_intent), so the negatives are
+    # items that match what was typed but were not bought, and only who the shopper is can
+    # tell them from the positive (history-aware negatives)
+    mine_with: str = "typed"
     consistency_weight: float = 0.1
     consistency_temperature: float = 0.1
 
@@ -42,6 +47,8 @@ class LossConfig:
             raise ValueError("temperatures must be > 0")
         if self.mining not in ("index", "memory"):
             raise ValueError(f"loss.mining must be 'index' or 'memory', got {self.mining!r}")
+        if self.mine_with not in ("query", "typed"):
+            raise ValueError(f"loss.mine_with must be 'query' or 'typed', got {self.mine_with!r}")
         if self.memory_size < 1:
             raise ValueError("loss.memory_size must be >= 1")
         if self.softmax_weight == 0 and self.triplet_weight == 0:
@@ -91,12 +98,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "no-profile": {"model": {"use_profile": False}},
     "no-lmoe": {"model": {"fusion": "concat"}},
     "no-hard-negatives": {"loss": {"triplet_weight": 0.0}},
+    # the profile as it was before late fusion: a third expert in the query's softmax gate
+    "gated-profile": {
+        "model": {"profile_fusion": "gate", "profile_dropout": 0.0},
+        "loss": {"mine_with": "query"},
+    },
     # serving design, not an ablation: the query tower without the MiniLM query vector
     "ngram-query": {"model": {"use_query_text": False}},
 }
 
 # Presets in the order reports list them: the baseline first.
-VARIANTS = ("text-tower", "mrse", "no-image", "no-profile", "no-lmoe", "no-hard-negatives")
+VARIANTS = (
+    "text-tower", "mrse", "no-image", "no-profile", "no-lmoe", "no-hard-negatives",
+    "gated-profile",
+)  # fmt: skip
 
 
 def apply_overrides(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
@@ -113,5 +128,8 @@ def load_config(preset: str = "mrse", path: str | Path | None = None) -> TrainCo
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Inverse of ``TrainConfig.to_dict`` (used to reload a run)."""
+    """Inverse of ``TrainConfig.to_dict`` (used to reload a run). A run saved before a setting
+    existed keeps the behaviour it was trained with, not today's default."""
+    values = {**values, "model": dict(values.get("model", {}))}
+    values["model"].setdefault("profile_fusion", "gate")  # before 2026-11-30: gated profile
     return from_dict(TrainConfig, values)

@@ -28,7 +28,7 @@ from mrse.features.queries import QueryFeatures, snapshot_profiles
 from mrse.losses.hybrid import HybridLoss, LossBatch
 from mrse.metrics.ranking import mean_metrics, query_metrics
 from mrse.models.inference import encode_catalog, encode_queries
-from mrse.models.towers import text_and_image_views
+from mrse.models.towers import text_and_image_views, typed_intent
 from mrse.models.two_tower import MRSEModel
 from mrse.sampling.hard_negatives import ItemMemory, mine_hard_negatives
 from mrse.sampling.negatives import popularity_log_q, uniform_negatives
@@ -154,6 +154,13 @@ def train(
     # a cold and a warm cache give the same model (the cap is a safety; epochs and early
     # stopping decide)
     train_start = time.perf_counter()
+    if parallel.is_main:
+        logger.info(
+            "features ready in %.0fs (phase 1 of 2: encoding what the cache lacked, not counted "
+            "as training time); phase 2: training on %d examples, up to %d epochs with early "
+            "stopping (patience %d)",
+            train_start - start, len(prep.examples), config.epochs, config.patience,
+        )  # fmt: skip
     gen = seed_everything(config.seed)  # after preparing: a cold cache's encoders draw numbers
     split = split_data(prep, config)
     model, opt, dense = build_model(config, parallel)
@@ -412,7 +419,9 @@ def loss_batch(
     """
     lc, ex = config.loss, prep.examples
     pos = ex.item_rows[rows]
-    q = model.encode_queries(prep.queries.inputs(rows), index).embedding  # (B, D)
+    q_out = model.encode_queries(prep.queries.inputs(rows), index)
+    q = q_out.embedding  # (B, D)
+    mine_q = (typed_intent(q_out) if lc.mine_with == "typed" else q).detach()
     rand_rows, rand_log_q = uniform_negatives(len(prep.catalog), lc.random_negatives, gen)
     hard_rows = valid = None
     if lc.triplet_weight > 0:
@@ -420,11 +429,11 @@ def loss_batch(
         exclude = [known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)]
         if memory is None:
             hard_rows, valid = mine_hard_negatives(
-                q.detach(), index, exclude, lc.hard_negatives, lc.hard_pool
+                mine_q, index, exclude, lc.hard_negatives, lc.hard_pool
             )
         else:
             hard_rows, valid = mine_hard_negatives(
-                q.detach(), memory.embeddings, exclude, lc.hard_negatives, lc.hard_pool,
+                mine_q, memory.embeddings, exclude, lc.hard_negatives, lc.hard_pool,
                 memory.rows,
             )  # fmt: skip
     parts = [torch.from_numpy(pos), rand_rows]
