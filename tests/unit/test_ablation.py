@@ -72,7 +72,7 @@ def test_ablation_reports_slices_modality_and_missing_modalities(sample_hm, tmp_
     # every evaluated model, per history slice, with the bought item's MRR/HR
     for model in ("text-tower", "mrse", "no-profile"):
         assert f"| hm | {model} | 5+ events |" in text
-        for hide in ("photo", "text"):
-            assert f"| hm | {model} | {hide} |" in text
+        for hidden in ("every photo", "every text", "text of the judged items"):
+            assert f"| hm | {model} | {hidden} |" in text
     assert "| most photo-driven | " in text and "| most text-driven | " in text
     assert (doc.parent / "img" / "modality-hm.png").exists()

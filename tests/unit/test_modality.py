@@ -6,15 +6,13 @@ import pytest
 
 from mrse.data.dataset import load_dataset
 from mrse.evaluation.modality import (
+    mean_pairwise_cosine,
     quarter_metrics,
-    recall_by_item_modality,
     score_shares,
     shopper_modality,
 )
 from mrse.features.catalog import catalog_features, hide_modality
-from mrse.features.profile import ProfileConfig
 from mrse.models.config import ModelConfig
-from mrse.retrieval.base import Ranking
 
 
 def _catalog(items: pd.DataFrame, text_axis: list[int], image_axis: list[int]):
@@ -31,49 +29,51 @@ def _catalog(items: pd.DataFrame, text_axis: list[int], image_axis: list[int]):
     )
 
 
-class FixedRanking:
-    """A retriever that returns the same ranking for every query."""
-
-    name = "fixed"
-
-    def __init__(self, ids: list[str]) -> None:
-        self.ids = np.array(ids, dtype=object)
-
-    def search(self, queries, k):
-        return [Ranking(self.ids[:k], np.zeros(min(k, len(self.ids)))) for _ in queries]
+def test_mean_pairwise_cosine():
+    same = np.tile([[1.0, 0.0]], (3, 1))
+    assert mean_pairwise_cosine(same) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(np.array([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
+    assert mean_pairwise_cosine(np.eye(3)) == pytest.approx(0.0)
 
 
-def test_recall_is_split_between_items_with_text_and_image_only_items(make_dataset):
-    ds = load_dataset(make_dataset())  # q1: i1 (text, bought), i3 (image-only); q2: i2 (text)
-    has_text = {"i1": True, "i2": True, "i3": False}
-    out = recall_by_item_modality(ds, FixedRanking(["i1", "i2"]), has_text, k=100)
-    assert out["with text queries"] == 2 and out["with text recall@100"] == 1.0
-    assert out["image-only queries"] == 1 and out["image-only recall@100"] == 0.0
-    out = recall_by_item_modality(ds, FixedRanking(["i3", "i2"]), has_text, k=1)
-    assert out["with text recall@1"] == 0.0 and out["image-only recall@1"] == 1.0
-
-
-def test_shoppers_whose_purchases_look_alike_in_photos_have_a_high_image_share(make_dataset):
-    ds = load_dataset(make_dataset())  # u1 bought i1 and i3 before q1; q2 is anonymous
-    # i1 and i3: the same photo direction, different text directions (i3 has no text)
-    alike = shopper_modality(ds, _catalog(ds.items, [0, 1, -1], [2, 3, 2]), ProfileConfig())
-    assert list(alike["qid"]) == ["q1"] and alike["events"].iloc[0] == 2
-    assert alike["image_coherence"].iloc[0] == pytest.approx(1.0)
-    # photos pointing apart: the share falls below the text's
-    apart = shopper_modality(ds, _catalog(ds.items, [0, 1, -1], [2, 3, 4]), ProfileConfig())
-    assert apart["image_share"].iloc[0] < alike["image_share"].iloc[0]
-    assert apart["image_share"].iloc[0] < 0.5
+def test_shoppers_whose_purchases_look_alike_prefer_photos(make_dataset):
+    items = [
+        {"item_id": f"i{k}", "title": f"item {k}", "description": "", "brand": "B",
+         "category": "Top", "price": 1.0, "image": f"images/i{k}.jpg"}
+        for k in range(4)
+    ]  # fmt: skip
+    events = [
+        {"user_id": "u1", "item_id": f"i{k}", "ts": f"2020-01-0{k + 1}", "event": "purchase",
+         "query": None}
+        for k in range(3)
+    ]  # fmt: skip
+    queries = [{"qid": "q1", "query": "top", "user_id": "u1", "ts": "2020-02-01"},
+               {"qid": "q2", "query": "top", "user_id": None, "ts": None}]  # fmt: skip
+    qrels = [{"qid": q, "item_id": "i3", "relevance": 1} for q in ("q1", "q2")]
+    ds = load_dataset(make_dataset(items=items, events=events, queries=queries, qrels=qrels))
+    # i0-i2: one photo direction, three text directions
+    alike = shopper_modality(ds, _catalog(ds.items, [0, 1, 2, 3], [4, 4, 4, 5]))
+    assert list(alike["qid"]) == ["q1"] and alike["items"].iloc[0] == 3
+    assert alike["photo_agreement"].iloc[0] == pytest.approx(1.0)
+    assert alike["text_agreement"].iloc[0] == pytest.approx(0.0)
+    assert alike["photo_preference"].iloc[0] == pytest.approx(1.0)
+    # the other way round: texts alike, photos apart
+    reads_alike = shopper_modality(ds, _catalog(ds.items, [0, 0, 0, 3], [4, 5, 6, 7]))
+    assert reads_alike["photo_preference"].iloc[0] == pytest.approx(-1.0)
+    # an item without text does not count: two usable items remain
+    no_text = shopper_modality(ds, _catalog(ds.items, [0, -1, 2, 3], [4, 4, 4, 5]))
+    assert no_text["items"].iloc[0] == 2
 
 
 def test_quarters_take_the_extremes_of_image_share():
     modality = pd.DataFrame(
-        {"qid": [f"q{i}" for i in range(8)], "image_share": np.linspace(0.1, 0.8, 8)}
+        {"qid": [f"q{i}" for i in range(8)], "photo_preference": np.linspace(-0.3, 0.4, 8)}
     )
     per_query = {"m": {f"q{i}": {"ndcg@10": i, "mrr@10": 0.0, "hr@10": 1.0} for i in range(8)}}
     rows = {r["quarter"]: r for r in quarter_metrics(modality, per_query)}
     assert rows["most text-driven"]["queries"] == 2 and rows["most text-driven"]["ndcg@10"] == 0.5
     assert rows["most photo-driven"]["ndcg@10"] == 6.5
-    assert rows["most photo-driven"]["image_share"] == pytest.approx(0.75)
+    assert rows["most photo-driven"]["photo_preference"] == pytest.approx(0.35)
     assert quarter_metrics(modality.iloc[:0], per_query) == []
 
 
@@ -95,11 +95,31 @@ def test_hiding_a_modality_leaves_the_other_and_the_original_intact(make_dataset
     assert not photo.has_image.any() and photo.image.abs().sum() == 0
     assert photo.has_text.equal(catalog.has_text) and catalog.has_image.all()
     text = hide_modality(catalog, "text")
-    assert (
-        not text.has_text.any()
-        and text.inputs(np.arange(3)).sparse["item_ngrams"].values().numel() == 0
-    )
+    assert not text.has_text.any()
+    assert text.inputs(np.arange(3)).sparse["item_ngrams"].values().numel() == 0
     assert text.has_image.all() and (text.category_id == catalog.category_id).all()
     assert len(catalog.ngram_values) > 0
     with pytest.raises(ValueError, match="modality"):
         hide_modality(catalog, "audio")
+
+
+def test_hiding_the_text_of_some_items_keeps_the_others_exactly():
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["red dress", "blue jeans", "green top"],
+            "category": ["Dress", "Trousers", "Top"],
+            "brand": ["B", "B", "B"],
+        }
+    )
+    catalog = _catalog(items, [0, 1, 2], [3, 4, 5])
+    out = hide_modality(catalog, "text", np.array([1]))
+    assert out.has_text.tolist() == [True, False, True]
+    assert out.text[1].abs().sum() == 0 and out.text[0].equal(catalog.text[0])
+    before, after = catalog.inputs(np.array([0, 2])), out.inputs(np.array([0, 2]))
+    assert before.sparse["item_ngrams"].values().equal(after.sparse["item_ngrams"].values())
+    assert out.inputs(np.array([1])).sparse["item_ngrams"].values().numel() == 0
+    photo = hide_modality(catalog, "photo", np.array([0, 2]))
+    assert photo.has_image.tolist() == [False, True, False] and photo.image[1].equal(
+        catalog.image[1]
+    )

@@ -2,13 +2,12 @@
 
 Two reports beside the ranking metrics (``mrse ablation`` writes both to docs/benchmarks.md):
 
-- modality preference: each test shopper's history measured in photo space and in text space
-  (``mrse.features.profile.modality_preference``), against how much of MRSE's score came from
+- modality preference: how much each test shopper's purchases agree in photo space and in text
+  space (``shopper_modality``), against how much of MRSE's score came from
   the text, the photos and the profile, and the metrics of the most photo-driven and most
   text-driven quarter of shoppers under several models;
-- robustness: recall of the relevant items that have text vs those that are image-only (what a
-  text-only system can never reach), and whole evaluations with every item's photo or text
-  hidden (``ModelRetriever(hide=...)``).
+- robustness (``mrse.jobs.ablation_reports``): whole evaluations with a modality hidden
+  (``ModelRetriever(hide=...)``).
 """
 
 from __future__ import annotations
@@ -21,43 +20,48 @@ import pandas as pd
 from mrse.data.dataset import Dataset
 from mrse.evaluation.harness import build_query_contexts
 from mrse.features.catalog import CatalogFeatures
-from mrse.features.profile import ProfileConfig, modality_preference
-from mrse.features.queries import snapshot_profiles
-from mrse.metrics.ranking import recall_at_k
-from mrse.retrieval.base import Retriever
 
 QUARTER_METRICS = ("ndcg@10", "mrr@10", "hr@10")
 SCORE_PARTS = ("text", "image", "profile")
 
 
-def shopper_modality(
-    dataset: Dataset, catalog: CatalogFeatures, config: ProfileConfig
-) -> pd.DataFrame:
-    """Per test query with a shopper history: qid, events, text_coherence, image_coherence,
-    image_share (image / (text + image) coherence: above 0.5, the shopper's items agree more in
-    photo space than in text space). ``catalog``: centred unit vectors, as the model reads them.
-    """
-    contexts = build_query_contexts(dataset)
-    profiles = snapshot_profiles(
-        dataset.events, catalog, [(c.user_id, c.ts) for c in contexts], config
-    )
+def mean_pairwise_cosine(vectors: np.ndarray) -> float:
+    """Mean cosine over the distinct pairs of (n, D) unit rows, n >= 2."""
+    n = len(vectors)
+    total = vectors.sum(axis=0)
+    return float((total @ total - n) / (n * (n - 1)))
+
+
+def shopper_modality(dataset: Dataset, catalog: CatalogFeatures) -> pd.DataFrame:
+    """Per test query whose shopper bought at least two items with both a text and a photo
+    before it: qid, events (all history events), items (those with both), photo_agreement and
+    text_agreement (mean pairwise cosine of those items' centred unit photo / text vectors:
+    how alike the purchases look / read), and photo_preference = photo - text agreement
+    (above 0: the shopper's choices agree more in photo space than in text space). The same
+    items on both sides, so the measure does not favour the modality with more items."""
+    index = catalog.index
+    both = (catalog.has_text & catalog.has_image).numpy()
+    text, image = catalog.text.numpy(), catalog.image.numpy()
     rows = []
-    for ctx, state in zip(contexts, profiles, strict=True):
-        if state.count == 0:
+    for ctx in build_query_contexts(dataset):
+        items = [index[i] for i in ctx.history.item_ids if i in index]
+        usable = sorted({r for r in items if both[r]})
+        if len(usable) < 2:
             continue
-        coh_t, coh_i, share = modality_preference(state)
+        photo_agreement = mean_pairwise_cosine(image[usable])
+        text_agreement = mean_pairwise_cosine(text[usable])
         rows.append(
             {
                 "qid": ctx.qid,
-                "events": state.count,
-                "text_coherence": coh_t,
-                "image_coherence": coh_i,
-                "image_share": share,
+                "events": len(ctx.history.item_ids),
+                "items": len(usable),
+                "photo_agreement": photo_agreement,
+                "text_agreement": text_agreement,
+                "photo_preference": photo_agreement - text_agreement,
             }
         )
-    return pd.DataFrame(
-        rows, columns=["qid", "events", "text_coherence", "image_coherence", "image_share"]
-    )
+    columns = ["qid", "events", "items", "photo_agreement", "text_agreement", "photo_preference"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def score_shares(explanations: Mapping[str, Sequence[Mapping[str, float]]]) -> pd.DataFrame:
@@ -77,12 +81,13 @@ def score_shares(explanations: Mapping[str, Sequence[Mapping[str, float]]]) -> p
 def quarter_metrics(
     modality: pd.DataFrame, per_query: Mapping[str, Mapping[str, Mapping[str, float]]]
 ) -> list[dict]:
-    """Metrics of the most photo-driven quarter (highest image_share) and the most text-driven
-    quarter (lowest) of the shoppers in ``modality``, per model of ``per_query`` (model -> qid
-    -> metrics). Rows: quarter, model, queries, mean image_share, and ``QUARTER_METRICS``."""
+    """Metrics of the most photo-driven quarter (highest photo_preference) and the most
+    text-driven quarter (lowest) of the shoppers in ``modality``, per model of ``per_query``
+    (model -> qid -> metrics). Rows: quarter, model, queries, mean photo_preference, and
+    ``QUARTER_METRICS``."""
     if modality.empty:
         return []
-    ranked = modality.sort_values("image_share", kind="stable")
+    ranked = modality.sort_values("photo_preference", kind="stable")
     n = max(1, len(ranked) // 4)
     quarters = {"most text-driven": ranked.head(n), "most photo-driven": ranked.tail(n)}
     out = []
@@ -93,34 +98,9 @@ def quarter_metrics(
                 "quarter": quarter,
                 "model": model,
                 "queries": len(qids),
-                "image_share": float(members["image_share"].mean()),
+                "photo_preference": float(members["photo_preference"].mean()),
             }
             for m in QUARTER_METRICS:
                 row[m] = float(np.mean([metrics[q][m] for q in qids])) if qids else float("nan")
             out.append(row)
-    return out
-
-
-def recall_by_item_modality(
-    dataset: Dataset, retriever: Retriever, has_text: Mapping[str, bool], k: int = 100
-) -> dict[str, float]:
-    """Recall@``k`` of the relevant items that have text and, separately, of the image-only
-    ones (macro average over the queries that have such items), with each side's query count.
-    """
-    judged = dataset.qrels_by_query
-    contexts = [c for c in build_query_contexts(dataset) if judged.get(c.qid)]
-    sides: dict[str, list[float]] = {"with text": [], "image-only": []}
-    for s in range(0, len(contexts), 64):
-        chunk = contexts[s : s + 64]
-        for ctx, ranking in zip(chunk, retriever.search(chunk, k), strict=True):
-            ranked = list(ranking.item_ids)
-            rels = judged[ctx.qid]
-            for side, want in (("with text", True), ("image-only", False)):
-                part = {i: r for i, r in rels.items() if r > 0 and has_text.get(i, False) == want}
-                if part:
-                    sides[side].append(recall_at_k(ranked, part, k))
-    out: dict[str, float] = {}
-    for side, values in sides.items():
-        out[f"{side} queries"] = float(len(values))
-        out[f"{side} recall@{k}"] = float(np.mean(values)) if values else float("nan")
     return out

@@ -35,8 +35,9 @@ def format_markdown(results: Sequence[EvalResult]) -> str:
     return "\n".join(out)
 
 
-def format_slices(results: Sequence[EvalResult]) -> str:
-    """Markdown table of the per-history-slice metrics: one row per (dataset, model, slice).
+def format_slices(results: Sequence[EvalResult], skip_empty: bool = False) -> str:
+    """Markdown table of the per-history-slice metrics: one row per (dataset, model, slice);
+    ``skip_empty``: leave out slices without queries.
 
     MRR@10 and HR@10 are of the query's highest grade: on ``hm`` the item the shopper bought.
     """
@@ -47,6 +48,8 @@ def format_slices(results: Sequence[EvalResult]) -> str:
         for name in HISTORY_SLICES:
             s = r.slices.get(name, {})
             n = int(s.get("queries", 0))
+            if skip_empty and not n:
+                continue
             cells = [r.dataset, r.model, name, str(n)]
             cells += [f"{s[m]:.4f}" if n else "-" for m in SLICE_METRICS]
             out.append("| " + " | ".join(cells) + " |")

@@ -148,24 +148,35 @@ class CatalogFeatures:
 MODALITIES = ("photo", "text")
 
 
-def hide_modality(catalog: CatalogFeatures, modality: str) -> CatalogFeatures:
-    """``catalog`` as if no item had a photo (``photo``) or any text (``text``: the MiniLM vector
-    and the title/category n-grams gone; category and brand ids stay), to measure how the
-    towers cope when a modality is missing at serving time. ``catalog`` is not modified."""
+def hide_modality(
+    catalog: CatalogFeatures, modality: str, rows: np.ndarray | None = None
+) -> CatalogFeatures:
+    """``catalog`` as if its items (or only those at ``rows``) had no photo (``photo``) or no
+    text (``text``: the MiniLM vector and the title/category n-grams gone; category and brand
+    ids stay), to measure how the towers cope when a modality is missing at serving time.
+    ``catalog`` is not modified."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    hidden = np.ones(len(catalog), bool) if rows is None else np.zeros(len(catalog), bool)
+    if rows is not None:
+        hidden[np.asarray(rows, dtype=np.int64)] = True
+    keep = torch.from_numpy(~hidden)
     if modality == "photo":
         return replace(
             catalog,
-            image=torch.zeros_like(catalog.image),
-            has_image=torch.zeros_like(catalog.has_image),
+            image=catalog.image * keep.unsqueeze(1),
+            has_image=catalog.has_image & keep,
         )
+    lengths = np.diff(catalog.ngram_offsets) * ~hidden
+    offsets = np.zeros_like(catalog.ngram_offsets)
+    np.cumsum(lengths, out=offsets[1:])
+    owner = np.repeat(np.arange(len(catalog)), np.diff(catalog.ngram_offsets))
     return replace(
         catalog,
-        text=torch.zeros_like(catalog.text),
-        has_text=torch.zeros_like(catalog.has_text),
-        ngram_values=np.zeros(0, np.int64),
-        ngram_offsets=np.zeros_like(catalog.ngram_offsets),
+        text=catalog.text * keep.unsqueeze(1),
+        has_text=catalog.has_text & keep,
+        ngram_values=catalog.ngram_values[~hidden[owner]],
+        ngram_offsets=offsets,
     )
 
 

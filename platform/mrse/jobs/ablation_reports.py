@@ -5,8 +5,8 @@
 - modality preference (datasets with shopper histories): each shopper's history in photo vs
   text space against the share of MRSE's score from text, photos and profile (a plot), and the
   metrics of the most photo-driven and most text-driven quarters per model;
-- robustness: recall@100 of relevant items with text vs image-only ones, and every item's
-  photo, then text, hidden at evaluation time.
+- robustness: every item's photo, every item's text, and the text of only the judged items
+  hidden at evaluation time.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from mrse.encoders.cache import FeatureCache
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.modality import (
     QUARTER_METRICS,
+    SCORE_PARTS,
     quarter_metrics,
-    recall_by_item_modality,
     score_shares,
     shopper_modality,
 )
 from mrse.evaluation.report import format_slices
 from mrse.jobs.plots import plot_modality
+from mrse.metrics.ranking import HISTORY_SLICES
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
 
@@ -48,11 +49,20 @@ def slices_section(results: Sequence[EvalResult]) -> str:
     personal = [r for r in results if any(v > 0 for v in r.history_events.values())]
     if not personal:
         return ""
+    empty = [
+        f"{r.dataset}: {name}"
+        for r in personal[:1]
+        for name in HISTORY_SLICES
+        if not r.slices.get(name, {}).get("queries")
+    ]
+    note = f"No test query in slice(s) {', '.join(empty)}." if empty else ""
     return "\n".join(
         [
             "#### By shopper history (MRR@10 and HR@10 of the bought item)",
             "",
-            format_slices(personal),
+            note,
+            "",
+            format_slices(personal, skip_empty=True),
         ]
     )
 
@@ -70,43 +80,39 @@ def modality_section(
     if "mrse" not in results or not any(v > 0 for v in results["mrse"].history_events.values()):
         return ""
     run = load_run(runs_dir / f"{dataset.name}-mrse")
-    modality = shopper_modality(dataset, run.featurizer.catalog(dataset, cache), run.config.profile)
-    shares = score_shares(results["mrse"].explanations)
-    joined = modality.merge(shares, on="qid", how="inner")
+    modality = shopper_modality(dataset, run.featurizer.catalog(dataset, cache))
+    if modality.empty:
+        return ""
+    joined = modality.merge(score_shares(results["mrse"].explanations), on="qid", how="inner")
     plot_modality(joined, plot)
     compared = {m: results[m].per_query for m in COMPARED[:3] if m in results}
-    rows = quarter_metrics(modality, compared)
-    corr = {
-        p: float(np.corrcoef(joined["image_share"], joined[p])[0, 1]) if len(joined) > 2 else 0.0
-        for p in ("image", "profile")
-    }
-    head = ["shoppers", "mean image share", "model", "queries"] + [m for m in QUARTER_METRICS]
+    head = ["shoppers", "mean photo preference", "model", "queries", *QUARTER_METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["quarter"], f"{r['image_share']:.3f}", r["model"], str(r["queries"])]
+    for r in quarter_metrics(modality, compared):
+        cells = [r["quarter"], f"{r['photo_preference']:+.3f}", r["model"], str(r["queries"])]
         cells += [_cell(r[m]) for m in QUARTER_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
+    corr = {
+        p: float(np.corrcoef(joined["photo_preference"], joined[p])[0, 1])
+        if len(joined) > 2
+        else float("nan")
+        for p in SCORE_PARTS
+    }
+    mean = joined[list(SCORE_PARTS)].mean()
     img = plot.relative_to(doc_dir) if doc_dir else plot
-    mean = joined[["text", "image", "profile"]].mean() if len(joined) else None
-    summary = (
-        f"MRSE's top-10 scores on {dataset.name} ({len(joined)} shoppers with history) come "
-        f"on average {mean['text']:.0%} from text, {mean['image']:.0%} from photos and "
-        f"{mean['profile']:.0%} from the profile; correlation of the shopper's image share with "
-        f"the photo share of the score {corr['image']:+.2f}, with the profile share "
-        f"{corr['profile']:+.2f}."
-        if mean is not None
-        else ""
-    )
     return "\n".join(
         [
             f"#### Modality preference ({dataset.name})",
             "",
-            "Image share of a shopper = photo coherence / (photo + text coherence) of the items"
-            " they bought before the query (each coherence: length of the recency-weighted mean"
-            " of the items' centred unit vectors; above 0.5 their purchases agree more in photo"
-            " space). Quarters by image share; MRR@10 and HR@10 of the bought item.",
+            "Photo preference of a shopper = mean pairwise cosine of the photos of the items they"
+            " bought before the query minus that of the same items' texts (items with both;"
+            " shoppers with at least two such items): above 0, their choices agree more in"
+            " photo space. Quarters by photo preference; MRR@10 and HR@10 of the bought item.",
             "",
-            summary,
+            f"{len(joined)} shoppers. MRSE's top-10 scores come on average {mean['text']:.0%}"
+            f" from text, {mean['image']:.0%} from photos and {mean['profile']:.0%} from the"
+            f" profile; correlation of the photo preference with those shares: text"
+            f" {corr['text']:+.2f}, photos {corr['image']:+.2f}, profile {corr['profile']:+.2f}.",
             "",
             *lines,
             "",
@@ -115,57 +121,47 @@ def modality_section(
     )
 
 
+# (label, modality, only the judged items?) of the missing-modality evaluations
+HIDDEN = (
+    ("every photo", "photo", False),
+    ("every text", "text", False),
+    ("text of the judged items", "text", True),
+)
+
+
 def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: FeatureCache) -> str:
-    """Recall of relevant items with text vs image-only, and evaluations with every item's
-    photo, then text, hidden, for the ``COMPARED`` models the ablation trained."""
-    split_rows, hidden_rows = [], []
+    """Evaluations with every item's photo hidden, every item's text hidden, and the text of
+    only the judged (relevant) items hidden (they become image-only items among items that
+    keep theirs), for the ``COMPARED`` models the ablation trained."""
+    rows = []
     for dataset in datasets:
-        has_text = {
-            i: bool(t.strip() or d.strip())
-            for i, t, d in dataset.items[["item_id", "title", "description"]].itertuples(
-                index=False
-            )
-        }
+        judged = set(dataset.qrels.loc[dataset.qrels["relevance"] > 0, "item_id"])
         for model in COMPARED:
             run_dir = runs_dir / f"{dataset.name}-{model}"
             if not (run_dir / "run.json").exists():
                 continue
             run = load_run(run_dir)
-            retriever = ModelRetriever(run, dataset, cache)
-            split = recall_by_item_modality(dataset, retriever, has_text)
-            if split["image-only queries"] > 0:
-                split_rows.append((dataset.name, model, split))
-            for hide in ("photo", "text"):
-                r = evaluate(dataset, ModelRetriever(run, dataset, cache, hide=hide))
-                hidden_rows.append((dataset.name, model, hide, r.metrics))
-                logger.info("%s %s, %s hidden: nDCG@10 %.4f", dataset.name, model, hide,
+            for label, modality, only_judged in HIDDEN:
+                items = judged if only_judged else None
+                retriever = ModelRetriever(run, dataset, cache, hide=modality, hide_items=items)
+                r = evaluate(dataset, retriever)
+                rows.append((dataset.name, model, label, r.metrics))
+                logger.info("%s %s, %s hidden: nDCG@10 %.4f", dataset.name, model, label,
                             r.metrics["ndcg@10"])  # fmt: skip
-    lines = ["#### Missing modalities", ""]
-    if split_rows:
-        lines += [
-            "Recall@100 of the relevant items that have text vs those that are image-only"
-            " (queries with at least one such relevant item):",
-            "",
-            "| dataset | model | with text | image-only |",
-            "|---|---|---|---|",
-        ]
-        for name, model, s in split_rows:
-            lines.append(
-                f"| {name} | {model} | {_cell(s['with text recall@100'])} "
-                f"| {_cell(s['image-only recall@100'])} |"
-            )
-        lines.append("")
-    lines += [
-        "Every item's photo, then every item's text (MiniLM vector and title n-grams; category"
-        " and brand ids stay), hidden at evaluation time, in the catalog and in the shoppers'"
-        " histories:",
+    lines = [
+        "#### Missing modalities",
+        "",
+        "Hidden at evaluation time, in the catalog and in the shoppers' histories: every item's"
+        " photo; every item's text (MiniLM vector and title n-grams; category and brand ids"
+        " stay); the text of the judged items only (the items to find become image-only among"
+        " items that keep their text, as half of `hm`'s catalog is).",
         "",
         "| dataset | model | hidden | nDCG@10 | Recall@100 | HR@10 |",
         "|---|---|---|---|---|---|",
     ]
-    for name, model, hide, m in hidden_rows:
+    for name, model, label, m in rows:
         lines.append(
-            f"| {name} | {model} | {hide} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} "
+            f"| {name} | {model} | {label} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} "
             f"| {m['hr@10']:.4f} |"
         )
     return "\n".join(lines)

@@ -167,18 +167,23 @@ def plot_scale(result: dict, path: str | Path) -> None:
 
 
 def plot_modality(joined, path: str | Path) -> None:
-    """Shoppers' image share of history (x) against the share of MRSE's top-10 scores from the
-    photos and from the profile (y), one dot per shopper, with the quarter boundaries.
-    ``joined``: a frame with columns image_share, image, profile."""
+    """Shoppers' photo preference (x) against the share of MRSE's top-10 scores from the photos
+    and from the profile (y), one dot per shopper, with the quarter boundaries and a least-squares
+    line per share. ``joined``: a frame with columns photo_preference, image, profile."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if len(joined):
-        x = joined["image_share"].to_numpy()
-        ax.scatter(x, joined["image"], s=8, alpha=0.5, label="photo share of score")
-        ax.scatter(x, joined["profile"], s=8, alpha=0.5, label="profile share of score")
+        x = joined["photo_preference"].to_numpy()
+        for col, label in (("image", "photo share of score"), ("profile", "profile share")):
+            y = joined[col].to_numpy()
+            dots = ax.scatter(x, y, s=8, alpha=0.45, label=label)
+            if len(x) > 2 and np.ptp(x) > 0:
+                slope, icept = np.polyfit(x, y, 1)
+                xs = np.array([x.min(), x.max()])
+                ax.plot(xs, slope * xs + icept, color=dots.get_facecolor()[0][:3], linewidth=1.5)
         for q in np.quantile(x, [0.25, 0.75]):
             ax.axvline(q, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("shopper's image share (photo vs text coherence of their purchases)")
+    ax.set_xlabel("shopper's photo preference (photo minus text agreement of their purchases)")
     ax.set_ylabel("share of MRSE's top-10 scores")
     ax.set_title("Per-shopper modality preference (dashed: quarter boundaries)")
     ax.legend(fontsize=8)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -32,17 +32,23 @@ class ModelRetriever:
         cache: FeatureCache,
         query_encoder: str = "minilm",
         hide: str | None = None,
+        hide_items: Collection[str] | None = None,
     ) -> None:
         """``query_encoder``: ``minilm`` (as trained) or ``minilm-int8`` (as served);
-        ``hide``: ``photo`` or ``text`` to evaluate as if no item had that modality (items
-        and the shoppers' histories alike; ``mrse.features.catalog.hide_modality``)."""
+        ``hide``: ``photo`` or ``text`` to evaluate as if no item (or only the ``hide_items``)
+        had that modality, in the catalog and the shoppers' histories alike
+        (``mrse.features.catalog.hide_modality``)."""
         self.run = run
         self.name = run.name if hide is None else f"{run.name} ({hide} hidden)"
         self.dataset = dataset
         self.cache = cache
         self.catalog = run.featurizer.catalog(dataset, cache)
         if hide is not None:
-            self.catalog = hide_modality(self.catalog, hide)
+            rows = None
+            if hide_items is not None:
+                index = self.catalog.index
+                rows = np.array([index[i] for i in hide_items if i in index], dtype=np.int64)
+            self.catalog = hide_modality(self.catalog, hide, rows)
         self.items = encode_catalog(run.model, self.catalog)  # (N, D)
         # loaded once, only on a cache miss
         self._encode_query, self._query_model_id = lazy_query_encoder(query_encoder)
