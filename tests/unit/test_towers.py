@@ -207,3 +207,14 @@ def test_late_profile_prefers_items_like_the_recent_ones_that_match_the_query():
     out = model.encode_queries(q, index).embedding
     assert out[0] @ a > out[0] @ b
     torch.testing.assert_close(out[1], before[1])
+
+
+def test_photo_dropout_hides_photos_of_items_with_text_in_training_only():
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "photo_dropout": 0.999}))
+    items = _items([True, False], [True, True])  # text+photo, image-only
+    torch.manual_seed(0)
+    gates = model.train().encode_items(items).gates
+    image = 2
+    assert gates[0, image] == 0  # hidden: the item still has its text
+    assert gates[1, image] > 0  # an image-only item always keeps its photo
+    assert model.eval().encode_items(items).gates[0, image] > 0

@@ -41,6 +41,9 @@ class ModelConfig:
     # q (score = q . item + w_user * p . item, one dot product); "gate": the profile expert as a
     # third expert of the query's softmax gate (runs saved before "late" existed).
     profile_fusion: ProfileFusion = "late"
+    # Training only: hide the photo of this share of the items that also have text, so the
+    # towers do not lean on photos alone (a catalog whose photos are missing still retrieves).
+    photo_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dim < 8 or self.hidden < 8:
@@ -53,6 +56,8 @@ class ModelConfig:
             raise ValueError(
                 f"profile_fusion must be 'gate' or 'late', got {self.profile_fusion!r}"
             )
+        if not 0.0 <= self.photo_dropout < 1.0:
+            raise ValueError("photo_dropout must be in [0, 1)")
         if not 0.0 <= self.profile_dropout < 1.0:
             raise ValueError("profile_dropout must be in [0, 1)")
 

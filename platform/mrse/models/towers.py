@@ -177,6 +177,11 @@ class ItemTower(nn.Module):
         if self.image is not None:
             img = F.normalize(self.image(image), dim=-1)
             has_img = has_image
+            if self.training and self.config.photo_dropout > 0:  # items that also have text
+                hide = (
+                    torch.rand(has_image.shape, device=has_image.device) < self.config.photo_dropout
+                )
+                has_img = has_img & ~(hide & has_text)
         else:
             img, has_img = zeros, torch.zeros_like(has_image)
         experts = torch.stack(
