@@ -236,10 +236,14 @@ def typed_intent(out: TowerOutput) -> torch.Tensor:
 class QueryTower(nn.Module):
     """Query + user -> (N, D). Experts: MiniLM query text, query n-grams, the user's profile.
 
-    The profile expert reuses the item tower's text and photo experts on the user's pooled
-    history (so "like what I bought" is measured in the item space), attends over the
-    embeddings of the user's recent items with the query-only vector, and adds their recent
-    categories. The gate sees the query and the user's modality preference.
+    The profile starts from the item-tower embeddings of the user's recent items, attended by
+    the query-only vector. ``profile_fusion="late"`` (default): that attended vector is the
+    profile, added after the gate's mixture of the typed experts with a learned per-user weight
+    (``_add_profile``); the pooled history vectors and recent categories are not read.
+    ``"gate"``: a profile expert also embeds the pooled history text and photos with the item
+    tower's own experts (so "like what I bought" is measured in the item space) and the recent
+    categories, and is a third expert of the gate. The gate sees the query and the user's
+    modality preference.
     """
 
     def __init__(self, config: ModelConfig, device: torch.device | None = None) -> None:
