@@ -32,12 +32,16 @@ class EvalResult:
     queries: int
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
-    # per history slice (no history / 1-4 / 5+ events): query count, nDCG@10, MRR@10, HR@10
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
     history_events: dict[str, int] = field(default_factory=dict)  # qid -> events before it
     explanations: dict[str, list[dict]] = field(default_factory=dict)
     skipped_queries: int = 0
     seconds: float = 0.0
+
+    @property
+    def slices(self) -> dict[str, dict[str, float]]:
+        """Per history slice (no history / 1-4 / 5+ events): query count, nDCG@10, MRR@10 and
+        HR@10 (``mrse.metrics.ranking.slice_metrics``)."""
+        return slice_metrics(self.per_query, self.history_events)
 
     def to_json(self, per_query: bool = False) -> dict:
         out = {
@@ -121,7 +125,6 @@ def evaluate(
         queries=len(contexts),
         metrics=mean_metrics(list(per_query.values())),
         per_query=per_query,
-        slices=slice_metrics(per_query, history_events),
         history_events=history_events,
         explanations=explanations,
         skipped_queries=skipped,

@@ -21,7 +21,12 @@ from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_items
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.report import format_table, write_json
-from mrse.jobs.ablation_reports import modality_section, robustness_section, slices_section
+from mrse.jobs.ablation_reports import (
+    modality_section,
+    robustness_section,
+    run_dir,
+    slices_section,
+)
 from mrse.jobs.plots import plot_ablation
 from mrse.logs import setup_logging
 from mrse.retrieval.baselines import build_baseline
@@ -51,12 +56,8 @@ class AblationConfig:
     jobs: int = 1  # trainings run side by side (each stops by epochs, so load cannot change it)
 
 
-def _run_dir(cfg: AblationConfig, data: Path, variant: str) -> Path:
-    return cfg.runs_dir / f"{Path(data).name}-{variant}"
-
-
-def _done(run_dir: Path) -> bool:
-    info = run_dir / "run.json"
+def _done(path: Path) -> bool:
+    info = path / "run.json"
     return info.exists() and "training" in json.loads(info.read_text())
 
 
@@ -68,12 +69,19 @@ def train_all(cfg: AblationConfig) -> None:
         (data, variant)
         for data in cfg.datasets
         for variant in cfg.variants
-        if cfg.retrain or not _done(_run_dir(cfg, data, variant))
+        if cfg.retrain or not _done(run_dir(cfg.runs_dir, Path(data).name, variant))
     ]
     if not todo:
         return
     args = [
-        (load_config(v, cfg.config), d, _run_dir(cfg, d, v), v, False, cfg.cache_dir)
+        (
+            load_config(v, cfg.config),
+            d,
+            run_dir(cfg.runs_dir, Path(d).name, v),
+            v,
+            False,
+            cfg.cache_dir,
+        )
         for d, v in todo
     ]
     if cfg.jobs <= 1:
@@ -108,8 +116,7 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
                 results.append(r)
                 rows.append({**r.to_json(), "train_seconds": None, "examples_per_s": None})
         for variant in cfg.variants:
-            run_dir = _run_dir(cfg, data, variant)
-            run = load_run(run_dir)
+            run = load_run(run_dir(cfg.runs_dir, dataset.name, variant))
             with FeatureCache.open_default(cfg.cache_dir) as cache:
                 r = evaluate(dataset, ModelRetriever(run, dataset, cache))
             write_json(r, cfg.out / f"{dataset.name}-{variant}.json")

@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 COMPARED = ("mrse", "no-profile", "text-tower", "no-image")
 
 
+def run_dir(runs_dir: Path, dataset: str, variant: str) -> Path:
+    """Where the ablation keeps (dataset, variant)'s run."""
+    return runs_dir / f"{dataset}-{variant}"
+
+
 def _cell(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
@@ -49,9 +54,10 @@ def slices_section(results: Sequence[EvalResult]) -> str:
     personal = [r for r in results if any(v > 0 for v in r.history_events.values())]
     if not personal:
         return ""
+    first_of_dataset = {r.dataset: r for r in reversed(personal)}.values()
     empty = [
         f"{r.dataset}: {name}"
-        for r in personal[:1]
+        for r in first_of_dataset
         for name in HISTORY_SLICES
         if not r.slices.get(name, {}).get("queries")
     ]
@@ -79,7 +85,7 @@ def modality_section(
     ``results``: this dataset's evaluation of each model, by model name (needs ``mrse``)."""
     if "mrse" not in results or not any(v > 0 for v in results["mrse"].history_events.values()):
         return ""
-    run = load_run(runs_dir / f"{dataset.name}-mrse")
+    run = load_run(run_dir(runs_dir, dataset.name, "mrse"))
     modality = shopper_modality(dataset, run.featurizer.catalog(dataset, cache))
     if modality.empty:
         return ""
@@ -137,10 +143,10 @@ def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: Featu
     for dataset in datasets:
         judged = set(dataset.qrels.loc[dataset.qrels["relevance"] > 0, "item_id"])
         for model in COMPARED:
-            run_dir = runs_dir / f"{dataset.name}-{model}"
-            if not (run_dir / "run.json").exists():
+            path = run_dir(runs_dir, dataset.name, model)
+            if not (path / "run.json").exists():
                 continue
-            run = load_run(run_dir)
+            run = load_run(path)
             for label, modality, only_judged in HIDDEN:
                 items = judged if only_judged else None
                 retriever = ModelRetriever(run, dataset, cache, hide=modality, hide_items=items)

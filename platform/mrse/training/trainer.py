@@ -421,12 +421,12 @@ def loss_batch(
     pos = ex.item_rows[rows]
     q_out = model.encode_queries(prep.queries.inputs(rows), index)
     q = q_out.embedding  # (B, D)
-    mine_q = (typed_intent(q_out) if lc.mine_with == "typed" else q).detach()
     rand_rows, rand_log_q = uniform_negatives(len(prep.catalog), lc.random_negatives, gen)
     hard_rows = valid = None
     if lc.triplet_weight > 0:
         known = split.known
         exclude = [known.get(ex.texts[r], set()) | {int(p)} for r, p in zip(rows, pos, strict=True)]
+        mine_q = (typed_intent(q_out) if lc.mine_with == "typed" else q).detach()
         if memory is None:
             hard_rows, valid = mine_hard_negatives(
                 mine_q, index, exclude, lc.hard_negatives, lc.hard_pool
