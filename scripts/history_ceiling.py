@@ -5,7 +5,8 @@
 
 Re-scores the run's ranking of every test query as ``score + lambda * signal`` for signals a
 profile could carry (the query's history strictly before its time) and a few lambdas, and
-reports nDCG@10, Recall@100 and the bought item's MRR@10 / HR@10 for the best lambda of each.
+reports nDCG@10, Recall@100 and the bought item's MRR@10 / HR@10 for the best lambda of each,
+and how many items each query judges and how often the bought item is a repurchase.
 The lambda is chosen **on the test queries**: the numbers are a ceiling for that signal, not a
 method. Signals: the photo of the nearest / the mean of the last 20 purchases (centred unit
 EfficientNet vectors), co-purchases (items bought by shoppers who bought the same items), and
@@ -107,7 +108,20 @@ def main() -> None:
         return {m: float(np.mean([q[m] for q in per])) for m in METRICS}
 
     base = evaluate(None, 0.0)
-    result = {"run": args.run, "base": base, "signals": {}}
+    targets = []  # each query's top-grade items (hm: the bought item)
+    for c in contexts:
+        top = max(judged[c.qid].values())
+        targets.append({i for i, g in judged[c.qid].items() if g == top})
+    facts = {
+        "median judged items per query": float(np.median([len(judged[c.qid]) for c in contexts])),
+        "share of queries whose top-grade item is in the history (repurchase)": float(
+            np.mean(
+                [bool(t & set(c.history.item_ids)) for c, t in zip(contexts, targets, strict=True)]
+            )
+        ),
+    }
+    logger.info("%s", facts)
+    result = {"run": args.run, "base": base, "facts": facts, "signals": {}}
     for name in signals:
         grid = {lam: evaluate(name, lam) for lam in LAMBDAS}
         best = max(grid, key=lambda lam: grid[lam]["mrr@10"])
@@ -115,6 +129,8 @@ def main() -> None:
         logger.info("%s: lambda %.2f %s", name, best, grid[best])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
+    for name, value in facts.items():
+        print(f"{name}: {value:.3g}")
     print("| signal added | lambda | nDCG@10 | Recall@100 | bought MRR@10 | bought HR@10 |")
     print("|---|---|---|---|---|---|")
     print("| (the run alone) | - | " + " | ".join(f"{base[m]:.4f}" for m in METRICS) + " |")
