@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from mrse.models.two_tower import MRSEModel, explain
 
 CFG = ModelConfig(
     dim=16,
+    identity_dim=4,
     hidden=32,
     sparse_dim=8,
     ngram_buckets=512,
@@ -40,6 +43,7 @@ def _items(has_text, has_image, with_ngrams=None):
         image=torch.randn(n, 1280, generator=g) * hi[:, None],
         has_image=hi,
         sparse=sparse,
+        identity=torch.arange(n, dtype=torch.int64) * 7919,
     )
 
 
@@ -69,10 +73,18 @@ def test_gate_masks_missing_modalities_and_outputs_unit_vectors():
     out = model.encode_items(_items([True, False, True], [True, True, False]))
     torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(3))
     gates = out.gates
-    text, ngram, image, _ = range(4)
+    text, ngram, image, _, identity = range(5)
     assert gates[1, text] == 0 and gates[1, ngram] == 0 and gates[1, image] > 0
     assert gates[2, image] == 0 and gates[2, text] > 0
-    torch.testing.assert_close(gates.sum(dim=1), torch.ones(3))
+    # the learnt experts share sqrt(1 - s^2) of the vector, the product identity the rest
+    share = torch.sigmoid(model.item_tower.identity_logit).detach()
+    torch.testing.assert_close(gates[:, :4].sum(dim=1), torch.sqrt(1 - share**2).expand(3))
+    torch.testing.assert_close(out.embedding[:, -4:].norm(dim=1), share.expand(3))
+    assert (gates[:, identity] > 0).all()
+    plain = MRSEModel(replace(CFG, identity_dim=0)).eval()
+    assert not plain.config.uses_identity
+    out = plain.encode_items(_items([True, False, True], [True, True, False]))
+    torch.testing.assert_close(out.gates.sum(dim=1), torch.ones(3))
 
 
 def test_image_only_item_does_not_depend_on_garbage_text_inputs():

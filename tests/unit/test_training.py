@@ -190,3 +190,16 @@ def test_runs_saved_before_late_fusion_load_with_the_gate_they_were_trained_with
     del old["model"]["profile_fusion"]  # a run.json written before the setting existed
     assert config_from_dict(old).model.profile_fusion == "gate"
     assert config_from_dict(load_config("mrse").to_dict()).model.profile_fusion == "late"
+
+
+def test_runs_saved_before_the_product_identity_load_without_one():
+    from mrse.training.config import config_from_dict
+
+    old = load_config("mrse").to_dict()
+    del old["model"]["identity_dim"]  # a late-fusion run.json written before the setting
+    assert not config_from_dict(old).model.uses_identity
+    new = config_from_dict(load_config("mrse").to_dict()).model
+    assert new.uses_identity and (new.main_dim, new.identity_size) == (96, 32)
+    # models that cannot read it leave it out
+    assert load_config("no-profile").model.identity_size == 0
+    assert load_config("gated-profile").model.identity_size == 0

@@ -13,6 +13,7 @@ from torchrec import KeyedJaggedTensor
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import ItemFeatures, encode_items
+from mrse.features.identity import identity_hashes, product_key
 from mrse.features.inputs import FeatureShape, ItemInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
 from mrse.features.profile import ProfileState, empty_profile
@@ -103,6 +104,7 @@ class CatalogFeatures:
         has_text / has_image: (N,) bool.
         ngram_values / ngram_offsets: hashed n-grams of title + category, ragged.
         category_id / brand_id: (N,) hashed ids (0 = none); categories: (N,) raw strings.
+        identity: (N,) uint64 hashes of the items' product keys (``mrse.features.identity``).
     """
 
     item_ids: np.ndarray
@@ -116,6 +118,7 @@ class CatalogFeatures:
     category_id: np.ndarray
     brand_id: np.ndarray
     categories: np.ndarray
+    identity: np.ndarray
 
     def cold_profile(self) -> ProfileState:
         """The profile of a shopper with no history, in this catalog's vector sizes."""
@@ -142,6 +145,7 @@ class CatalogFeatures:
             image=self.image[t],
             has_image=self.has_image[t],
             sparse=sparse,
+            identity=torch.from_numpy(self.identity[rows].view(np.int64)),
         )
 
 
@@ -152,9 +156,9 @@ def hide_modality(
     catalog: CatalogFeatures, modality: str, rows: np.ndarray | None = None
 ) -> CatalogFeatures:
     """``catalog`` as if its items (or only those at ``rows``) had no photo (``photo``) or no
-    text (``text``: the MiniLM vector and the title/category n-grams gone; category and brand
-    ids stay), to measure how the towers cope when a modality is missing at serving time.
-    ``catalog`` is not modified."""
+    text (``text``: the MiniLM vector and the title/category n-grams gone, each item its own
+    product; category and brand ids stay), to measure how the towers cope when a modality is
+    missing at serving time. ``catalog`` is not modified."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     hidden = np.ones(len(catalog), bool) if rows is None else np.zeros(len(catalog), bool)
@@ -177,6 +181,11 @@ def hide_modality(
         has_text=catalog.has_text & keep,
         ngram_values=catalog.ngram_values[~hidden[owner]],
         ngram_offsets=offsets,
+        identity=np.where(
+            hidden,
+            identity_hashes(product_key(i, None, None) for i in catalog.item_ids),
+            catalog.identity,
+        ),
     )
 
 
@@ -209,9 +218,9 @@ def catalog_features(
     config: FeatureShape,
     index: dict[str, int] | None = None,
 ) -> CatalogFeatures:
-    """Model inputs from items' attributes (item_id, title, category, brand) and their centred
-    unit vectors: text (N, Dt), image (N, Di), with (N,) presence masks; ``index``: id -> row
-    (built from ``items`` if not given)."""
+    """Model inputs from items' attributes (item_id, title, description, category, brand) and
+    their centred unit vectors: text (N, Dt), image (N, Di), with (N,) presence masks;
+    ``index``: id -> row (built from ``items`` if not given)."""
     texts = [f"{t} {c}" for t, c in zip(items["title"], items["category"], strict=True)]
     values, offsets = jagged_ngrams(texts, config.ngram_buckets)
     ids = items["item_id"].to_numpy(dtype=object)
@@ -231,6 +240,10 @@ def catalog_features(
             [hashed_id(b, config.brand_buckets) for b in items["brand"]], dtype=np.int64
         ),
         categories=items["category"].to_numpy(dtype=object),
+        identity=identity_hashes(
+            product_key(i, t, d)
+            for i, t, d in zip(ids, items["title"], items["description"], strict=True)
+        ),
     )
 
 

@@ -38,6 +38,7 @@ class ItemInputs:
     image: torch.Tensor  # (N, 1280)
     has_image: torch.Tensor  # (N,) bool
     sparse: KeyedJaggedTensor  # item_ngrams, item_category, item_brand; stride N
+    identity: torch.Tensor  # (N,) int64: the product keys' uint64 hashes, bit for bit
 
 
 @dataclass

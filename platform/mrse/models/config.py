@@ -44,6 +44,12 @@ class ModelConfig:
     # Training only: hide the photo of this share of the items that also have text, so the
     # towers do not lean on photos alone (a catalog whose photos are missing still retrieves).
     photo_dropout: float = 0.0
+    # The last identity_dim of the dim dimensions hold a fixed pseudo-random vector of the
+    # item's product (the variants of one product share it; mrse.features.identity), so the
+    # late profile can recognise the very product a shopper bought before; the learnt experts
+    # live in the other dim - identity_dim, where what was typed cannot see it. None: dim / 4;
+    # 0: none. Used only with the late profile (nothing else could read it): see identity_size.
+    identity_dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 8 or self.hidden < 8:
@@ -58,8 +64,29 @@ class ModelConfig:
             )
         if not 0.0 <= self.photo_dropout < 1.0:
             raise ValueError("photo_dropout must be in [0, 1)")
+        if self.identity_dim is not None and not 0 <= self.identity_dim <= self.dim // 2:
+            raise ValueError(f"identity_dim must be in [0, dim / 2 = {self.dim // 2}]")
         if not 0.0 <= self.profile_dropout < 1.0:
             raise ValueError("profile_dropout must be in [0, 1)")
+
+    @property
+    def identity_size(self) -> int:
+        """The dimensions of the product identity; 0 without one (it pays only through the
+        late profile, so a model without one leaves it out)."""
+        late = self.use_profile and self.fusion == "lmoe" and self.profile_fusion == "late"
+        if not late:
+            return 0
+        return self.dim // 4 if self.identity_dim is None else self.identity_dim
+
+    @property
+    def uses_identity(self) -> bool:
+        """Whether the vectors carry a product identity (``identity_size`` > 0)."""
+        return self.identity_size > 0
+
+    @property
+    def main_dim(self) -> int:
+        """The dimensions the learnt experts use: ``dim`` less the identity's."""
+        return self.dim - self.identity_size
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,12 +16,19 @@ from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
 from torchrec.modules.embedding_configs import PoolingType
 
+from mrse.features.identity import identity_vectors
 from mrse.models.config import ModelConfig
 
-ITEM_EXPERTS = ("text", "ngram", "image", "category")
+# "identity" (last) only in models with a product identity (ModelConfig.uses_identity)
+ITEM_EXPERTS = ("text", "ngram", "image", "category", "identity")
 QUERY_EXPERTS = ("text", "ngram", "profile")
 ITEM_SPARSE_KEYS = ("item_ngrams", "item_category", "item_brand")
 QUERY_SPARSE_KEYS = ("query_ngrams", "profile_categories")
+
+
+def pad_to(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(..., d) -> (..., dim), zeros in the last ``dim - d`` (the identity's dimensions)."""
+    return F.pad(x, (0, dim - x.shape[-1])) if x.shape[-1] < dim else x
 
 
 def mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -135,7 +142,10 @@ class GatedMixture(nn.Module):
 
 
 class ItemTower(nn.Module):
-    """Items -> (N, D). Experts: MiniLM text, hashed n-grams, EfficientNet photo, category+brand."""
+    """Items -> (N, D). Experts: MiniLM text, hashed n-grams, EfficientNet photo, category+brand
+    in the first ``main_dim`` dimensions; with a product identity (``ModelConfig.uses_identity``)
+    the item's fixed identity vector fills the last ``identity_size``, at a learnt share ``s``:
+    ``[sqrt(1 - s^2) * mixture, s * identity]``, unit."""
 
     def __init__(self, config: ModelConfig, device: torch.device | None = None) -> None:
         super().__init__()
@@ -150,15 +160,18 @@ class ItemTower(nn.Module):
             c.sparse_dim,
             device,
         )
-        self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
-        self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
-        self.image = mlp(c.image_dim, c.hidden, c.dim, c.dropout) if c.use_image else None
-        self.category = mlp(2 * c.sparse_dim, c.hidden, c.dim, c.dropout)
-        n = len(ITEM_EXPERTS)
+        d = c.main_dim
+        self.text = mlp(c.text_dim, c.hidden, d, c.dropout)
+        self.ngram = mlp(c.sparse_dim, c.hidden, d, c.dropout)
+        self.image = mlp(c.image_dim, c.hidden, d, c.dropout) if c.use_image else None
+        self.category = mlp(2 * c.sparse_dim, c.hidden, d, c.dropout)
+        n = 4  # learnt experts
         if c.fusion == "lmoe":
-            self.mixture = GatedMixture(n * c.dim + n, n)
+            self.mixture = GatedMixture(n * d + n, n)
         else:
-            self.concat = mlp(n * c.dim, c.hidden, c.dim, c.dropout)
+            self.concat = mlp(n * d, c.hidden, d, c.dropout)
+        if c.uses_identity:  # s = sigmoid(logit), 0.4 at the start
+            self.identity_logit = nn.Parameter(torch.tensor(-0.405))
 
     def experts(
         self,
@@ -168,12 +181,12 @@ class ItemTower(nn.Module):
         has_image: torch.Tensor,
         sparse: KeyedJaggedTensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit expert vectors (N, 4, D) and their availability (N, 4)."""
+        """Unit expert vectors (N, 4, main_dim) and their availability (N, 4)."""
         pooled = self.ebc(sparse).to_dict()
         ngram_bag = pooled["item_ngrams"]  # (N, S)
         ids = torch.cat([pooled["item_category"], pooled["item_brand"]], dim=1)  # (N, 2S)
         has_ids = ids.abs().sum(dim=1) > 0
-        zeros = text.new_zeros(text.shape[0], self.config.dim)
+        zeros = text.new_zeros(text.shape[0], self.config.main_dim)
         if self.image is not None:
             img = F.normalize(self.image(image), dim=-1)
             has_img = has_image
@@ -192,7 +205,7 @@ class ItemTower(nn.Module):
                 F.normalize(self.category(ids), dim=-1),
             ],
             dim=1,
-        )  # (N, 4, D)
+        )  # (N, 4, main_dim)
         has_ngrams = ngram_bag.abs().sum(dim=1) > 0
         available = torch.stack([has_text, has_ngrams, has_img, has_ids], dim=1)  # (N, 4)
         return experts * available.unsqueeze(-1), available
@@ -204,14 +217,36 @@ class ItemTower(nn.Module):
         image: torch.Tensor,
         has_image: torch.Tensor,
         sparse: KeyedJaggedTensor,
+        identity: torch.Tensor,
     ) -> TowerOutput:
-        """text (N, 384), has_text (N,), image (N, 1280), has_image (N,), sparse (stride N)."""
+        """text (N, 384), has_text (N,), image (N, 1280), has_image (N,), sparse (stride N),
+        identity (N,) int64 product-key hashes (read only with a product identity)."""
         experts, available = self.experts(text, has_text, image, has_image, sparse)
         if self.config.fusion == "concat":
             emb = F.normalize(self.concat(experts.flatten(1)), dim=-1)
             return TowerOutput(emb, experts, available)
         gate_in = torch.cat([experts.flatten(1), available.float()], dim=1)
-        return self.mixture(experts, available, gate_in)
+        own = self.mixture(experts, available, gate_in)
+        if not self.config.uses_identity:
+            return own
+        return self._add_identity(own, identity)
+
+    def _add_identity(self, own: TowerOutput, identity: torch.Tensor) -> TowerOutput:
+        """``[c * own, s * u]`` with u (N, k) the identity vectors, s the learnt share and
+        c = sqrt(1 - s^2); the identity is a fifth expert whose gate is ``s * norm`` (so
+        ``explain`` splits the score the same way as for the learnt experts)."""
+        assert own.experts is not None and own.gates is not None and own.norm is not None
+        c = self.config
+        hashes = identity.detach().cpu().numpy().view(np.uint64)
+        u = torch.from_numpy(identity_vectors(hashes, c.identity_size)).to(own.embedding)
+        share = torch.sigmoid(self.identity_logit)
+        rest = torch.sqrt(1.0 - share**2)
+        u_full = F.pad(u, (c.main_dim, 0))  # (N, D): the identity in the last k dimensions
+        experts = torch.cat([pad_to(own.experts, c.dim), u_full.unsqueeze(1)], dim=1)
+        available = torch.cat([own.available, torch.ones_like(own.available[:, :1])], dim=1)
+        gates = torch.cat([rest * own.gates, share * own.norm.unsqueeze(1)], dim=1)
+        embedding = torch.cat([rest * own.embedding, share * u], dim=1)  # (N, D) unit
+        return TowerOutput(embedding, experts, available, gates, own.norm)
 
 
 def text_and_image_views(out: TowerOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -239,7 +274,9 @@ class QueryTower(nn.Module):
     The profile starts from the item-tower embeddings of the user's recent items, attended by
     the query-only vector. ``profile_fusion="late"`` (default): that attended vector is the
     profile, added after the gate's mixture of the typed experts with a learned per-user weight
-    (``_add_profile``); the pooled history vectors and recent categories are not read.
+    (``_add_profile``); the pooled history vectors and recent categories are not read. With a
+    product identity, the recent items' identity parts, attended the same way, are added in the
+    identity dimensions with a second per-user weight: "I bought this very product before".
     ``"gate"``: a profile expert also embeds the pooled history text and photos with the item
     tower's own experts (so "like what I bought" is measured in the item space) and the recent
     categories, and is a third expert of the gate. The gate sees the query and the user's
@@ -258,8 +295,8 @@ class QueryTower(nn.Module):
             c.sparse_dim,
             device,
         )
-        self.text = mlp(c.text_dim, c.hidden, c.dim, c.dropout)
-        self.ngram = mlp(c.sparse_dim, c.hidden, c.dim, c.dropout)
+        self.text = mlp(c.text_dim, c.hidden, c.main_dim, c.dropout)
+        self.ngram = mlp(c.sparse_dim, c.hidden, c.main_dim, c.dropout)
         self.base_gate = nn.Linear(c.text_dim, 2)
         n = len(QUERY_EXPERTS)
         self.late = c.use_profile and c.fusion == "lmoe" and c.profile_fusion == "late"
@@ -273,6 +310,10 @@ class QueryTower(nn.Module):
             self.profile_weight = nn.Linear(4 + 2, 1)
             nn.init.zeros_(self.profile_weight.weight)
             nn.init.constant_(self.profile_weight.bias, -1.0)  # softplus(-1) = 0.31
+            if c.uses_identity:
+                self.identity_weight = nn.Linear(4 + 2, 1)
+                nn.init.zeros_(self.identity_weight.weight)
+                nn.init.constant_(self.identity_weight.bias, 1.0)  # softplus(1) = 1.31
         elif c.fusion == "lmoe":
             self.mixture = GatedMixture(c.text_dim + 4 + 1, n)
         else:
@@ -307,8 +348,8 @@ class QueryTower(nn.Module):
         if not c.use_query_text:  # the n-gram path: no MiniLM vector of the query anywhere
             text = torch.zeros_like(text)
         pooled = self.ebc(sparse).to_dict()
-        q_text = F.normalize(self.text(text), dim=-1)  # (B, D)
-        q_ngram = F.normalize(self.ngram(pooled["query_ngrams"]), dim=-1)  # (B, D)
+        q_text = pad_to(F.normalize(self.text(text), dim=-1), c.dim)  # (B, D)
+        q_ngram = pad_to(F.normalize(self.ngram(pooled["query_ngrams"]), dim=-1), c.dim)
         has_ngrams = pooled["query_ngrams"].abs().sum(dim=1) > 0
         if c.use_profile:
             w = torch.softmax(self.base_gate(text), dim=1)  # (B, 2)
@@ -321,7 +362,10 @@ class QueryTower(nn.Module):
             att = torch.softmax(att.masked_fill(~any_recent, 0.0), dim=1) * any_recent
             attended = torch.einsum("bk,bkd->bd", att, recent)  # (B, D)
             if self.late:  # "the things I bought that look like what I typed", in item space
-                profile = F.normalize(attended, dim=-1)  # (B, D)
+                # (B, D): unit in the learnt dimensions, the attended identity parts after
+                profile = torch.cat(
+                    [F.normalize(attended[:, : c.main_dim], dim=-1), attended[:, c.main_dim :]], 1
+                )
             else:
                 profile = self._profile_expert(
                     attended, profile_text, profile_image, modality, pooled, item_tower
@@ -381,15 +425,23 @@ class QueryTower(nn.Module):
 
         experts (B, 3, D) with the profile last, available (B, 3), modality (B, 4),
         has_profile (B,), closest (B,): similarity of the recent item nearest to what was typed
-        (w may grow when the shopper bought something like it before). The returned gates
-        (B, 3) are the effective weights of the experts in the unnormalised sum (so ``explain``
-        splits scores the same way for both fusions).
+        (w may grow when the shopper bought something like it before). With a product identity
+        the profile's identity dimensions get their own weight w_id. The returned gates (B, 3)
+        are the effective weights of the experts in the unnormalised sum (so ``explain`` splits
+        scores the same way for both fusions).
         """
+        c = self.config
         own = self.mixture(experts[:, :2], available[:, :2], gate_in)
         assert own.gates is not None and own.norm is not None
         w_in = torch.cat([modality, has_profile.float().unsqueeze(1), closest.unsqueeze(1)], 1)
-        weight = F.softplus(self.profile_weight(w_in)).squeeze(1) * has_profile  # (B,)
-        mixed = own.embedding + weight.unsqueeze(1) * experts[:, 2]  # (B, D)
+        weight = F.softplus(self.profile_weight(w_in)) * has_profile.unsqueeze(1)  # (B, 1)
+        profile = weight * experts[:, 2]  # (B, D)
+        if c.uses_identity:
+            w_id = F.softplus(self.identity_weight(w_in)) * has_profile.unsqueeze(1)  # (B, 1)
+            profile = torch.cat([profile[:, : c.main_dim], w_id * profile[:, c.main_dim :]], 1)
+        mixed = own.embedding + profile  # (B, D)
         norm = mixed.norm(dim=1).clamp_min(1e-6)
-        gates = torch.cat([own.gates / own.norm.unsqueeze(1), weight.unsqueeze(1)], dim=1)
+        size = profile.norm(dim=1, keepdim=True)  # (B, 1): the profile's gate
+        experts = torch.stack([experts[:, 0], experts[:, 1], profile / size.clamp_min(1e-6)], dim=1)
+        gates = torch.cat([own.gates / own.norm.unsqueeze(1), size], dim=1)
         return TowerOutput(mixed / norm.unsqueeze(1), experts, available, gates, norm)

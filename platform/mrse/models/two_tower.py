@@ -28,7 +28,7 @@ class MRSEModel(nn.Module):
 
     def encode_items(self, items: ItemInputs) -> TowerOutput:
         return self.item_tower(
-            items.text, items.has_text, items.image, items.has_image, items.sparse
+            items.text, items.has_text, items.image, items.has_image, items.sparse, items.identity
         )
 
     def encode_queries(
@@ -66,6 +66,8 @@ def explain(query: TowerOutput, items: TowerOutput) -> dict[str, torch.Tensor] |
         ``text``, ``image``, ``profile`` (B,) each; None for concat fusion (no experts).
         Modality: ``profile`` is everything the query-side profile expert contributes,
         ``image`` the item photo expert against the query's own text experts, ``text`` the rest.
+        A model with a product identity has a fifth item expert, ``identity`` (its pairs with
+        the typed experts are 0: other dimensions; with the profile it is part of ``profile``).
     """
     if query.gates is None or items.gates is None:
         return None
@@ -76,7 +78,7 @@ def explain(query: TowerOutput, items: TowerOutput) -> dict[str, torch.Tensor] |
     out = {
         f"q:{qe}|i:{ie}": pair[:, a, b]
         for a, qe in enumerate(QUERY_EXPERTS)
-        for b, ie in enumerate(ITEM_EXPERTS)
+        for b, ie in enumerate(ITEM_EXPERTS[: ig.shape[1]])
     }
     p = QUERY_EXPERTS.index("profile")
     img = ITEM_EXPERTS.index("image")

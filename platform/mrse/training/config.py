@@ -132,4 +132,5 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     existed keeps the behaviour it was trained with, not today's default."""
     values = {**values, "model": dict(values.get("model", {}))}
     values["model"].setdefault("profile_fusion", "gate")  # before 2026-11-30: gated profile
+    values["model"].setdefault("identity_dim", 0)  # before 2026-11-30's identity: none
     return from_dict(TrainConfig, values)
