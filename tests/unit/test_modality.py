@@ -108,6 +108,7 @@ def test_hiding_the_text_of_some_items_keeps_the_others_exactly():
         {
             "item_id": ["a", "b", "c"],
             "title": ["red dress", "blue jeans", "green top"],
+            "description": ["", "", ""],
             "category": ["Dress", "Trousers", "Top"],
             "brand": ["B", "B", "B"],
         }

@@ -24,6 +24,7 @@ def _base(b: int = 7, dt: int = 6, di: int = 10, seed: int = 0):
         {
             "item_id": [f"i{j}" for j in range(b)],
             "title": [f"red dress {j}" if j % 2 else "" for j in range(b)],
+            "description": ["a dress" if j % 2 else "" for j in range(b)],
             "brand": ["acme"] * b,
             "category": ["dress" if j < 5 else "shoe" for j in range(b)],
             "price": [10.0 + j for j in range(b)],

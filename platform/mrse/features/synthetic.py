@@ -42,8 +42,8 @@ class SyntheticCatalog:
 
 
 def synthetic_items(base: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    """The N synthetic items' attributes from the real items ``base`` (item_id, title, brand,
-    category, price); column ``base`` is each one's real row."""
+    """The N synthetic items' attributes from the real items ``base`` (item_id, title,
+    description, brand, category, price); column ``base`` is each one's real row."""
     rng = np.random.default_rng(seed)
     b = len(base)
     rows = np.arange(n) % b
@@ -65,6 +65,7 @@ def synthetic_items(base: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
         {
             "item_id": [replica_id(ids[r], int(rep)) for r, rep in zip(rows, replica, strict=True)],
             "title": titles,
+            "description": base["description"].to_numpy(dtype=object)[rows],
             "brand": base["brand"].to_numpy(dtype=object)[rows],
             "category": base["category"].to_numpy(dtype=object)[rows],
             "price": np.round(price * jitter, 2),
