@@ -276,7 +276,7 @@ class QueryTower(nn.Module):
     profile, added after the gate's mixture of the typed experts with a learned per-user weight
     (``_add_profile``); the pooled history vectors and recent categories are not read. With a
     product identity, the recent items' identity parts, attended the same way, are added in the
-    identity dimensions with a second per-user weight: "I bought this very product before".
+    identity dimensions, weighted by a second per-user factor: "I bought this product before".
     ``"gate"``: a profile expert also embeds the pooled history text and photos with the item
     tower's own experts (so "like what I bought" is measured in the item space) and the recent
     categories, and is a third expert of the gate. The gate sees the query and the user's
@@ -426,7 +426,8 @@ class QueryTower(nn.Module):
         experts (B, 3, D) with the profile last, available (B, 3), modality (B, 4),
         has_profile (B,), closest (B,): similarity of the recent item nearest to what was typed
         (w may grow when the shopper bought something like it before). With a product identity
-        the profile's identity dimensions get their own weight w_id. The returned gates (B, 3)
+        the profile's identity dimensions are weighted by w * w_id, w_id a second per-user
+        factor from the same inputs. The returned gates (B, 3)
         are the effective weights of the experts in the unnormalised sum (so ``explain`` splits
         scores the same way for both fusions).
         """
