@@ -1,6 +1,6 @@
 """Which product an item is: a key shared by the variants of one product, and its fixed vector.
 
-Shoppers buy the same product again, or the same product in another colour (on hm, 10% of the
+Shoppers buy the same product again, or the same product in another colour (on hm, 8% of the
 test targets; see docs/benchmarks.md "Personalisation"). Nothing in an item's learnt embedding
 says "this exact product": items of one colour and type sit close together whatever they are.
 The identity vector does: a pseudo-random +-1/sqrt(D) vector drawn from a hash of the item's
