@@ -29,6 +29,7 @@ from mrse.data.dataset import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts
 from mrse.evaluation.harness import build_query_contexts
+from mrse.evaluation.repeats import BOUGHT_BEFORE, bought_before_groups
 from mrse.features.queries import snapshot_profiles
 from mrse.logs import setup_logging
 from mrse.metrics.ranking import query_metrics
@@ -115,25 +116,14 @@ def main() -> None:
         return {m: float(np.mean([q[m] for q in per])) for m in METRICS}
 
     base = evaluate(None, 0.0)
-    targets = []  # each query's top-grade items (hm: the bought item)
-    for c in contexts:
-        top = max(judged[c.qid].values())
-        targets.append({i for i, g in judged[c.qid].items() if g == top})
-    bought_product = [
-        bool({products[index[i]] for i in t if i in index} & set(products[h]))
-        if (h := [index[i] for i in c.history.item_ids if i in index])
-        else False
-        for c, t in zip(contexts, targets, strict=True)
-    ]
+    groups = list(bought_before_groups(ds).values())  # one per test query
     facts = {
         "median judged items per query": float(np.median([len(judged[c.qid]) for c in contexts])),
         "share of queries whose top-grade item is in the history (repurchase)": float(
-            np.mean(
-                [bool(t & set(c.history.item_ids)) for c, t in zip(contexts, targets, strict=True)]
-            )
+            np.mean([g == BOUGHT_BEFORE[0] for g in groups])
         ),
         "share of queries whose top-grade item is a product bought before (any variant)": float(
-            np.mean(bought_product)
+            np.mean([g in BOUGHT_BEFORE[:2] for g in groups])
         ),
     }
     logger.info("%s", facts)

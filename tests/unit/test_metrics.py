@@ -14,6 +14,7 @@ from mrse.metrics.ranking import (
     query_metrics,
     recall_at_k,
     slice_metrics,
+    top_grade_items,
 )
 
 
@@ -88,3 +89,9 @@ def test_slice_metrics_average_within_each_slice_and_report_empty_ones():
     assert out["1-4 events"] == {"queries": 1, "ndcg@10": per_query["c"]["ndcg@10"],
                                  "mrr@10": 0.0, "hr@10": 0.0}  # fmt: skip
     assert out["no history"] == {"queries": 0}
+
+
+def test_top_grade_items_are_what_mrr_and_hit_rate_look_for():
+    assert top_grade_items({"a": 1, "b": 2, "c": 2}) == {"b", "c"}
+    assert top_grade_items({"a": 1, "b": 1}) == {"a", "b"}
+    assert top_grade_items({"a": 0}) == set() and top_grade_items({}) == set()

@@ -11,6 +11,7 @@ from mrse.evaluation.modality import (
     score_shares,
     shopper_modality,
 )
+from mrse.evaluation.repeats import BOUGHT_BEFORE, bought_before_groups
 from mrse.features.catalog import catalog_features, hide_modality
 from mrse.models.config import ModelConfig
 
@@ -124,3 +125,33 @@ def test_hiding_the_text_of_some_items_keeps_the_others_exactly():
     assert photo.has_image.tolist() == [False, True, False] and photo.image[1].equal(
         catalog.image[1]
     )
+
+
+def test_queries_group_by_whether_the_shopper_bought_the_product_before(make_dataset):
+    item = {"description": "Jersey.", "brand": "B", "category": "Top", "price": 1.0}
+    items = [
+        {**item, "item_id": "t-black", "title": "Vest top", "image": "images/a.jpg"},
+        {**item, "item_id": "t-white", "title": "vest  TOP", "image": "images/b.jpg"},
+        {**item, "item_id": "jeans", "title": "Jeans", "image": "images/c.jpg"},
+        {**item, "item_id": "p1", "title": "", "description": "", "image": "images/d.jpg"},
+        {**item, "item_id": "p2", "title": "", "description": "", "image": "images/e.jpg"},
+    ]
+    buy = {"event": "purchase", "query": None, "ts": "2020-01-01"}
+    events = [
+        {**buy, "user_id": "again", "item_id": "t-black"},
+        {**buy, "user_id": "colour", "item_id": "t-white"},
+        {**buy, "user_id": "other", "item_id": "jeans"},
+        {**buy, "user_id": "photo", "item_id": "p1"},
+    ]
+    queries = [
+        {"qid": q, "query": "black vest top", "user_id": u, "ts": "2020-02-01"}
+        for q, u in [("q1", "again"), ("q2", "colour"), ("q3", "other"), ("q4", None)]
+    ] + [{"qid": "q5", "query": "top", "user_id": "photo", "ts": "2020-02-01"}]
+    qrels = [{"qid": q, "item_id": "t-black", "relevance": 2} for q in ("q1", "q2", "q3", "q4")] + [
+        {"qid": "q1", "item_id": "jeans", "relevance": 1},
+        {"qid": "q5", "item_id": "p2", "relevance": 2},  # image-only: only its own product
+    ]
+    ds = load_dataset(make_dataset(items=items, events=events, queries=queries, qrels=qrels))
+    groups = bought_before_groups(ds)
+    very, variant, neither = BOUGHT_BEFORE
+    assert groups == {"q1": very, "q2": variant, "q3": neither, "q4": neither, "q5": neither}

@@ -43,6 +43,11 @@ class EvalResult:
         HR@10 (``mrse.metrics.ranking.slice_metrics``)."""
         return slice_metrics(self.per_query, self.history_events)
 
+    @property
+    def has_histories(self) -> bool:
+        """Whether some test query sees a shopper history (a dataset with shoppers)."""
+        return any(n > 0 for n in self.history_events.values())
+
     def to_json(self, per_query: bool = False) -> dict:
         out = {
             "dataset": self.dataset,

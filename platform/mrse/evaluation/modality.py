@@ -20,8 +20,8 @@ import pandas as pd
 from mrse.data.dataset import Dataset
 from mrse.evaluation.harness import build_query_contexts
 from mrse.features.catalog import CatalogFeatures
+from mrse.metrics.ranking import SLICE_METRICS
 
-QUARTER_METRICS = ("ndcg@10", "mrr@10", "hr@10")
 SCORE_PARTS = ("text", "image", "profile")
 
 
@@ -84,7 +84,7 @@ def quarter_metrics(
     """Metrics of the most photo-driven quarter (highest photo_preference) and the most
     text-driven quarter (lowest) of the shoppers in ``modality``, per model of ``per_query``
     (model -> qid -> metrics). Rows: quarter, model, queries, mean photo_preference, and
-    ``QUARTER_METRICS``."""
+    ``SLICE_METRICS``."""
     if modality.empty:
         return []
     ranked = modality.sort_values("photo_preference", kind="stable")
@@ -100,7 +100,7 @@ def quarter_metrics(
                 "queries": len(qids),
                 "photo_preference": float(members["photo_preference"].mean()),
             }
-            for m in QUARTER_METRICS:
+            for m in SLICE_METRICS:
                 row[m] = float(np.mean([metrics[q][m] for q in qids])) if qids else float("nan")
             out.append(row)
     return out

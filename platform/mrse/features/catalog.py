@@ -175,17 +175,18 @@ def hide_modality(
     offsets = np.zeros_like(catalog.ngram_offsets)
     np.cumsum(lengths, out=offsets[1:])
     owner = np.repeat(np.arange(len(catalog)), np.diff(catalog.ngram_offsets))
+    identity = catalog.identity.copy()  # an item whose text is unknown is its own product
+    unknown = np.flatnonzero(hidden)
+    identity[unknown] = identity_hashes(
+        product_key(i, None, None) for i in catalog.item_ids[unknown]
+    )
     return replace(
         catalog,
         text=catalog.text * keep.unsqueeze(1),
         has_text=catalog.has_text & keep,
         ngram_values=catalog.ngram_values[~hidden[owner]],
         ngram_offsets=offsets,
-        identity=np.where(
-            hidden,
-            identity_hashes(product_key(i, None, None) for i in catalog.item_ids),
-            catalog.identity,
-        ),
+        identity=identity,
     )
 
 

@@ -22,7 +22,6 @@ from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.modality import (
-    QUARTER_METRICS,
     SCORE_PARTS,
     quarter_metrics,
     score_shares,
@@ -30,7 +29,7 @@ from mrse.evaluation.modality import (
 )
 from mrse.evaluation.report import format_slices
 from mrse.jobs.plots import plot_modality
-from mrse.metrics.ranking import HISTORY_SLICES
+from mrse.metrics.ranking import HISTORY_SLICES, SLICE_METRICS
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
 
@@ -51,7 +50,7 @@ def _cell(x: float) -> str:
 
 def slices_section(results: Sequence[EvalResult]) -> str:
     """The per-history-slice table for datasets where some test query has a history."""
-    personal = [r for r in results if any(v > 0 for v in r.history_events.values())]
+    personal = [r for r in results if r.has_histories]
     if not personal:
         return ""
     first_of_dataset = {r.dataset: r for r in reversed(personal)}.values()
@@ -83,7 +82,7 @@ def modality_section(
 ) -> str:
     """Shoppers' modality preference vs MRSE's score shares (plot) and the quarters' table.
     ``results``: this dataset's evaluation of each model, by model name (needs ``mrse``)."""
-    if "mrse" not in results or not any(v > 0 for v in results["mrse"].history_events.values()):
+    if "mrse" not in results or not results["mrse"].has_histories:
         return ""
     run = load_run(run_dir(runs_dir, dataset.name, "mrse"))
     modality = shopper_modality(dataset, run.featurizer.catalog(dataset, cache))
@@ -92,11 +91,11 @@ def modality_section(
     joined = modality.merge(score_shares(results["mrse"].explanations), on="qid", how="inner")
     plot_modality(joined, plot)
     compared = {m: results[m].per_query for m in COMPARED[:3] if m in results}
-    head = ["shoppers", "mean photo preference", "model", "queries", *QUARTER_METRICS]
+    head = ["shoppers", "mean photo preference", "model", "queries", *SLICE_METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in quarter_metrics(modality, compared):
         cells = [r["quarter"], f"{r['photo_preference']:+.3f}", r["model"], str(r["queries"])]
-        cells += [_cell(r[m]) for m in QUARTER_METRICS]
+        cells += [_cell(r[m]) for m in SLICE_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     corr = {
         p: float(np.corrcoef(joined["photo_preference"], joined[p])[0, 1])

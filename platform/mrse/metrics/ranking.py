@@ -59,6 +59,13 @@ def hit_rate_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int, min_gr
     return 0.0 if first_hit_rank(ranked[:k], rels, min_grade) is None else 1.0
 
 
+def top_grade_items(rels: Mapping[str, int]) -> set[str]:
+    """The items of the highest relevance grade (>= 1) of one query's judgements: what MRR@10
+    and HR@10 look for (on ``hm``, the item the shopper bought); empty without any."""
+    top = max(rels.values(), default=0)
+    return {item for item, r in rels.items() if r == top} if top >= 1 else set()
+
+
 def query_metrics(ranked: Sequence[str], rels: Mapping[str, int]) -> dict[str, float]:
     """All reported metrics for one query.
 
@@ -85,6 +92,8 @@ def mean_metrics(per_query: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 # Shoppers sliced by how much history the query sees (events strictly before its time).
 HISTORY_SLICES = ("no history", "1-4 events", "5+ events")
+# What every report on a group of queries (history slices, modality quarters, queries whose
+# product was bought before) gives: nDCG@10 and the top grade's MRR@10 and HR@10.
 SLICE_METRICS = ("ndcg@10", "mrr@10", "hr@10")
 
 

@@ -70,11 +70,15 @@ class ModelConfig:
             raise ValueError("profile_dropout must be in [0, 1)")
 
     @property
+    def late_profile(self) -> bool:
+        """Whether the profile enters by late fusion (a profile, gated experts, ``late``)."""
+        return self.use_profile and self.fusion == "lmoe" and self.profile_fusion == "late"
+
+    @property
     def identity_size(self) -> int:
         """The dimensions of the product identity; 0 without one (it pays only through the
         late profile, so a model without one leaves it out)."""
-        late = self.use_profile and self.fusion == "lmoe" and self.profile_fusion == "late"
-        if not late:
+        if not self.late_profile:
             return 0
         return self.dim // 4 if self.identity_dim is None else self.identity_dim
 

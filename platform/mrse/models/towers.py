@@ -299,7 +299,7 @@ class QueryTower(nn.Module):
         self.ngram = mlp(c.sparse_dim, c.hidden, c.main_dim, c.dropout)
         self.base_gate = nn.Linear(c.text_dim, 2)
         n = len(QUERY_EXPERTS)
-        self.late = c.use_profile and c.fusion == "lmoe" and c.profile_fusion == "late"
+        self.late = c.late_profile
         if c.use_profile:
             self.attention_scale = nn.Parameter(torch.tensor(10.0))
         if c.use_profile and not self.late:
@@ -427,9 +427,9 @@ class QueryTower(nn.Module):
         has_profile (B,), closest (B,): similarity of the recent item nearest to what was typed
         (w may grow when the shopper bought something like it before). With a product identity
         the profile's identity dimensions are weighted by w * w_id, w_id a second per-user
-        factor from the same inputs. The returned gates (B, 3)
-        are the effective weights of the experts in the unnormalised sum (so ``explain`` splits
-        scores the same way for both fusions).
+        factor from the same inputs. The returned gates (B, 3) are the effective weights of the
+        experts in the unnormalised sum (so ``explain`` splits scores the same way for both
+        fusions).
         """
         c = self.config
         own = self.mixture(experts[:, :2], available[:, :2], gate_in)
