@@ -334,3 +334,38 @@ def test_worker_waits_for_the_feature_store_then_resumes(kafka, hm, tmp_path):
         _assert_matches_offline(store, events, catalog)
     finally:
         redis.stop()
+
+
+def test_a_consumer_of_a_new_topic_is_assigned_it_at_its_first_join(kafka):
+    """A worker subscribing to a topic created moments before: its first join already holds the
+    partition (kafka-python otherwise joins on metadata without the topic, is assigned nothing,
+    and waits for a re-join that a loaded machine can miss: CI once waited 60 s for none)."""
+    from kafka import ConsumerRebalanceListener
+
+    from mrse.streaming.consumer import batch_consumer, subscribe
+    from mrse.streaming.topics import ensure_topics
+
+    class Record(ConsumerRebalanceListener):
+        def __init__(self) -> None:
+            self.assigned: list[set] = []
+
+        def on_partitions_revoked(self, revoked) -> None:
+            pass
+
+        def on_partitions_assigned(self, assigned) -> None:
+            self.assigned.append(set(assigned))
+
+    for n in range(5):
+        topic = f"fresh-{n}"
+        ensure_topics(kafka.bootstrap, [topic])
+        consumer = batch_consumer(kafka.bootstrap, topic, 10, 100, 6000)
+        listener = Record()
+        try:
+            subscribe(consumer, [topic], listener=listener)
+            deadline = time.monotonic() + 30
+            while not listener.assigned and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=100)
+        finally:
+            consumer.close()
+        assert listener.assigned, "never joined"
+        assert {tp.topic for tp in listener.assigned[0]} == {topic}, listener.assigned

@@ -28,7 +28,14 @@ from mrse.index.base import VectorIndex
 from mrse.index.build import IndexConfig, open_index
 from mrse.index.points import attribute_patch
 from mrse.streaming.backoff import keep_trying
-from mrse.streaming.consumer import batch_consumer, batches, commit, end_offsets, topic_reader
+from mrse.streaming.consumer import (
+    batch_consumer,
+    batches,
+    commit,
+    end_offsets,
+    subscribe,
+    topic_reader,
+)
 from mrse.streaming.dead_letters import (
     DeadLetterWriter,
     dead_letter_producer,
@@ -182,7 +189,7 @@ class CatalogWorker:
             s.bootstrap, s.group_id, s.max_batch, s.fetch_max_wait_ms, s.session_timeout_ms,
             max_poll_interval_ms=900_000,  # a batch of new photos is encoded between polls
         )  # fmt: skip
-        consumer.subscribe([s.topic])
+        subscribe(consumer, [s.topic])
         dlq = DeadLetterWriter.to_topic(
             s.bootstrap, s.dead_letter_topic, s.dead_letter_max_payload_bytes, s.retry_max_s
         )

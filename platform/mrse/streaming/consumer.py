@@ -14,6 +14,8 @@ from mrse.kafka_client import client_options
 
 logger = logging.getLogger(__name__)
 
+UNASSIGNED_WARNING_S = 30.0
+
 
 def batch_consumer(bootstrap: str, group_id: str, max_batch: int, fetch_max_wait_ms: int,
                    session_timeout_ms: int, **kwargs):  # fmt: skip
@@ -34,6 +36,28 @@ def batch_consumer(bootstrap: str, group_id: str, max_batch: int, fetch_max_wait
     )
 
 
+def subscribe(consumer, topics: list[str], listener=None, timeout_s: float = 60.0) -> None:
+    """Join the consumer's group for ``topics`` once the consumer's metadata holds each topic's
+    partitions. kafka-python joins on whatever metadata it has: a join that races the first
+    metadata answer for a topic created moments before is assigned nothing, and when the
+    re-join that should follow is missed the consumer sits idle until the next metadata
+    refresh (``metadata.max.age.ms``, 5 minutes). ``TimeoutError`` when a topic still has no
+    partitions after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        consumer.topics()  # a metadata request to the cluster, every topic
+        missing = [t for t in topics if not consumer.partitions_for_topic(t)]
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {missing} have no partitions after {timeout_s:.0f}s")
+        time.sleep(0.2)
+    if listener is None:
+        consumer.subscribe(topics)
+    else:
+        consumer.subscribe(topics, listener=listener)
+
+
 def batches(
     consumer,
     stop: threading.Event,
@@ -47,11 +71,19 @@ def batches(
     (``ready`` then set), ``idle_exit_s`` pass without data. ``idle_ticks``: an empty list
     after each poll that brought nothing (for work between batches)."""
     last_data = time.monotonic()
+    warn_at = last_data + UNASSIGNED_WARNING_S
     while not stop.is_set():
         polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_batch)
         records = [r for batch in polled.values() for r in batch]
         if not ready.is_set():
             if not consumer.assignment():
+                if time.monotonic() > warn_at:  # once: it may be meant (a standby consumer)
+                    warn_at = float("inf")
+                    logger.warning(
+                        "no partition assigned after %.0fs to this consumer of %s: the group "
+                        "has as many consumers as partitions, or the broker is not answering",
+                        UNASSIGNED_WARNING_S, sorted(consumer.subscription() or ()),
+                    )  # fmt: skip
                 continue  # still joining the group: not idle yet, however long it takes
             ready.set()
             last_data = time.monotonic()  # idle time counts from the assignment

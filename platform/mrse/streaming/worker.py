@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from kafka import ConsumerRebalanceListener
 
 from mrse.streaming.backoff import keep_trying
-from mrse.streaming.consumer import batch_consumer, batches, commit
+from mrse.streaming.consumer import batch_consumer, batches, commit, subscribe
 from mrse.streaming.dead_letters import (
     DeadLetterWriter,
     parse_or_letter,
@@ -100,7 +100,7 @@ class StreamWorker:
         consumer = batch_consumer(
             c.bootstrap, c.group_id, c.max_batch, c.fetch_max_wait_ms, c.session_timeout_ms
         )
-        consumer.subscribe([c.topic], listener=_ClearCacheOnRebalance(self.updater))
+        subscribe(consumer, [c.topic], listener=_ClearCacheOnRebalance(self.updater))
         dlq = DeadLetterWriter.to_topic(
             c.bootstrap, c.dead_letter_topic, c.dead_letter_max_payload_bytes,
             c.dead_letter_retry_max_s, on_failure=self._on_dead_letter_failure,
