@@ -113,20 +113,23 @@ def main() -> None:
         for name, fn in signals.items()
     }
 
-    def evaluate(name: str | None, lam: float) -> dict[str, float]:
+    def evaluate(name: str | None, lam: float, oracle: bool = False) -> dict[str, float]:
+        """Mean metrics of the run's top 100 re-scored as ``score + lam * signal``. ``oracle``:
+        the query's top-grade items moved to the front, the rest in order (the most any
+        re-ranking by the shopper can reach: a shopper's history says nothing about which other
+        items have the typed colour and type)."""
         per = []
         for qi, c in enumerate(contexts):
             s = scores[qi] + (lam * cached[name][qi] if name else 0.0)
             top = np.argpartition(-s, 100)[:100]
-            top = top[np.argsort(-s[top])]
-            per.append(query_metrics(list(ids[top]), judged[c.qid]))
+            ranked = list(ids[top[np.argsort(-s[top])]])
+            if oracle:
+                best = top_grade_items(judged[c.qid])
+                ranked = (sorted(best) + [i for i in ranked if i not in best])[:100]
+            per.append(query_metrics(ranked, judged[c.qid]))
         return {m: float(np.mean([q[m] for q in per])) for m in METRICS}
 
-    base = evaluate(None, 0.0)
-    oracle = {  # the run's ranking with the top-grade (bought) item moved to rank 1
-        m: float(np.mean([q[m] for q in per_query_oracle(scores, contexts, ids, judged)]))
-        for m in METRICS
-    }
+    base, oracle = evaluate(None, 0.0), evaluate(None, 0.0, oracle=True)
     groups = list(bought_before_groups(ds).values())  # one per test query
     facts = {
         "median judged items per query": float(np.median([len(judged[c.qid]) for c in contexts])),
@@ -150,32 +153,11 @@ def main() -> None:
         print(f"{name}: {value:.3g}")
     print("| signal added | lambda | nDCG@10 | Recall@100 | bought MRR@10 | bought HR@10 |")
     print("|---|---|---|---|---|---|")
-    print("| (the run alone) | - | " + " | ".join(f"{base[m]:.4f}" for m in METRICS) + " |")
-    print(
-        "| (oracle: the bought item moved to rank 1) | - | "
-        + " | ".join(f"{oracle[m]:.4f}" for m in METRICS)
-        + " |"
-    )
+    for label, v in (("the run alone", base), ("oracle: the bought item moved to rank 1", oracle)):
+        print(f"| ({label}) | - | " + " | ".join(f"{v[m]:.4f}" for m in METRICS) + " |")
     for name, v in result["signals"].items():
         cells = " | ".join(f"{v[m]:.4f}" for m in METRICS)
         print(f"| {name} | {v['best_lambda']} | {cells} |")
-
-
-def per_query_oracle(scores: np.ndarray, contexts, ids: np.ndarray, judged) -> list[dict]:
-    """Each query's metrics when its top-grade items lead the run's ranking (rest in order):
-    the most any re-ranking by the shopper can reach, since a shopper's history says nothing
-    about which other items have the typed colour and type.
-
-    scores: (Q, N) the run's scores; ids: (N,) item ids."""
-    per = []
-    for qi, c in enumerate(contexts):
-        s = scores[qi]
-        top = np.argpartition(-s, 100)[:100]
-        ranked = list(ids[top[np.argsort(-s[top])]])
-        best = top_grade_items(judged[c.qid])
-        ranked = sorted(best) + [i for i in ranked if i not in best]
-        per.append(query_metrics(ranked[:100], judged[c.qid]))
-    return per
 
 
 if __name__ == "__main__":
