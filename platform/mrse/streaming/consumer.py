@@ -52,10 +52,7 @@ def subscribe(consumer, topics: list[str], listener=None, timeout_s: float = 60.
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics {missing} have no partitions after {timeout_s:.0f}s")
         time.sleep(0.2)
-    if listener is None:
-        consumer.subscribe(topics)
-    else:
-        consumer.subscribe(topics, listener=listener)
+    consumer.subscribe(topics, listener=listener)
 
 
 def batches(
@@ -81,7 +78,8 @@ def batches(
                     warn_at = float("inf")
                     logger.warning(
                         "no partition assigned after %.0fs to this consumer of %s: the group "
-                        "has as many consumers as partitions, or the broker is not answering",
+                        "already has a consumer for every partition, or the broker is not "
+                        "answering",
                         UNASSIGNED_WARNING_S, sorted(consumer.subscription() or ()),
                     )  # fmt: skip
                 continue  # still joining the group: not idle yet, however long it takes
