@@ -369,3 +369,51 @@ def test_a_consumer_of_a_new_topic_is_assigned_it_at_its_first_join(kafka):
             consumer.close()
         assert listener.assigned, "never joined"
         assert {tp.topic for tp in listener.assigned[0]} == {topic}, listener.assigned
+
+
+def test_subscribing_waits_for_a_restarting_broker_and_gives_up_on_a_dead_one(kafka):
+    """A worker starting while its broker restarts joins once it is back; one whose broker is
+    gone raises a TimeoutError naming the topic after its timeout, instead of hanging."""
+    from mrse.streaming.broker import EmbeddedBroker
+    from mrse.streaming.consumer import batch_consumer, subscribe
+    from mrse.streaming.topics import ensure_topics
+
+    ensure_topics(kafka.bootstrap, ["restarting"])
+    consumer = batch_consumer(kafka.bootstrap, "restarting", 10, 100, 6000)
+    errors: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            subscribe(consumer, ["restarting"], timeout_s=180)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    kafka.stop_broker()
+    joining = threading.Thread(target=join, daemon=True)
+    try:
+        joining.start()
+        time.sleep(2)
+        assert joining.is_alive(), errors  # waiting, not failed
+    finally:
+        kafka.start_broker()
+    joining.join(180)
+    try:
+        assert not joining.is_alive() and not errors, errors
+        deadline = time.monotonic() + 60
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=100)
+        assert {tp.topic for tp in consumer.assignment()} == {"restarting"}, consumer.assignment()
+    finally:
+        consumer.close()
+
+    broker = EmbeddedBroker().start()
+    ensure_topics(broker.bootstrap, ["gone"])
+    orphan = batch_consumer(broker.bootstrap, "gone", 10, 100, 6000)
+    broker.stop()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="gone"):
+            subscribe(orphan, ["gone"], timeout_s=3)
+        assert time.monotonic() - started < 60
+    finally:
+        orphan.close()

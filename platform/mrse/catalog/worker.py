@@ -189,13 +189,13 @@ class CatalogWorker:
             s.bootstrap, s.group_id, s.max_batch, s.fetch_max_wait_ms, s.session_timeout_ms,
             max_poll_interval_ms=900_000,  # a batch of new photos is encoded between polls
         )  # fmt: skip
-        subscribe(consumer, [s.topic])
         dlq = DeadLetterWriter.to_topic(
             s.bootstrap, s.dead_letter_topic, s.dead_letter_max_payload_bytes, s.retry_max_s
         )
         stop = stop or threading.Event()
         logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
         try:
+            subscribe(consumer, [s.topic])  # in the try: a broker gone for good closes all
             if self.registry is not None and not self._adopt_new_versions(stop):
                 return self.stats
             next_watch = time.monotonic() + (self.registry.watch_s if self.registry else 0)

@@ -41,16 +41,29 @@ def subscribe(consumer, topics: list[str], listener=None, timeout_s: float = 60.
     partitions. kafka-python joins on whatever metadata it has: a join that races the first
     metadata answer for a topic created moments before is assigned nothing, and when the
     re-join that should follow is missed the consumer sits idle until the next metadata
-    refresh (``metadata.max.age.ms``, 5 minutes). ``TimeoutError`` when a topic still has no
-    partitions after ``timeout_s``."""
+    refresh (``metadata.max.age.ms``, 5 minutes). A broker that is down or restarting is
+    waited for too (every retriable Kafka error; the others, such as a refused authorisation,
+    are raised at once). ``TimeoutError`` when a topic still has no partitions after
+    ``timeout_s``."""
+    from kafka.errors import KafkaError
+
     deadline = time.monotonic() + timeout_s
     while True:
-        consumer.topics()  # a metadata request to the cluster, every topic
-        missing = [t for t in topics if not consumer.partitions_for_topic(t)]
+        error: Exception | None = None
+        try:
+            consumer.topics()  # a metadata request to the cluster, every topic
+            missing = [t for t in topics if not consumer.partitions_for_topic(t)]
+        except KafkaError as exc:  # broker down or restarting: retried; refusals are not
+            if not exc.retriable:
+                raise
+            missing, error = list(topics), exc
         if not missing:
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {missing} have no partitions after {timeout_s:.0f}s")
+            raise TimeoutError(
+                f"topics {missing} have no partitions after {timeout_s:.0f}s"
+                + (f" (last error: {type(error).__name__}: {error})" if error else "")
+            ) from error
         time.sleep(0.2)
     consumer.subscribe(topics, listener=listener)
 

@@ -100,7 +100,6 @@ class StreamWorker:
         consumer = batch_consumer(
             c.bootstrap, c.group_id, c.max_batch, c.fetch_max_wait_ms, c.session_timeout_ms
         )
-        subscribe(consumer, [c.topic], listener=_ClearCacheOnRebalance(self.updater))
         dlq = DeadLetterWriter.to_topic(
             c.bootstrap, c.dead_letter_topic, c.dead_letter_max_payload_bytes,
             c.dead_letter_retry_max_s, on_failure=self._on_dead_letter_failure,
@@ -108,6 +107,8 @@ class StreamWorker:
         stop = stop or threading.Event()
         logger.info("stream worker consuming %s as %s from %s", c.topic, c.group_id, c.bootstrap)
         try:
+            # in the try: a broker gone for good closes the consumer and the DLQ writer
+            subscribe(consumer, [c.topic], listener=_ClearCacheOnRebalance(self.updater))
             for records in batches(
                 consumer, stop, self.ready, c.poll_timeout_ms, c.max_batch, idle_exit_s
             ):
