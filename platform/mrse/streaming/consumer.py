@@ -110,13 +110,14 @@ def batches(
 
 def commit(consumer) -> bool:
     """Commit the consumed offsets; False when the group refused (the batch is redelivered,
-    e.g. after this worker waited past ``max.poll.interval``)."""
-    from kafka.errors import CommitFailedError
+    e.g. after this worker waited past ``max.poll.interval``, or while the group rebalances:
+    kafka-python 3 raises ``RebalanceInProgressError`` then, and the next poll re-joins)."""
+    from kafka.errors import CommitFailedError, RebalanceInProgressError
 
     try:
         consumer.commit()
         return True
-    except CommitFailedError as exc:
+    except (CommitFailedError, RebalanceInProgressError) as exc:
         logger.warning("offset commit refused (%s); the batch will be redelivered", exc)
         return False
 
