@@ -151,6 +151,36 @@ def test_batched_search_equals_one_search_per_query(index):
     assert index.search_many(np.zeros((0, DIM), np.float32), [], []) == []
 
 
+@pytest.mark.parametrize("backend", ["edge", "client"])
+def test_equal_scores_come_back_in_item_id_order_whatever_the_insertion_order(tmp_path, backend):
+    """Variants of one product can have the same vector (a text-only model, one text): equal
+    scores. The same search must give the same list, in every process and whatever order the
+    catalog was written in: ties in item id order, at the cut too (here the ties run past the
+    first window fetched, so it is widened)."""
+    rng = np.random.default_rng(1)
+    twin = rng.normal(size=DIM).astype(np.float32)
+    twin /= np.linalg.norm(twin)
+    others = rng.normal(size=(40, DIM)).astype(np.float32)
+    others /= np.linalg.norm(others, axis=1, keepdims=True)
+    # 30 equal: more than the first window fetched (5 + TIE_MARGIN), so it is widened twice
+    ids = [f"twin-{i:02d}" for i in range(30)] + [f"other-{i:02d}" for i in range(40)]
+    vecs = np.vstack([np.tile(twin, (30, 1)), others])
+    results = []
+    for run, order in enumerate([rng.permutation(len(ids)) for _ in range(4)]):
+        idx = (
+            EdgeIndex(tmp_path / f"e{run}", DIM)
+            if backend == "edge"
+            else ClientIndex(QdrantClient(":memory:"), f"items_{run}", DIM)
+        )
+        idx.upsert([ids[i] for i in order], vecs[order], [{}] * len(ids))
+        for exact in (True, False):
+            results.append([h.item_id for h in idx.search(twin, 5, exact=exact)])
+            (batched,) = idx.search_many(twin[None], [5], [None], exact=exact)
+            results.append([h.item_id for h in batched])
+        idx.close()
+    assert results == [[f"twin-{i:02d}" for i in range(5)]] * len(results)
+
+
 def test_edge_builds_hnsw_above_the_threshold_and_keeps_recall(tmp_path):
     rng = np.random.default_rng(0)
     n, dim = 12_000, 32  # 1.5 MB of vectors: above the 1 MB indexing threshold

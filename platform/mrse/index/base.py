@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -134,6 +134,44 @@ class Hit:
     payload: dict = field(default_factory=dict)
 
 
+# Equal scores are real (variants of one product under a text-only model share a vector), and
+# a vector engine returns them in an order of its own that changes between processes and with
+# the order the catalog was written in. Every backend asks for one result more than wanted and
+# orders ties by item id, so one search gives one list; when that extra result ties with the
+# last wanted one, the run of ties may reach further, and the window is fetched again, 4x
+# wider, up to TIE_WINDOW_MAX results (a longer run of ties is cut in the engine's order).
+TIE_MARGIN = 1
+TIE_WINDOW_MAX = 4096
+
+
+def settled(hits: Sequence[Hit], limit: int) -> list[Hit]:
+    """The best ``limit`` of ``hits``, best first, equal scores in item id order."""
+    return sorted(hits, key=lambda h: (-h.score, h.item_id))[:limit]
+
+
+def tie_at_cut(hits: Sequence[Hit], limit: int, asked: int) -> bool:
+    """Whether a window of ``asked`` results may have cut short a run of equal scores that
+    reaches the best ``limit``: it came back full and its worst score equals the
+    ``limit``-th best."""
+    if len(hits) < asked or len(hits) <= limit:
+        return False
+    scores = sorted((h.score for h in hits), reverse=True)
+    return scores[-1] >= scores[limit - 1]
+
+
+def search_settled(
+    search: Callable[[int], list[Hit]], limit: int, first: list[Hit] | None = None
+) -> list[Hit]:
+    """``settled`` top ``limit`` through ``search(n)`` (the backend's n best, any tie order).
+    ``first``: the window of ``limit + TIE_MARGIN`` already fetched (by a batched call)."""
+    asked = limit + TIE_MARGIN
+    hits = search(asked) if first is None else first
+    while tie_at_cut(hits, limit, asked) and asked < TIE_WINDOW_MAX:
+        asked = min(asked * 4, TIE_WINDOW_MAX)
+        hits = search(asked)
+    return settled(hits, limit)
+
+
 class VectorIndex(Protocol):
     """Cosine-similarity index of item vectors with filterable payload."""
 
@@ -163,7 +201,8 @@ class VectorIndex(Protocol):
         query_filter: SearchFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        """Top ``limit`` items for one (dim,) query, best first."""
+        """Top ``limit`` items for one (dim,) query, best first, equal scores in item id order
+        (``search_settled``)."""
         ...
 
     def search_many(

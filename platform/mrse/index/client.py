@@ -7,7 +7,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from mrse.index.base import STOCK_KEY, Hit, SearchFilter, point_id, prepare_points
+from mrse.index.base import (
+    STOCK_KEY,
+    TIE_MARGIN,
+    Hit,
+    SearchFilter,
+    point_id,
+    prepare_points,
+    search_settled,
+)
 
 
 def _client_filter(f: SearchFilter | None) -> models.Filter | None:
@@ -103,15 +111,30 @@ class ClientIndex:
         query_filter: SearchFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        res = self.client.query_points(
-            self.collection_name,
+        return search_settled(lambda n: self._one(query, n, query_filter, exact), limit)
+
+    def _request(
+        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
+    ) -> models.QueryRequest:
+        return models.QueryRequest(
             query=np.asarray(query, dtype=np.float32).tolist(),
-            query_filter=_client_filter(query_filter),
+            filter=_client_filter(query_filter),
             limit=limit,
             with_payload=True,
-            search_params=models.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
+            params=models.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
         )
-        return [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in res.points]
+
+    @staticmethod
+    def _hits(points) -> list[Hit]:
+        return [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in points]
+
+    def _one(
+        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
+    ) -> list[Hit]:
+        (res,) = self.client.query_batch_points(
+            self.collection_name, requests=[self._request(query, limit, query_filter, exact)]
+        )
+        return self._hits(res.points)
 
     def search_many(
         self,
@@ -120,22 +143,16 @@ class ClientIndex:
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
     ) -> list[list[Hit]]:
-        reqs = [
-            models.QueryRequest(
-                query=np.asarray(q, dtype=np.float32).tolist(),
-                filter=_client_filter(f),
-                limit=k,
-                with_payload=True,
-                params=models.SearchParams(hnsw_ef=max(self.ef, k), exact=exact),
-            )
-            for q, k, f in zip(queries, limits, filters, strict=True)
-        ]
-        if not reqs:
+        triples = list(zip(queries, limits, filters, strict=True))
+        if not triples:
             return []
-        res = self.client.query_batch_points(self.collection_name, requests=reqs)
+        reqs = [self._request(q, k + TIE_MARGIN, f, exact) for q, k, f in triples]
+        windows = self.client.query_batch_points(self.collection_name, requests=reqs)
         return [
-            [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in r.points]
-            for r in res
+            search_settled(
+                lambda n, q=q, f=f: self._one(q, n, f, exact), k, first=self._hits(window.points)
+            )
+            for (q, k, f), window in zip(triples, windows, strict=True)
         ]
 
     def count(self) -> int:

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from mrse.index.base import STOCK_KEY, EdgeOptions, Hit, SearchFilter, point_id, prepare_points
+from mrse.index.base import (
+    STOCK_KEY,
+    TIE_MARGIN,
+    EdgeOptions,
+    Hit,
+    SearchFilter,
+    point_id,
+    prepare_points,
+    search_settled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +152,11 @@ class EdgeIndex:
         query_filter: SearchFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
+        return search_settled(lambda n: self._one(query, n, query_filter, exact), limit)
+
+    def _one(
+        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
+    ) -> list[Hit]:
         return self._hits(self._shard.query(self._request(query, limit, query_filter, exact)))
 
     def search_many(
@@ -152,12 +166,17 @@ class EdgeIndex:
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
     ) -> list[list[Hit]]:
-        reqs = [
-            self._request(q, k, f, exact) for q, k, f in zip(queries, limits, filters, strict=True)
-        ]
-        if not reqs:
+        triples = list(zip(queries, limits, filters, strict=True))
+        if not triples:
             return []
-        return [self._hits(r) for r in self._shard.query_batch(qe.QueryBatchRequest(reqs))]
+        reqs = [self._request(q, k + TIE_MARGIN, f, exact) for q, k, f in triples]
+        windows = self._shard.query_batch(qe.QueryBatchRequest(reqs))
+        return [
+            search_settled(
+                lambda n, q=q, f=f: self._one(q, n, f, exact), k, first=self._hits(window)
+            )
+            for (q, k, f), window in zip(triples, windows, strict=True)
+        ]
 
     def indexed_vectors(self) -> int:
         """Vectors under an HNSW graph (0 until ``optimize`` on a catalog above the threshold)."""
