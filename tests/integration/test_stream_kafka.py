@@ -417,3 +417,80 @@ def test_subscribing_waits_for_a_restarting_broker_and_gives_up_on_a_dead_one(ka
         assert time.monotonic() - started < 60
     finally:
         orphan.close()
+
+
+def test_a_commit_refused_by_a_rebalance_is_redelivered_not_fatal(kafka):
+    """A worker commits while its group is rebalancing (another worker joined between its poll
+    and its commit): kafka-python 3 raises ``RebalanceInProgressError``, which once killed the
+    catalog worker's thread. ``commit`` says False instead, and no record is lost: a worker
+    that takes the partition over starts again at the refused batch.
+
+    To hold the group in its rebalance long enough: a third member (``lazy``) that stops
+    polling; the group waits for it to re-join until its poll interval (10 s) runs out."""
+    from kafka import KafkaProducer
+
+    from mrse.streaming.consumer import batch_consumer, commit, subscribe
+    from mrse.streaming.topics import ensure_topics
+
+    topic, group = "rebalancing", "rebalancing-workers"
+    ensure_topics(kafka.bootstrap, [topic], partitions=2)
+
+    def member():
+        return batch_consumer(kafka.bootstrap, group, 5, 100, 6000, max_poll_interval_ms=10_000)
+
+    def poll_until(consumer, done, timeout_s: float = 60) -> list:
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while not done(records) and time.monotonic() < deadline:
+            records += [r for b in consumer.poll(timeout_ms=100).values() for r in b]
+        return records
+
+    first, lazy, second = member(), member(), member()
+    try:
+        for c in (first, lazy):
+            subscribe(c, [topic])
+
+        def settled(_) -> bool:  # a partition each: the group is stable
+            return len(first.assignment()) == len(lazy.assignment()) == 1
+
+        both = [threading.Thread(target=poll_until, args=(c, settled, 30)) for c in (first, lazy)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join()
+        assert settled(None), (first.assignment(), lazy.assignment())
+        (mine,) = first.assignment()
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+        for n in range(20):
+            producer.send(topic, str(n).encode(), partition=n % 2)
+        producer.flush()
+        producer.close()
+        batch = poll_until(first, bool)
+        assert [(r.partition, r.offset) for r in batch] == [(mine.partition, o) for o in range(5)]
+        # `lazy` polls no more from here; `second` joins: the group starts rebalancing
+        subscribe(second, [topic])
+        got: dict[str, list] = {"first": [], "second": []}
+        joining = threading.Thread(
+            target=lambda: got["second"].extend(poll_until(second, lambda r: len(r) >= 10, 60))
+        )
+        joining.start()
+        time.sleep(2.5)  # `first`'s heartbeat learns of the rebalance
+        first.poll(timeout_ms=500)  # re-joins; the group waits for `lazy`
+        assert commit(first) is False  # refused, not raised
+        got["first"] = poll_until(first, lambda r: len(r) >= 5, 60)  # `lazy` leaves; settled
+        joining.join(90)
+        assert not joining.is_alive()
+        after = {
+            name: sorted(r.offset for r in records if r.partition == mine.partition)
+            for name, records in got.items()
+        }
+        # nothing lost: a worker that takes the partition over starts again at the refused
+        # batch; `first`, if it keeps it, goes on after the batch it has (its next commit
+        # covers both)
+        if after["second"]:
+            assert after["second"][:5] == [0, 1, 2, 3, 4], after
+        else:
+            assert after["first"][:5] == [5, 6, 7, 8, 9], after
+    finally:
+        for c in (first, lazy, second):
+            c.close()

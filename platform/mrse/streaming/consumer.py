@@ -109,9 +109,11 @@ def batches(
 
 
 def commit(consumer) -> bool:
-    """Commit the consumed offsets; False when the group refused (the batch is redelivered,
-    e.g. after this worker waited past ``max.poll.interval``, or while the group rebalances:
-    kafka-python 3 raises ``RebalanceInProgressError`` then, and the next poll re-joins)."""
+    """Commit the consumed offsets; False when the group refused: after this worker waited
+    past ``max.poll.interval``, or while the group rebalances (kafka-python 3 raises
+    ``RebalanceInProgressError`` then, and the next poll re-joins). Nothing is lost: a worker
+    that takes the partition over gets the batch again; this one, if it keeps the partition,
+    goes on after it, and its next commit covers both."""
     from kafka.errors import CommitFailedError, RebalanceInProgressError
 
     try:
