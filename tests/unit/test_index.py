@@ -177,6 +177,7 @@ def test_equal_scores_come_back_in_item_id_order_whatever_the_insertion_order(tm
             results.append([h.item_id for h in idx.search(twin, 5, exact=exact)])
             (batched,) = idx.search_many(twin[None], [5], [None], exact=exact)
             results.append([h.item_id for h in batched])
+        assert idx.search(twin, 0) == [] and idx.search_many(twin[None], [0], [None]) == [[]]
         idx.close()
     assert results == [[f"twin-{i:02d}" for i in range(5)]] * len(results)
 

@@ -164,6 +164,8 @@ def search_settled(
 ) -> list[Hit]:
     """``settled`` top ``limit`` through ``search(n)`` (the backend's n best, any tie order).
     ``first``: the window of ``limit + TIE_MARGIN`` already fetched (by a batched call)."""
+    if limit <= 0:
+        return []
     asked = limit + TIE_MARGIN
     hits = search(asked) if first is None else first
     while tie_at_cut(hits, limit, asked) and asked < TIE_WINDOW_MAX:
