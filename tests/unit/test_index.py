@@ -7,7 +7,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from mrse.index import SearchFilter
-from mrse.index.base import stock_payload
+from mrse.index.base import EdgeOptions, stock_payload
 from mrse.index.client import ClientIndex
 from mrse.index.edge import EdgeIndex
 
@@ -97,6 +97,29 @@ def test_edge_index_persists_across_reopen(tmp_path):
     again = EdgeIndex(tmp_path / "e", DIM)
     assert again.count() == 40 and again.search(vecs[5], 1)[0].item_id == "item-0005"
     again.close()
+
+
+def test_a_category_brand_or_price_filter_searches_with_more_candidates(tmp_path):
+    """``hnsw_ef_filtered`` for a request that filters on category, brand or price (the walk
+    passes over the items the filter leaves out); ``hnsw_ef`` otherwise, the default stock
+    filter included; never fewer than the limit. Both backends send it."""
+    o = EdgeOptions(hnsw_ef=200, hnsw_ef_filtered=400)
+    for f in (SearchFilter(categories=("shoes",)), SearchFilter(brands=("b1",)),
+              SearchFilter(price_max=10.0), SearchFilter(price_min=1.0)):  # fmt: skip
+        assert f.selective and o.ef_for(f, 100) == 400
+    for f in (None, SearchFilter(), SearchFilter(in_stock=(True, False))):
+        assert o.ef_for(f, 100) == 200
+    assert o.ef_for(SearchFilter(categories=("shoes",)), 1000) == 1000
+    with pytest.raises(ValueError, match="hnsw_ef_filtered"):
+        EdgeOptions(hnsw_ef_filtered=0)
+    q = np.ones(DIM, np.float32)
+    edge = EdgeIndex(tmp_path / "ef", DIM, o)
+    assert edge._request(q, 10, SearchFilter(brands=("b1",)), False).params.hnsw_ef == 400
+    assert edge._request(q, 10, None, False).params.hnsw_ef == 200
+    edge.close()
+    client = ClientIndex(QdrantClient(":memory:"), "ef", DIM, o)
+    assert client._request(q, 10, SearchFilter(brands=("b1",)), False).params.hnsw_ef == 400
+    assert client._request(q, 10, None, False).params.hnsw_ef == 200
 
 
 def test_filter_validation():

@@ -72,7 +72,7 @@ def open_index(config: IndexConfig, version: str, dim: int) -> VectorIndex:
 
     api_key = secret("MRSE_QDRANT_API_KEY", config.api_key_file)
     client = QdrantClient(url=config.url, api_key=api_key, check_compatibility=False)
-    return ClientIndex(client, f"items_{version}", dim, ef=config.edge.hnsw_ef)
+    return ClientIndex(client, f"items_{version}", dim, config.edge)
 
 
 def item_attributes(items) -> list[dict]:

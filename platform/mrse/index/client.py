@@ -10,6 +10,7 @@ from qdrant_client import QdrantClient, models
 from mrse.index.base import (
     STOCK_KEY,
     TIE_MARGIN,
+    EdgeOptions,
     Hit,
     SearchFilter,
     point_id,
@@ -45,11 +46,17 @@ def _client_filter(f: SearchFilter | None) -> models.Filter | None:
 class ClientIndex:
     """One collection (one model version) behind ``QdrantClient``."""
 
-    def __init__(self, client: QdrantClient, collection_name: str, dim: int, ef: int = 64) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection_name: str,
+        dim: int,
+        options: EdgeOptions | None = None,
+    ) -> None:
         self.client = client
         self.collection_name = collection_name
         self.dim = dim
-        self.ef = ef
+        self.options = options or EdgeOptions()  # its search-time hnsw_ef settings
         if not client.collection_exists(collection_name):
             client.create_collection(
                 collection_name,
@@ -121,7 +128,9 @@ class ClientIndex:
             filter=_client_filter(query_filter),
             limit=limit,
             with_payload=True,
-            params=models.SearchParams(hnsw_ef=max(self.ef, limit), exact=exact),
+            params=models.SearchParams(
+                hnsw_ef=self.options.ef_for(query_filter, limit), exact=exact
+            ),
         )
 
     @staticmethod

@@ -63,11 +63,13 @@ def _edge_config(o: EdgeOptions, dim: int) -> qe.EdgeConfig:
     )
 
 
-def _search_params(o: EdgeOptions, limit: int, exact: bool) -> qe.SearchParams:
+def _search_params(
+    o: EdgeOptions, limit: int, query_filter: SearchFilter | None, exact: bool
+) -> qe.SearchParams:
     quant = None
     if o.quantization != "none":
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=o.oversampling)
-    return qe.SearchParams(hnsw_ef=max(o.hnsw_ef, limit), exact=exact, quantization=quant)
+    return qe.SearchParams(hnsw_ef=o.ef_for(query_filter, limit), exact=exact, quantization=quant)
 
 
 class EdgeIndex:
@@ -138,7 +140,7 @@ class EdgeIndex:
             query=qe.Query.Nearest(np.asarray(query, dtype=np.float32).tolist()),
             filter=_edge_filter(query_filter),
             with_payload=True,
-            params=_search_params(self.options, limit, exact),
+            params=_search_params(self.options, limit, query_filter, exact),
         )
 
     @staticmethod

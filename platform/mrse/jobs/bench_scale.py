@@ -214,8 +214,10 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
         if cats:
             out[f"categories{suffix}"] = len(cats)
         sweep = {}
-        for ef in sorted({configured.hnsw_ef, *cfg.ef_sweep}):
-            index.options = replace(configured, hnsw_ef=ef)  # a search-time parameter
+        default_ef = configured.ef_for(f, cfg.k)
+        for ef in sorted({default_ef, *cfg.ef_sweep}):
+            # a search-time parameter: this ef with or without a filter
+            index.options = replace(configured, hnsw_ef=ef, hnsw_ef_filtered=ef)
             recalls, ann_ms = [], []
             for q, truth in zip(queries, exact, strict=True):
                 a0 = time.perf_counter()
@@ -230,7 +232,7 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
         out[f"ef_sweep{suffix}"] = {
             str(ef): {"recall100": r, "p50_ms": ms} for ef, (r, ms) in sweep.items()
         }
-        out[f"recall100{suffix}"], out[f"search_p50_ms{suffix}"] = sweep[configured.hnsw_ef]
+        out[f"recall100{suffix}"], out[f"search_p50_ms{suffix}"] = sweep[default_ef]
     index.options = configured
     index.close()
     out["index_disk_mb"] = round(_du(index_cfg.root / VERSION) / 2**20, 1)
