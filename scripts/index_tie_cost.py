@@ -4,9 +4,9 @@
 
 25,000 random unit vectors (128 dimensions) with catalog-like payloads under an HNSW graph;
 256 queries in batches of 16 at k = 10 and k = 100, through ``EdgeIndex.search_many`` (which
-asks for ``k + 1`` hits and orders ties by item id) and through the bare ``query_batch`` of
-``k`` hits turned into ``Hit``s (what it did before), alternated, five rounds; prints the
-median milliseconds per batch and the ratio.
+asks for ``k + 1`` hits and orders ties by item id) and through its bare batched fetch of
+``k`` hits (``EdgeIndex._fetch``: what ``search_many`` did before), alternated, five rounds;
+prints the median milliseconds per batch and the ratio.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import numpy as np
-import qdrant_edge as qe
 
 from mrse.index.edge import EdgeIndex
 
@@ -39,8 +38,7 @@ def main() -> None:
         queries = queries + 0.3 * rng.normal(size=queries.shape).astype(np.float32)
 
         def bare(qs: np.ndarray, k: int) -> None:
-            reqs = [index._request(q, k, None, False) for q in qs]
-            [index._hits(r) for r in index._shard.query_batch(qe.QueryBatchRequest(reqs))]
+            index._fetch([(q, k, None) for q in qs], exact=False)
 
         def settled(qs: np.ndarray, k: int) -> None:
             index.search_many(qs, [k] * len(qs), [None] * len(qs))

@@ -112,12 +112,7 @@ class SearchFilter:
 
     @property
     def empty(self) -> bool:
-        return (
-            not (self.categories or self.brands)
-            and self.price_min is None
-            and self.price_max is None
-            and self.stock is None
-        )
+        return not self.selective and self.stock is None
 
     def matches(self, payload: dict) -> bool:
         """Reference semantics (used by tests and exact fallbacks)."""
@@ -179,19 +174,27 @@ def tie_at_cut(hits: Sequence[Hit], limit: int, asked: int) -> bool:
     return scores[-1] >= scores[limit - 1]
 
 
+Request = tuple[np.ndarray, int, SearchFilter | None]  # (query (dim,), limit, filter)
+
+
 def search_settled(
-    search: Callable[[int], list[Hit]], limit: int, first: list[Hit] | None = None
-) -> list[Hit]:
-    """``settled`` top ``limit`` through ``search(n)`` (the backend's n best, any tie order).
-    ``first``: the window of ``limit + TIE_MARGIN`` already fetched (by a batched call)."""
-    if limit <= 0:
+    fetch: Callable[[list[Request]], list[list[Hit]]], requests: Sequence[Request]
+) -> list[list[Hit]]:
+    """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's best ``n`` for
+    each ``(query, n, filter)``, in one batched call, ties in any order): one call asking
+    ``limit + TIE_MARGIN`` for every request, then one more for a request whose run of ties
+    reaches past its window, 4x wider each time."""
+    if not requests:
         return []
-    asked = limit + TIE_MARGIN
-    hits = search(asked) if first is None else first
-    while tie_at_cut(hits, limit, asked) and asked < TIE_WINDOW_MAX:
-        asked = min(asked * 4, TIE_WINDOW_MAX)
-        hits = search(asked)
-    return settled(hits, limit)
+    windows = fetch([(q, k + TIE_MARGIN, f) for q, k, f in requests])
+    out = []
+    for (q, k, f), hits in zip(requests, windows, strict=True):
+        asked = k + TIE_MARGIN
+        while k > 0 and tie_at_cut(hits, k, asked) and asked < TIE_WINDOW_MAX:
+            asked = min(asked * 4, TIE_WINDOW_MAX)
+            (hits,) = fetch([(q, asked, f)])
+        out.append(settled(hits, k) if k > 0 else [])
+    return out
 
 
 class VectorIndex(Protocol):

@@ -9,9 +9,9 @@ from qdrant_client import QdrantClient, models
 
 from mrse.index.base import (
     STOCK_KEY,
-    TIE_MARGIN,
     EdgeOptions,
     Hit,
+    Request,
     SearchFilter,
     point_id,
     prepare_points,
@@ -111,15 +111,6 @@ class ClientIndex:
             for r in self._existing(item_ids, with_vector=True)
         }
 
-    def search(
-        self,
-        query: np.ndarray,
-        limit: int,
-        query_filter: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        return search_settled(lambda n: self._one(query, n, query_filter, exact), limit)
-
     def _request(
         self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
     ) -> models.QueryRequest:
@@ -133,17 +124,24 @@ class ClientIndex:
             ),
         )
 
-    @staticmethod
-    def _hits(points) -> list[Hit]:
-        return [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in points]
+    def _fetch(self, requests: list[Request], exact: bool) -> list[list[Hit]]:
+        """The engine's best ``n`` for each ``(query, n, filter)``, one batched call."""
+        reqs = [self._request(q, n, f, exact) for q, n, f in requests]
+        res = self.client.query_batch_points(self.collection_name, requests=reqs)
+        return [
+            [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in r.points]
+            for r in res
+        ]
 
-    def _one(
-        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
+    def search(
+        self,
+        query: np.ndarray,
+        limit: int,
+        query_filter: SearchFilter | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
-        (res,) = self.client.query_batch_points(
-            self.collection_name, requests=[self._request(query, limit, query_filter, exact)]
-        )
-        return self._hits(res.points)
+        (hits,) = self.search_many(np.asarray(query)[None], [limit], [query_filter], exact)
+        return hits
 
     def search_many(
         self,
@@ -152,17 +150,8 @@ class ClientIndex:
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
     ) -> list[list[Hit]]:
-        triples = list(zip(queries, limits, filters, strict=True))
-        if not triples:
-            return []
-        reqs = [self._request(q, k + TIE_MARGIN, f, exact) for q, k, f in triples]
-        windows = self.client.query_batch_points(self.collection_name, requests=reqs)
-        return [
-            search_settled(
-                lambda n, q=q, f=f: self._one(q, n, f, exact), k, first=self._hits(window.points)
-            )
-            for (q, k, f), window in zip(triples, windows, strict=True)
-        ]
+        requests = list(zip(queries, limits, filters, strict=True))
+        return search_settled(lambda r: self._fetch(r, exact), requests)
 
     def count(self) -> int:
         return int(self.client.count(self.collection_name, exact=True).count)

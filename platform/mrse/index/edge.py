@@ -11,9 +11,9 @@ import qdrant_edge as qe
 
 from mrse.index.base import (
     STOCK_KEY,
-    TIE_MARGIN,
     EdgeOptions,
     Hit,
+    Request,
     SearchFilter,
     point_id,
     prepare_points,
@@ -143,9 +143,13 @@ class EdgeIndex:
             params=_search_params(self.options, limit, query_filter, exact),
         )
 
-    @staticmethod
-    def _hits(points) -> list[Hit]:
-        return [Hit(p.payload["item_id"], float(p.score), p.payload) for p in points]
+    def _fetch(self, requests: list[Request], exact: bool) -> list[list[Hit]]:
+        """The engine's best ``n`` for each ``(query, n, filter)``, one batched call."""
+        reqs = [self._request(q, n, f, exact) for q, n, f in requests]
+        return [
+            [Hit(p.payload["item_id"], float(p.score), p.payload) for p in points]
+            for points in self._shard.query_batch(qe.QueryBatchRequest(reqs))
+        ]
 
     def search(
         self,
@@ -154,12 +158,8 @@ class EdgeIndex:
         query_filter: SearchFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        return search_settled(lambda n: self._one(query, n, query_filter, exact), limit)
-
-    def _one(
-        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
-    ) -> list[Hit]:
-        return self._hits(self._shard.query(self._request(query, limit, query_filter, exact)))
+        (hits,) = self.search_many(np.asarray(query)[None], [limit], [query_filter], exact)
+        return hits
 
     def search_many(
         self,
@@ -168,17 +168,8 @@ class EdgeIndex:
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
     ) -> list[list[Hit]]:
-        triples = list(zip(queries, limits, filters, strict=True))
-        if not triples:
-            return []
-        reqs = [self._request(q, k + TIE_MARGIN, f, exact) for q, k, f in triples]
-        windows = self._shard.query_batch(qe.QueryBatchRequest(reqs))
-        return [
-            search_settled(
-                lambda n, q=q, f=f: self._one(q, n, f, exact), k, first=self._hits(window)
-            )
-            for (q, k, f), window in zip(triples, windows, strict=True)
-        ]
+        requests = list(zip(queries, limits, filters, strict=True))
+        return search_settled(lambda r: self._fetch(r, exact), requests)
 
     def indexed_vectors(self) -> int:
         """Vectors under an HNSW graph (0 until ``optimize`` on a catalog above the threshold)."""
