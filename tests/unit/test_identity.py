@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mrse.data.products import product_key
 from mrse.features.catalog import catalog_features, hide_modality
-from mrse.features.identity import identity_hashes, identity_vectors, product_key
+from mrse.features.identity import identity_hashes, identity_vectors
 from mrse.models.config import ModelConfig
 
 

@@ -9,8 +9,8 @@ prints the groups' shares.
 from __future__ import annotations
 
 from mrse.data.dataset import Dataset
+from mrse.data.products import product_key
 from mrse.evaluation.harness import build_query_contexts
-from mrse.features.identity import product_key
 from mrse.metrics.ranking import top_grade_items
 
 BOUGHT_BEFORE = ("the very item", "another variant", "no product bought before")

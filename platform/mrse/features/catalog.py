@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -11,9 +11,10 @@ import torch
 from torchrec import KeyedJaggedTensor
 
 from mrse.data.dataset import Dataset
+from mrse.data.products import product_key
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import ItemFeatures, encode_items
-from mrse.features.identity import identity_hashes, product_key
+from mrse.features.identity import identity_hashes
 from mrse.features.inputs import FeatureShape, ItemInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
 from mrse.features.profile import ProfileState, empty_profile
@@ -188,6 +189,36 @@ def hide_modality(
         ngram_offsets=offsets,
         identity=identity,
     )
+
+
+# How `mrse eval --hide` and the ablation's missing-modality table take modalities away:
+# every photo; every text; the text of the judged items only (the items to find become
+# image-only among items that keep theirs, as half of a real catalog is); a seeded mix of a
+# catalog in flux (text gone from half of all items, photos from a tenth, drawn apart).
+HIDE_CHOICES = ("photo", "text", "judged-text", "random")
+RANDOM_TEXT_SHARE = 0.5
+RANDOM_PHOTO_SHARE = 0.1
+
+
+def hidden_catalog(
+    catalog: CatalogFeatures,
+    hide: str,
+    judged: Collection[str] = (),
+    seed: int = 0,
+) -> CatalogFeatures:
+    """``catalog`` with a modality taken away as ``hide`` (one of ``HIDE_CHOICES``) says;
+    ``judged``: the item ids of ``judged-text``. Not modified in place."""
+    if hide not in HIDE_CHOICES:
+        raise ValueError(f"hide must be one of {HIDE_CHOICES}, got {hide!r}")
+    if hide in MODALITIES:
+        return hide_modality(catalog, hide)
+    if hide == "judged-text":
+        rows = np.array([catalog.index[i] for i in judged if i in catalog.index], np.int64)
+        return hide_modality(catalog, "text", rows)
+    rng = np.random.default_rng(seed)
+    text_rows = np.flatnonzero(rng.random(len(catalog)) < RANDOM_TEXT_SHARE)
+    photo_rows = np.flatnonzero(rng.random(len(catalog)) < RANDOM_PHOTO_SHARE)
+    return hide_modality(hide_modality(catalog, "text", text_rows), "photo", photo_rows)
 
 
 def build_catalog_features(

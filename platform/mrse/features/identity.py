@@ -8,30 +8,20 @@ product key, so two items share it exactly when they are variants of one product
 nearly orthogonal otherwise (dot product ~ N(0, 1/D)). It has no parameters, so an item added to
 a live catalog has its identity at once.
 
-The product key is the item's text (title and description, case and spacing ignored): the
-variants of one product share it and differ in photo and colour. An item without text is its
-own product (its id).
+The product key (``mrse.data.products.product_key``) is the item's text: the variants of one
+product share it and differ in photo and colour. An item without text is its own product.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 
 import numpy as np
 
-_SPACE = re.compile(r"\s+")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-
-
-def product_key(item_id: str, title: str | None, description: str | None) -> str:
-    """The key shared by the variants of one product: ``title | description`` normalised, or
-    the item's own id when it has no text."""
-    text = " | ".join(_SPACE.sub(" ", (t or "").strip().lower()) for t in (title, description))
-    return f"text:{text}" if text.strip(" |") else f"id:{item_id}"
 
 
 def identity_hashes(keys: Iterable[str]) -> np.ndarray:

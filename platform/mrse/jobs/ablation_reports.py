@@ -126,29 +126,28 @@ def modality_section(
     )
 
 
-# (label, modality, only the judged items?) of the missing-modality evaluations
+# (label, `mrse eval --hide` value) of the missing-modality evaluations
 HIDDEN = (
-    ("every photo", "photo", False),
-    ("every text", "text", False),
-    ("text of the judged items", "text", True),
+    ("every photo", "photo"),
+    ("every text", "text"),
+    ("text of the judged items", "judged-text"),
+    ("random mix", "random"),
 )
 
 
 def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: FeatureCache) -> str:
-    """Evaluations with every item's photo hidden, every item's text hidden, and the text of
-    only the judged (relevant) items hidden (they become image-only items among items that
-    keep theirs), for the ``COMPARED`` models the ablation trained."""
+    """Evaluations with every item's photo hidden, every item's text hidden, the text of only
+    the judged (relevant) items hidden (they become image-only items among items that keep
+    theirs) and a random mix, for the ``COMPARED`` models the ablation trained."""
     rows = []
     for dataset in datasets:
-        judged = set(dataset.qrels.loc[dataset.qrels["relevance"] > 0, "item_id"])
         for model in COMPARED:
             path = run_dir(runs_dir, dataset.name, model)
             if not (path / "run.json").exists():
                 continue
             run = load_run(path)
-            for label, modality, only_judged in HIDDEN:
-                items = judged if only_judged else None
-                retriever = ModelRetriever(run, dataset, cache, hide=modality, hide_items=items)
+            for label, hide in HIDDEN:
+                retriever = ModelRetriever(run, dataset, cache, hide=hide)
                 r = evaluate(dataset, retriever)
                 rows.append((dataset.name, model, label, r.metrics))
                 logger.info("%s %s, %s hidden: nDCG@10 %.4f", dataset.name, model, label,
@@ -159,7 +158,9 @@ def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: Featu
         "Hidden at evaluation time, in the catalog and in the shoppers' histories: every item's"
         " photo; every item's text (MiniLM vector and title n-grams; category and brand ids"
         " stay); the text of the judged items only (the items to find become image-only among"
-        " items that keep their text, as half of `hm`'s catalog is).",
+        " items that keep their text, as half of `hm`'s catalog is); a random mix, a catalog"
+        " in flux (seeded: text gone from half of all items, photos from a tenth)."
+        " `mrse eval --run RUN --hide photo|text|judged-text|random` measures one.",
         "",
         "| dataset | model | hidden | nDCG@10 | Recall@100 | HR@10 |",
         "|---|---|---|---|---|---|",
