@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from mrse.index.base import Fetch
 from mrse.index.edge import EdgeIndex
 
 N, DIM, QUERIES, BATCH, ROUNDS = 25_000, 128, 256, 16, 5
@@ -38,7 +39,7 @@ def main() -> None:
         queries = queries + 0.3 * rng.normal(size=queries.shape).astype(np.float32)
 
         def bare(qs: np.ndarray, k: int) -> None:
-            index._fetch([(q, k, None) for q in qs], exact=False)
+            index._fetch([Fetch(k, q) for q in qs])
 
         def settled(qs: np.ndarray, k: int) -> None:
             index.search_many(qs, [k] * len(qs), [None] * len(qs))

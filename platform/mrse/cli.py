@@ -37,8 +37,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if (args.model is None) == (args.run is None):
         raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
-    if args.hide and args.run is None:
-        raise UsageError("--hide applies to a trained run (--run)")
+    if (args.hide or args.retrieval != "dense") and args.run is None:
+        raise UsageError("--hide and --retrieval apply to a trained run (--run)")
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
         if args.run is not None:
@@ -48,8 +48,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             retriever = ModelRetriever(
                 load_run(args.run), dataset, cache, args.query_encoder, hide=args.hide
             )
+            if args.retrieval == "hybrid":
+                from mrse.retrieval.hybrid import HybridRetriever
+
+                retriever = HybridRetriever(retriever)
         else:
             retriever = build_baseline(args.model, dataset, cache)
+        if args.task == "mix":
+            from mrse.evaluation.query_mix import evaluate_mix, format_mix
+
+            mix = evaluate_mix(dataset, retriever, per_class=args.per_class, seed=args.seed)
+            _report(mix.to_json(), Path(args.out))
+            print(format_mix([mix]))
+            return 0
         result = evaluate(dataset, retriever)
     write_json(result, args.out)
     plot_results([result], Path(args.out).with_suffix(".png"))
@@ -454,9 +465,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--hide",
-        choices=["photo", "text"],
-        help="for --run: evaluate as if no item had a photo / any text (robustness)",
+        choices=["photo", "text", "judged-text", "random"],
+        help="for --run: evaluate as if no item had a photo / any text, as if the judged items "
+        "had no text, or a seeded catalog in flux: text gone from half, photos from a tenth",
     )
+    p.add_argument(
+        "--task",
+        choices=["search", "mix"],
+        default="search",
+        help="search: the dataset's test queries; mix: also names, fragments, misspellings, "
+        "brand + type and descriptions generated from the catalog, metrics per class",
+    )
+    p.add_argument(
+        "--retrieval",
+        choices=["dense", "hybrid"],
+        default="dense",
+        help="for --run: the towers alone, or fused with the lexical channel as served",
+    )
+    p.add_argument("--per-class", type=int, default=400, help="--task mix: queries per class")
+    p.add_argument("--seed", type=int, default=0, help="--task mix: which queries are drawn")
     p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
     p.set_defaults(func=_cmd_eval)
 

@@ -833,3 +833,66 @@ def _code_of(call, raw: bytes) -> grpc.StatusCode:
     except grpc.RpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
+
+
+# ---- hybrid retrieval: an arm that fuses the lexical channel ----
+
+
+def test_a_hybrid_arm_finds_products_by_name_and_says_which_channel_found_them(stack, sample_hm):
+    """The same model served by a dense arm and a hybrid arm: a product's own title, a part of
+    it and a misspelling of it put the product first on the hybrid arm (found by the lexical
+    channel, its share in the explanation); explanations still add up to the score; grpcurl
+    sees the new fields through reflection."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mrse.data import load_dataset
+    from mrse.data.products import normal_title
+
+    engine, server, stub, _, _ = stack
+    engine.experiments = {
+        **engine.experiments,
+        "names": Experiment("names", (
+            Arm("dense", 1.0, "mrse-v1", "mrse_v1", "mrse-v1", "dense"),
+            Arm("hybrid", 1.0, "mrse-v1", "mrse_v1", "mrse-v1", "hybrid"),
+        )),
+    }  # fmt: skip
+    items = load_dataset(sample_hm).items
+    titles = items.assign(t=items["title"].map(normal_title))
+    counts = titles["t"].value_counts()
+    unique = titles[titles["t"].map(counts).eq(1) & titles["t"].str.count(" ").ge(2)]
+    hits_first = 0
+    for item_id, title in list(zip(unique["item_id"], unique["t"], strict=True))[:8]:
+        words = title.split()
+        long = max(words, key=len)
+        typo = title.replace(long, long[0] + long[2] + long[1] + long[3:], 1)
+        for query in (title, " ".join(words[1:]), typo):
+            req = search_pb2.SearchRequest(query=query, k=10, experiment="names",
+                                           arm_override="hybrid")  # fmt: skip
+            resp = stub.Search(req)
+            assert resp.arm == "hybrid"
+            for r in resp.results:
+                e = r.explanation
+                assert e.text + e.image + e.profile + e.lexical == pytest.approx(r.score, abs=2e-3)
+                assert r.found_by in ("dense", "lexical", "both")
+                assert (e.lexical > 0) == (r.found_by != "dense")
+            top = resp.results[0]
+            hits_first += top.item_id == item_id and top.found_by in ("lexical", "both")
+        dense = stub.Search(search_pb2.SearchRequest(query=title, k=10, experiment="names",
+                                                     arm_override="dense"))  # fmt: skip
+        assert all(r.found_by == "dense" and r.explanation.lexical == 0 for r in dense.results)
+    assert hits_first >= 20  # of 24: a title, its tail and a misspelling, for 8 products
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    title = unique["t"].iloc[0]
+    body = json.dumps({"query": title, "k": 3, "experiment": "names", "armOverride": "hybrid"})
+    out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",
+                          "mrse.v1.SearchService/Search"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout)["results"][0]  # grpcurl prints the proto's field names
+    assert first["item_id"] == unique["item_id"].iloc[0]
+    assert first["found_by"] in ("lexical", "both")
+    assert first["explanation"]["lexical"] > 0

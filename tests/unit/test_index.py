@@ -7,7 +7,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from mrse.index import SearchFilter
-from mrse.index.base import EdgeOptions, stock_payload
+from mrse.index.base import EdgeOptions, Fetch, stock_payload
 from mrse.index.client import ClientIndex
 from mrse.index.edge import EdgeIndex
 
@@ -113,13 +113,14 @@ def test_a_category_brand_or_price_filter_searches_with_more_candidates(tmp_path
     with pytest.raises(ValueError, match="hnsw_ef_filtered"):
         EdgeOptions(hnsw_ef_filtered=0)
     q = np.ones(DIM, np.float32)
+    brand, plain = Fetch(10, q, filter=SearchFilter(brands=("b1",))), Fetch(10, q)
     edge = EdgeIndex(tmp_path / "ef", DIM, o)
-    assert edge._request(q, 10, SearchFilter(brands=("b1",)), False).params.hnsw_ef == 400
-    assert edge._request(q, 10, None, False).params.hnsw_ef == 200
+    assert edge._request(brand).params.hnsw_ef == 400
+    assert edge._request(plain).params.hnsw_ef == 200
     edge.close()
     client = ClientIndex(QdrantClient(":memory:"), "ef", DIM, o)
-    assert client._request(q, 10, SearchFilter(brands=("b1",)), False).params.hnsw_ef == 400
-    assert client._request(q, 10, None, False).params.hnsw_ef == 200
+    assert client._request(brand).params.hnsw_ef == 400
+    assert client._request(plain).params.hnsw_ef == 200
 
 
 def test_filter_validation():

@@ -17,7 +17,7 @@ from mrse.data.dataset import Dataset, ValidationReport
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import LazyEncoder, encode_items
 from mrse.features.catalog import build_catalog_features
-from mrse.index.points import EXPLAIN_KEY, attribute_payload, item_points
+from mrse.index.points import EXPLAIN_KEY, attribute_payload, item_points, lexical_terms
 from mrse.training.checkpoint import Run
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,10 @@ class ItemEncoder:
             )
             for c in changes
         ]  # fmt: skip
-        upserts = {c.item_id: Upsert(a, {}) for c, a in zip(changes, attrs, strict=True)}
+        upserts = {
+            c.item_id: Upsert(a, {}, t)
+            for c, a, t in zip(changes, attrs, lexical_terms(items), strict=True)
+        }
         for version in versions if versions is not None else list(self.runs):
             run = self.runs[version]
             catalog = build_catalog_features(dataset, feats, run.featurizer.stats,

@@ -3,9 +3,11 @@
 apply to their own Qdrant Edge shards (:mod:`mrse.catalog.follower`).
 
 One record per item and batch, keyed by item id (an item's records stay in order), JSON:
-``{"op": "upsert", "item_id": ..., "payload": {...}, "vectors": {version: [b64 float32, b64 _x
-or null]}}``, ``{"op": "patch", "item_id": ..., "payload": {...}}`` or ``{"op": "delete",
-"item_id": ...}``.
+``{"op": "upsert", "item_id": ..., "payload": {...}, "terms": [[term id, weight], ...] (its
+lexical terms), "vectors": {version: [b64 float32, b64 _x or null]}}``, ``{"op": "patch",
+"item_id": ..., "payload": {...}}`` or ``{"op": "delete", "item_id": ...}``. A record written
+before the lexical channel has no ``terms``: the item is written without any (found by the dense
+channel only).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ VERSIONS_HEADER = "versions"
 class Upsert:
     payload: dict  # attributes, without _x
     vectors: dict[str, tuple[np.ndarray, str | None]]  # version -> ((D,) vector, _x)
+    terms: dict[int, float] = field(default_factory=dict)  # lexical terms: id -> weight
 
 
 @dataclass
@@ -80,7 +83,7 @@ class IndexWrites:
                     if blob is not None:
                         p[EXPLAIN_KEY] = blob
                     payloads.append(p)
-                index.upsert(ids, vecs, payloads)
+                index.upsert(ids, vecs, payloads, [self.upserts[i].terms for i in ids])
             if self.patches:
                 index.patch_payloads(self.patches)
             if self.deletes:
@@ -94,7 +97,8 @@ class IndexWrites:
                 v: [base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii"), blob]
                 for v, (vec, blob) in u.vectors.items()
             }
-            value = {"op": "upsert", "item_id": item_id, "payload": u.payload, "vectors": vectors}
+            value = {"op": "upsert", "item_id": item_id, "payload": u.payload,
+                     "terms": [[t, w] for t, w in u.terms.items()], "vectors": vectors}  # fmt: skip
             yield item_id.encode(), _json(value), [(VERSIONS_HEADER, ",".join(vectors).encode())]
         for item_id, p in self.patches.items():
             yield item_id.encode(), _json({"op": "patch", "item_id": item_id, "payload": p}), []
@@ -115,6 +119,7 @@ class IndexWrites:
                         v: (np.frombuffer(base64.b64decode(vec), dtype="<f4").copy(), blob)
                         for v, (vec, blob) in r["vectors"].items()
                     },
+                    _terms(r.get("terms", ())),
                 )
             out.add(r["op"], r["item_id"], upsert, r.get("payload"))
         return out
@@ -125,6 +130,11 @@ def for_versions(headers, versions: Iterable[str]) -> bool:
     a ``versions`` header, patches and deletes, concern every version)."""
     named = dict(headers or ()).get(VERSIONS_HEADER)
     return named is None or not set(named.decode().split(",")).isdisjoint(versions)
+
+
+def _terms(raw) -> dict[int, float]:
+    """A record's lexical terms: [[id, weight], ...] (or bare ids, weight 1)."""
+    return {int(t[0]): float(t[1]) if isinstance(t, list) else 1.0 for t in raw} if raw else {}
 
 
 def _json(obj: dict) -> bytes:

@@ -5,22 +5,32 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+RETRIEVALS = ("dense", "hybrid")
+
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: a model version with its feature service and index, and a traffic weight."""
+    """One arm: a model version with its feature service and index, a traffic weight, and how
+    it retrieves: ``dense`` (the towers' vectors alone) or ``hybrid`` (fused with the lexical
+    channel, ``mrse.index.hybrid``)."""
 
     name: str
     weight: float
     model_version: str
     feature_service: str
     index: str
+    retrieval: str = "dense"
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("an arm needs a name")
         if not self.weight >= 0:
             raise ValueError(f"arm {self.name!r}: weight must be >= 0")
+        if self.retrieval not in RETRIEVALS:
+            raise ValueError(
+                f"arm {self.name!r}: retrieval must be one of {', '.join(RETRIEVALS)}, "
+                f"got {self.retrieval!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Float, ForeignKey, Integer, String, create_engine, delete, select
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from mrse.experiments.assignment import Arm, Experiment
@@ -38,6 +48,8 @@ class _ArmRow(_Base):
     model_version: Mapped[str] = mapped_column(String(128))
     feature_service: Mapped[str] = mapped_column(String(128))
     index: Mapped[str] = mapped_column(String(256))
+    # added 2026-12: tables made before it get the column, "dense" for every arm (_migrate)
+    retrieval: Mapped[str] = mapped_column(String(16), default="dense", server_default="dense")
     experiment: Mapped[_ExperimentRow] = relationship(back_populates="arms")
 
 
@@ -74,6 +86,16 @@ class ExperimentStore:
         args = {"connect_timeout": connect_timeout_s} if url.startswith("postgresql") else {}
         self.engine = create_engine(url, future=True, connect_args=args)
         _Base.metadata.create_all(self.engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a table was made (create_all makes missing tables only)."""
+        arms = _ArmRow.__tablename__
+        have = {c["name"] for c in inspect(self.engine).get_columns(arms)}
+        if "retrieval" not in have:
+            with self.engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {arms} ADD COLUMN retrieval VARCHAR(16) "
+                                  "NOT NULL DEFAULT 'dense'"))  # fmt: skip
 
     def put(self, experiment: Experiment) -> None:
         """Create or replace an experiment (all its arms, atomically)."""
@@ -89,6 +111,7 @@ class ExperimentStore:
                     model_version=a.model_version,
                     feature_service=a.feature_service,
                     index=a.index,
+                    retrieval=a.retrieval,
                 )
                 for i, a in enumerate(experiment.arms)
             ]
@@ -150,6 +173,7 @@ def _to_experiment(row: _ExperimentRow) -> Experiment:
         name=row.name,
         salt=row.salt,
         arms=tuple(
-            Arm(a.name, a.weight, a.model_version, a.feature_service, a.index) for a in row.arms
+            Arm(a.name, a.weight, a.model_version, a.feature_service, a.index, a.retrieval)
+            for a in row.arms
         ),
     )

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
+
+from mrse.features.lexical import QueryTerm, variants
+from mrse.index.hybrid import (
+    HybridOptions,
+    Slot,
+    admitted,
+    candidate,
+    fuse,
+    gain_floor,
+    idf,
+    query_slots,
+)
 
 # Qdrant point ids are integers or UUIDs; item ids are arbitrary strings. A name-based UUID is
 # stable across processes and backends; the item id itself travels in the payload.
 _NAMESPACE = uuid.UUID("6f1c3e0a-6c1b-4d0e-9a43-2b8f6f0a9d11")
 FILTER_FIELDS = ("category", "brand", "price", "in_stock")
+# The named sparse vector of every point: its lexical terms (mrse.features.lexical; a title's
+# weigh 2, the others 1), weighed by IDF in the engine (mrse.index.hybrid).
+LEXICAL = "lex"
+
 # Stock is a keyword payload ``stock``: "in" / "out" (Qdrant Edge 0.4's bool match conditions
 # match nothing, measured; keywords work on every backend). Absent: in stock.
 STOCK_KEY = "stock"
@@ -144,9 +160,34 @@ def prepare_points(
 
 @dataclass(frozen=True)
 class Hit:
+    """One result. ``terms``: the item's lexical terms (term id -> weight), when the search
+    asked for them; ``lexical``: what the lexical channel added to the score; ``found_by``: the
+    channel that brought it (``mrse.index.hybrid.FOUND_BY``)."""
+
     item_id: str
     score: float
     payload: dict = field(default_factory=dict)
+    terms: dict[int, float] | None = None
+    lexical: float = 0.0
+    found_by: str = "dense"
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One request to a backend's engine: the best ``limit`` items by the dense ``vector`` or
+    by the lexical ``terms`` (exactly one of them), among those ``filter`` keeps (None: the
+    default, in stock) and, when given, among ``ids`` only; ``exact`` skips the graph;
+    ``with_terms``: return each hit's lexical terms; ``payload``: its payload."""
+
+    limit: int
+    vector: np.ndarray | None = None
+    terms: tuple[int, ...] | None = None
+    filter: SearchFilter | None = None
+    ids: tuple[str, ...] | None = None
+    exact: bool = False
+    with_terms: bool = False
+    payload: bool = True
+    stock_default: bool = True  # False: no filter at all when ``filter`` is None (IDF probes)
 
 
 # Equal scores are real (variants of one product under a text-only model share a vector), and
@@ -175,37 +216,168 @@ def tie_at_cut(hits: Sequence[Hit], limit: int, asked: int) -> bool:
 
 
 Request = tuple[np.ndarray, int, SearchFilter | None]  # (query (dim,), limit, filter)
+Fetcher = Callable[[list[Fetch]], list[list[Hit]]]
 
 
 def search_settled(
-    fetch: Callable[[list[Request]], list[list[Hit]]], requests: Sequence[Request]
+    fetch: Fetcher, requests: Sequence[Request], exact: bool = False, with_terms: bool = False
 ) -> list[list[Hit]]:
-    """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's best ``n`` for
-    each ``(query, n, filter)``, in one batched call, ties in any order): one call asking
-    ``limit + TIE_MARGIN`` for every request, then one more for a request whose run of ties
-    reaches past its window, 4x wider each time."""
+    """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's engine, one
+    batched call, ties in any order): one call asking ``limit + TIE_MARGIN`` for every
+    request, then one more for a request whose run of ties reaches past its window, 4x wider
+    each time."""
     if not requests:
         return []
-    windows = fetch([(q, k + TIE_MARGIN, f) for q, k, f in requests])
+    first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms)
+             for q, k, f in requests]  # fmt: skip
     out = []
-    for (q, k, f), hits in zip(requests, windows, strict=True):
-        asked = k + TIE_MARGIN
+    for (_, k, _), request, hits in zip(requests, first, fetch(first), strict=True):
+        asked = request.limit
         while k > 0 and tie_at_cut(hits, k, asked) and asked < TIE_WINDOW_MAX:
             asked = min(asked * 4, TIE_WINDOW_MAX)
-            (hits,) = fetch([(q, asked, f)])
+            (hits,) = fetch([replace(request, limit=asked)])
         out.append(settled(hits, k) if k > 0 else [])
     return out
 
 
+def probe_idf(fetch: Fetcher, terms: Sequence[int]) -> dict[int, float]:
+    """The IDF of each of ``terms`` that some item has, from the index itself: an item's
+    score for a one-term query (weight 1) is that term's IDF times the item's weight of it
+    (Qdrant's modifier)."""
+    terms = sorted(set(terms))
+    calls = [Fetch(1, terms=(t,), payload=False, stock_default=False, with_terms=True)
+             for t in terms]  # fmt: skip
+    return {
+        t: hits[0].score / (hits[0].terms or {}).get(t, 1.0)
+        for t, hits in zip(terms, fetch(calls), strict=True)
+        if hits
+    }
+
+
+def lexical_slots(
+    fetch: Fetcher, n_items: int, queries: Sequence[Sequence[QueryTerm]]
+) -> tuple[list[list[Slot]], dict[int, float]]:
+    """Each query's slots (``mrse.index.hybrid.query_slots``) and the IDF of the terms items
+    have: one batched probe of every query term, then, if some term is in no item, one of its
+    spelling variants."""
+    known = probe_idf(fetch, [q.term for query in queries for q in query])
+    missing = {q.word for query in queries for q in query if q.term not in known}
+    if missing:
+        known.update(probe_idf(fetch, [v for w in sorted(missing) for v in variants(w)]))
+    return [query_slots(query, known, idf(n_items, 0)) for query in queries], known
+
+
+def search_hybrid(
+    fetch: Fetcher,
+    count: Callable[[], int],
+    requests: Sequence[Request],
+    lexical: Sequence[Sequence[QueryTerm]],
+    options: HybridOptions,
+    exact: bool = False,
+) -> list[list[Hit]]:
+    """Dense and lexical channels fused (``mrse.index.hybrid``) for each request with terms in
+    ``lexical`` (aligned with ``requests``; a request without terms is answered by the dense
+    channel alone). Batched engine calls: the dense candidates (tie-settled, with their
+    terms); the IDF probes (and, for words in no item, their spelling variants'); the lexical
+    candidates; the dense scores of the lexical candidates the dense list lacks."""
+    dense = search_settled(fetch, requests, exact, with_terms=True)
+    out = [[replace(h, terms=None) for h in hs] for hs in dense]
+    todo = [i for i, q in enumerate(lexical) if q and requests[i][1] > 0]
+    if not todo:
+        return out
+    slots, known = lexical_slots(fetch, count(), [lexical[i] for i in todo])
+    calls = [
+        Fetch(options.candidates, terms=tuple(sorted({t for s in sl for t in s.terms})),
+              filter=requests[i][2], payload=False, with_terms=True)
+        for i, sl in zip(todo, slots, strict=True)
+    ]  # fmt: skip
+    entries, floors = [], []  # per request: admitted lexical candidates the dense list lacks
+    for i, sl, hits in zip(todo, slots, fetch(calls), strict=True):
+        cands = [candidate(h.item_id, 0.0, h.terms or {}, sl, known) for h in hits]
+        full = len(hits) >= options.candidates
+        floors.append(gain_floor(cands[-1] if full else None, options))
+        have = {h.item_id for h in dense[i]}
+        entries.append({c.item_id: c for c in admitted(cands, floors[-1], options)
+                        if c.item_id not in have})  # fmt: skip
+    extra_calls = [
+        (i, Fetch(len(e), requests[i][0], filter=requests[i][2], ids=tuple(sorted(e)), exact=True))
+        for i, e in zip(todo, entries, strict=True)
+        if e
+    ]
+    extra = dict(zip((i for i, _ in extra_calls), fetch([c for _, c in extra_calls]), strict=True))
+    for i, sl, e, floor in zip(todo, slots, entries, floors, strict=True):
+        hits = {h.item_id: h for h in [*dense[i], *extra.get(i, [])]}
+        cands = [candidate(h.item_id, h.score, h.terms or {}, sl, known) for h in dense[i]]
+        more = [replace(e[h.item_id], dense=h.score) for h in extra.get(i, []) if h.item_id in e]
+        out[i] = [
+            replace(hits[f.item_id], score=f.score, terms=None, lexical=f.lexical,
+                    found_by=f.found_by)
+            for f in fuse(cands, more, requests[i][1], options, floor)
+        ]  # fmt: skip
+    return out
+
+
+class FetchingIndex:
+    """``search`` and ``search_many`` for a backend that implements ``_fetch``: dense search
+    with equal scores settled (``search_settled``), or hybrid (``search_hybrid``) when the
+    request carries lexical terms and the index holds the lexical channel."""
+
+    has_lexical: bool = False
+
+    def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def search(
+        self,
+        query: np.ndarray,
+        limit: int,
+        query_filter: SearchFilter | None = None,
+        exact: bool = False,
+        terms: Sequence[QueryTerm] | None = None,
+        hybrid: HybridOptions | None = None,
+    ) -> list[Hit]:
+        lexical = None if terms is None else [tuple(terms)]
+        (hits,) = self.search_many(
+            np.asarray(query)[None], [limit], [query_filter], exact, lexical, hybrid
+        )
+        return hits
+
+    def search_many(
+        self,
+        queries: np.ndarray,
+        limits: Sequence[int],
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+        lexical: Sequence[Sequence[QueryTerm]] | None = None,
+        hybrid: HybridOptions | None = None,
+    ) -> list[list[Hit]]:
+        requests = list(zip(queries, limits, filters, strict=True))
+        if lexical is None or hybrid is None or not self.has_lexical:
+            return search_settled(self._fetch, requests, exact)
+        if len(lexical) != len(requests):
+            raise ValueError(f"{len(lexical)} lexical queries for {len(requests)} requests")
+        return search_hybrid(self._fetch, self.count, requests, lexical, hybrid, exact)
+
+
 class VectorIndex(Protocol):
-    """Cosine-similarity index of item vectors with filterable payload."""
+    """Cosine-similarity index of item vectors with filterable payload and, where
+    ``has_lexical``, each item's lexical terms (``mrse.features.lexical``)."""
 
     dim: int
+    has_lexical: bool
 
     def upsert(
-        self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+        self,
+        item_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        terms: Sequence[Mapping[int, float]] | None = None,
     ) -> None:
-        """Insert or replace items; ``vectors`` is (N, dim)."""
+        """Insert or replace items; ``vectors`` is (N, dim); ``terms``: each item's lexical
+        term ids and weights (``mrse.features.lexical.item_terms``; None: none)."""
         ...
 
     def delete(self, item_ids: Sequence[str]) -> None: ...
@@ -225,9 +397,11 @@ class VectorIndex(Protocol):
         limit: int,
         query_filter: SearchFilter | None = None,
         exact: bool = False,
+        terms: Sequence[QueryTerm] | None = None,
+        hybrid: HybridOptions | None = None,
     ) -> list[Hit]:
         """Top ``limit`` items for one (dim,) query, best first, equal scores in item id order
-        (``search_settled``)."""
+        (``search_settled``); fused with the lexical channel for ``terms`` when ``hybrid``."""
         ...
 
     def search_many(
@@ -236,8 +410,12 @@ class VectorIndex(Protocol):
         limits: Sequence[int],
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
+        lexical: Sequence[Sequence[QueryTerm]] | None = None,
+        hybrid: HybridOptions | None = None,
     ) -> list[list[Hit]]:
-        """One search per row of ``queries`` (B, dim), planned together; results in order."""
+        """One search per row of ``queries`` (B, dim), planned together; results in order;
+        ``lexical``: each request's query terms (``mrse.features.lexical.lexical_query``;
+        fused when ``hybrid`` is given)."""
         ...
 
     def count(self) -> int: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,7 +21,7 @@ from mrse.data import load_dataset
 from mrse.encoders.cache import FeatureCache
 from mrse.features.catalog import CatalogFeatures
 from mrse.index.base import EdgeOptions, VectorIndex
-from mrse.index.points import attribute_payload, item_points
+from mrse.index.points import attribute_payload, item_points, lexical_terms
 from mrse.settings import secret
 from mrse.training.checkpoint import load_run
 
@@ -102,7 +102,8 @@ def build_index(
     index = open_index(config, version, run.config.model.dim)
     try:
         ids = list(dataset.items["item_id"])
-        write_items(index, run.model, catalog, ids, item_attributes(dataset.items))
+        write_items(index, run.model, catalog, ids, item_attributes(dataset.items),
+                    lexical_terms(dataset.items))  # fmt: skip
         del catalog  # the features are not needed to build the graph (5 GB at 1M items)
         # a rebuilt index replays the catalog's whole log (see mrse.catalog.follower)
         (config.root / FOLLOW_OFFSETS).unlink(missing_ok=True)
@@ -130,15 +131,18 @@ def write_items(
     catalog: CatalogFeatures,
     ids: Sequence[str],
     attributes: Sequence[dict],
+    terms: Sequence[Mapping[int, float]] | None = None,
     chunk: int = 20_000,
 ) -> None:
-    """Encode ``catalog``'s items with ``model``'s item tower and upsert them, ``chunk`` at a
-    time: memory stays flat in the catalog size (each item's points are ~2 KB of payload)."""
+    """Encode ``catalog``'s items with ``model``'s item tower and upsert them with their
+    lexical ``terms``, ``chunk`` at a time: memory stays flat in the catalog size (each item's
+    points are ~2 KB of payload)."""
     with tqdm(total=len(ids), desc="index", unit="item", disable=len(ids) < 2 * chunk) as bar:
         for s in range(0, len(ids), chunk):
             rows = np.arange(s, min(s + chunk, len(ids)))
             vectors, payloads = item_points(model, catalog, attributes[s : s + chunk], rows)
-            index.upsert(ids[s : s + chunk], vectors, payloads)
+            index.upsert(ids[s : s + chunk], vectors, payloads,
+                         None if terms is None else terms[s : s + chunk])  # fmt: skip
             bar.update(len(rows))
 
 

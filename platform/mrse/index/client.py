@@ -8,23 +8,32 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from mrse.index.base import (
+    LEXICAL,
     STOCK_KEY,
     EdgeOptions,
+    Fetch,
+    FetchingIndex,
     Hit,
-    Request,
     SearchFilter,
     point_id,
     prepare_points,
-    search_settled,
 )
 
 
-def _client_filter(f: SearchFilter | None) -> models.Filter | None:
-    f = SearchFilter() if f is None else f  # None: the default filter (in stock only)
-    if f.empty:
-        return None
+def _client_filter(
+    f: SearchFilter | None, ids: tuple[str, ...] | None = None, stock_default: bool = True
+) -> models.Filter | None:
+    """The engine's filter for ``f`` (None: the default, in stock; with ``stock_default``
+    False: nothing), restricted to the items ``ids`` when given."""
     must: list = []
     must_not: list = []
+    if ids is not None:
+        must.append(models.HasIdCondition(has_id=sorted(point_id(i) for i in ids)))
+    if f is None and not stock_default:
+        return models.Filter(must=must) if must else None
+    f = SearchFilter() if f is None else f  # None: the default filter (in stock only)
+    if f.empty:
+        return models.Filter(must=must) if must else None
     out_of_stock = models.FieldCondition(key=STOCK_KEY, match=models.MatchValue(value="out"))
     if f.stock is True:  # "absent" counts as in stock
         must_not.append(out_of_stock)
@@ -43,8 +52,22 @@ def _client_filter(f: SearchFilter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
-class ClientIndex:
-    """One collection (one model version) behind ``QdrantClient``."""
+def _dense(vector) -> list[float]:
+    """The dense part of a point's vector as read back (a dict with the lexical terms)."""
+    return vector[""] if isinstance(vector, dict) else vector
+
+
+def _hit(p, with_terms: bool) -> Hit:
+    terms = None
+    if with_terms:
+        sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
+        terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
+    return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms)
+
+
+class ClientIndex(FetchingIndex):
+    """One collection (one model version) behind ``QdrantClient``; created with the lexical
+    channel (a collection made before it existed is served without: ``has_lexical``)."""
 
     def __init__(
         self,
@@ -61,6 +84,9 @@ class ClientIndex:
             client.create_collection(
                 collection_name,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                sparse_vectors_config={
+                    LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
             )
             for key, schema in (
                 ("category", models.PayloadSchemaType.KEYWORD),
@@ -69,16 +95,41 @@ class ClientIndex:
                 (STOCK_KEY, models.PayloadSchemaType.KEYWORD),
             ):
                 client.create_payload_index(collection_name, key, field_schema=schema)
+        self._lexical: bool | None = None
+
+    @property
+    def has_lexical(self) -> bool:  # type: ignore[override]
+        """Whether the collection holds the lexical channel (asked once, when first needed)."""
+        if self._lexical is None:
+            info = self.client.get_collection(self.collection_name)
+            self._lexical = LEXICAL in (info.config.params.sparse_vectors or {})
+        return self._lexical
 
     def upsert(
-        self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+        self,
+        item_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        terms: Sequence[Mapping[int, float]] | None = None,
     ) -> None:
+        terms = terms if terms is not None else [{}] * len(item_ids)
         points = [
-            models.PointStruct(id=pid, vector=vec, payload=payload)
-            for pid, vec, payload in prepare_points(item_ids, vectors, payloads, self.dim)
+            models.PointStruct(id=pid, vector=self._vector(vec, t), payload=payload)
+            for (pid, vec, payload), t in zip(
+                prepare_points(item_ids, vectors, payloads, self.dim), terms, strict=True
+            )
         ]
         for s in range(0, len(points), 1000):
             self.client.upsert(self.collection_name, points=points[s : s + 1000], wait=True)
+
+    def _vector(self, dense: list[float], terms: Mapping[int, float]):
+        if not self.has_lexical:
+            return dense
+        ids = sorted(terms)
+        return {
+            "": dense,
+            LEXICAL: models.SparseVector(indices=ids, values=[float(terms[i]) for i in ids]),
+        }
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if item_ids:
@@ -107,51 +158,40 @@ class ClientIndex:
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
-            r.payload["item_id"]: np.asarray(r.vector, dtype=np.float32)
+            r.payload["item_id"]: np.asarray(_dense(r.vector), dtype=np.float32)
             for r in self._existing(item_ids, with_vector=True)
         }
 
-    def _request(
-        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
-    ) -> models.QueryRequest:
+    def _request(self, f: Fetch) -> models.QueryRequest:
+        if f.vector is not None:
+            query = np.asarray(f.vector, dtype=np.float32).tolist()
+            using = None
+            params = models.SearchParams(
+                hnsw_ef=self.options.ef_for(f.filter, f.limit), exact=f.exact
+            )
+        else:
+            terms = sorted(set(f.terms or ()))
+            query = models.SparseVector(indices=terms, values=[1.0] * len(terms))
+            using, params = LEXICAL, None
         return models.QueryRequest(
-            query=np.asarray(query, dtype=np.float32).tolist(),
-            filter=_client_filter(query_filter),
-            limit=limit,
-            with_payload=True,
-            params=models.SearchParams(
-                hnsw_ef=self.options.ef_for(query_filter, limit), exact=exact
-            ),
+            query=query,
+            using=using,
+            filter=_client_filter(f.filter, f.ids, f.stock_default),
+            limit=f.limit,
+            with_payload=True if f.payload else ["item_id"],
+            with_vector=[LEXICAL] if f.with_terms and self.has_lexical else False,
+            params=params,
         )
 
-    def _fetch(self, requests: list[Request], exact: bool) -> list[list[Hit]]:
-        """The engine's best ``n`` for each ``(query, n, filter)``, one batched call."""
-        reqs = [self._request(q, n, f, exact) for q, n, f in requests]
+    def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
+        """The engine's answer to each request, one batched call."""
+        if not requests:
+            return []
+        reqs = [self._request(f) for f in requests]
         res = self.client.query_batch_points(self.collection_name, requests=reqs)
         return [
-            [Hit(p.payload["item_id"], float(p.score), dict(p.payload)) for p in r.points]
-            for r in res
+            [_hit(p, f.with_terms) for p in r.points] for f, r in zip(requests, res, strict=True)
         ]
-
-    def search(
-        self,
-        query: np.ndarray,
-        limit: int,
-        query_filter: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        (hits,) = self.search_many(np.asarray(query)[None], [limit], [query_filter], exact)
-        return hits
-
-    def search_many(
-        self,
-        queries: np.ndarray,
-        limits: Sequence[int],
-        filters: Sequence[SearchFilter | None],
-        exact: bool = False,
-    ) -> list[list[Hit]]:
-        requests = list(zip(queries, limits, filters, strict=True))
-        return search_settled(lambda r: self._fetch(r, exact), requests)
 
     def count(self) -> int:
         return int(self.client.count(self.collection_name, exact=True).count)

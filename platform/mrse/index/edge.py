@@ -10,24 +10,33 @@ import numpy as np
 import qdrant_edge as qe
 
 from mrse.index.base import (
+    LEXICAL,
     STOCK_KEY,
     EdgeOptions,
+    Fetch,
+    FetchingIndex,
     Hit,
-    Request,
     SearchFilter,
     point_id,
     prepare_points,
-    search_settled,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def _edge_filter(f: SearchFilter | None) -> qe.Filter | None:
+def _edge_filter(
+    f: SearchFilter | None, ids: tuple[str, ...] | None = None, stock_default: bool = True
+) -> qe.Filter | None:
+    """The engine's filter for ``f`` (None: the default, in stock; with ``stock_default``
+    False: nothing), restricted to the items ``ids`` when given."""
+    must, must_not = [], []
+    if ids is not None:
+        must.append(qe.HasIdCondition({point_id(i) for i in ids}))
+    if f is None and not stock_default:
+        return qe.Filter(must=must) if must else None
     f = SearchFilter() if f is None else f  # None: the default filter (in stock only)
     if f.empty:
-        return None
-    must, must_not = [], []
+        return qe.Filter(must=must) if must else None
     if f.stock is True:  # "absent" counts as in stock: exclude "out" rather than require "in"
         must_not.append(qe.FieldCondition(key=STOCK_KEY, match=qe.MatchValue("out")))
     elif f.stock is False:
@@ -43,7 +52,7 @@ def _edge_filter(f: SearchFilter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-def _edge_config(o: EdgeOptions, dim: int) -> qe.EdgeConfig:
+def _edge_config(o: EdgeOptions, dim: int, lexical: bool = True) -> qe.EdgeConfig:
     quant = None
     if o.quantization == "int8":
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
@@ -60,6 +69,9 @@ def _edge_config(o: EdgeOptions, dim: int) -> qe.EdgeConfig:
             m=o.hnsw_m, ef_construct=o.ef_construct, full_scan_threshold=1_000
         ),
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1_000),
+        sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+        if lexical
+        else None,
     )
 
 
@@ -72,16 +84,43 @@ def _search_params(
     return qe.SearchParams(hnsw_ef=o.ef_for(query_filter, limit), exact=exact, quantization=quant)
 
 
-class EdgeIndex:
-    """An on-disk Qdrant Edge shard. Opens an existing one at ``path`` or creates it."""
+def _dense(vector) -> list[float]:
+    """The dense part of a point's vector as read back (a dict with the lexical terms)."""
+    return vector[""] if isinstance(vector, dict) else vector
+
+
+def _hit(p, with_terms: bool) -> Hit:
+    terms = None
+    if with_terms:
+        sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
+        terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
+    return Hit(p.payload["item_id"], float(p.score), p.payload, terms)
+
+
+class EdgeIndex(FetchingIndex):
+    """An on-disk Qdrant Edge shard. Opens an existing one at ``path`` or creates it (with the
+    lexical channel; a shard written before it existed opens without: ``has_lexical``)."""
 
     def __init__(self, path: str | Path, dim: int, options: EdgeOptions | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
         self.options = options or EdgeOptions()
         config = _edge_config(self.options, dim)
+        self.has_lexical = True
         if self.path.exists() and any(self.path.iterdir()):
-            self._shard = qe.EdgeShard.load(str(self.path), config)
+            try:
+                self._shard = qe.EdgeShard.load(str(self.path), config)
+            except Exception as exc:
+                if "incompatible" not in str(exc).lower():
+                    raise
+                dense_only = _edge_config(self.options, dim, lexical=False)
+                self._shard = qe.EdgeShard.load(str(self.path), dense_only)
+                self.has_lexical = False
+                logger.warning(
+                    "index %s has no lexical channel (written before it existed): dense "
+                    "search only; rebuild it with `mrse index` for hybrid search",
+                    self.path,
+                )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._shard = qe.EdgeShard.create(str(self.path), config)
@@ -94,14 +133,30 @@ class EdgeIndex:
                 self._shard.update(qe.UpdateOperation.create_field_index(key, schema))
 
     def upsert(
-        self, item_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+        self,
+        item_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        terms: Sequence[Mapping[int, float]] | None = None,
     ) -> None:
+        terms = terms if terms is not None else [{}] * len(item_ids)
         points = [
-            qe.Point(pid, vec, payload)
-            for pid, vec, payload in prepare_points(item_ids, vectors, payloads, self.dim)
+            qe.Point(pid, self._vector(vec, t), payload)
+            for (pid, vec, payload), t in zip(
+                prepare_points(item_ids, vectors, payloads, self.dim), terms, strict=True
+            )
         ]
         for s in range(0, len(points), 1000):
             self._shard.update(qe.UpdateOperation.upsert_points(points[s : s + 1000]))
+
+    def _vector(self, dense: list[float], terms: Mapping[int, float]):
+        if not self.has_lexical:
+            return dense
+        ids = sorted(terms)
+        return {
+            "": dense,
+            LEXICAL: qe.SparseVector(indices=ids, values=[float(terms[i]) for i in ids]),
+        }
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if item_ids:
@@ -116,7 +171,7 @@ class EdgeIndex:
         """One read and one write for the whole batch (per-item payload updates cost a call
         each): the existing points are read with their vectors and upserted merged."""
         found = self._existing(list(updates), with_vector=True)
-        points = [
+        points = [  # the vectors as read: the dense one and the lexical terms both
             qe.Point(r.id, r.vector, {**r.payload, **updates[r.payload["item_id"]]}) for r in found
         ]
         if points:
@@ -124,7 +179,7 @@ class EdgeIndex:
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
-            r.payload["item_id"]: np.asarray(r.vector, dtype=np.float32)
+            r.payload["item_id"]: np.asarray(_dense(r.vector), dtype=np.float32)
             for r in self._existing(item_ids, with_vector=True)
         }
 
@@ -132,44 +187,32 @@ class EdgeIndex:
         """Build the HNSW graph now (blocking) instead of on the first large search."""
         self._shard.optimize()
 
-    def _request(
-        self, query: np.ndarray, limit: int, query_filter: SearchFilter | None, exact: bool
-    ) -> qe.QueryRequest:
+    def _request(self, f: Fetch) -> qe.QueryRequest:
+        if f.vector is not None:
+            query = qe.Query.Nearest(np.asarray(f.vector, dtype=np.float32).tolist())
+            params = _search_params(self.options, f.limit, f.filter, f.exact)
+        else:
+            terms = sorted(set(f.terms or ()))
+            sparse = qe.SparseVector(indices=terms, values=[1.0] * len(terms))
+            query, params = qe.Query.Nearest(sparse, using=LEXICAL), None
         return qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(np.asarray(query, dtype=np.float32).tolist()),
-            filter=_edge_filter(query_filter),
-            with_payload=True,
-            params=_search_params(self.options, limit, query_filter, exact),
+            limit=f.limit,
+            query=query,
+            filter=_edge_filter(f.filter, f.ids, f.stock_default),
+            with_payload=True if f.payload else qe.PayloadSelector.Include(["item_id"]),
+            with_vector=[LEXICAL] if f.with_terms and self.has_lexical else False,
+            params=params,
         )
 
-    def _fetch(self, requests: list[Request], exact: bool) -> list[list[Hit]]:
-        """The engine's best ``n`` for each ``(query, n, filter)``, one batched call."""
-        reqs = [self._request(q, n, f, exact) for q, n, f in requests]
+    def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
+        """The engine's answer to each request, one batched call."""
+        if not requests:
+            return []
+        batch = qe.QueryBatchRequest([self._request(f) for f in requests])
         return [
-            [Hit(p.payload["item_id"], float(p.score), p.payload) for p in points]
-            for points in self._shard.query_batch(qe.QueryBatchRequest(reqs))
+            [_hit(p, f.with_terms) for p in points]
+            for f, points in zip(requests, self._shard.query_batch(batch), strict=True)
         ]
-
-    def search(
-        self,
-        query: np.ndarray,
-        limit: int,
-        query_filter: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        (hits,) = self.search_many(np.asarray(query)[None], [limit], [query_filter], exact)
-        return hits
-
-    def search_many(
-        self,
-        queries: np.ndarray,
-        limits: Sequence[int],
-        filters: Sequence[SearchFilter | None],
-        exact: bool = False,
-    ) -> list[list[Hit]]:
-        requests = list(zip(queries, limits, filters, strict=True))
-        return search_settled(lambda r: self._fetch(r, exact), requests)
 
     def indexed_vectors(self) -> int:
         """Vectors under an HNSW graph (0 until ``optimize`` on a catalog above the threshold)."""

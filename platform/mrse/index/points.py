@@ -1,10 +1,11 @@
 """What an index holds per item, computed in one place for `mrse index` and the catalog worker.
 
-Per item: the item tower's unit vector (what the index searches), and a payload with the
-filterable attributes (``category``, ``brand``, ``price``, ``stock``) plus, for models with gated
-experts, ``_x``: what the explanations need (the gated expert vectors and the mixture's norm,
-float32, base64). The server reads ``_x`` from the hits it returns, so it keeps no per-item
-state of its own.
+Per item: the item tower's unit vector (what the index searches), the item's lexical terms (the
+hybrid search's sparse vector, the same for every model version: ``lexical_terms``), and a
+payload with the filterable attributes (``category``, ``brand``, ``price``, ``stock``) plus, for
+models with gated experts, ``_x``: what the explanations need (the gated expert vectors and the
+mixture's norm, float32, base64). The server reads ``_x`` from the hits it returns, so it keeps
+no per-item state of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from mrse.features.catalog import CatalogFeatures
+from mrse.features.lexical import item_terms
 from mrse.index.base import stock_payload
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
@@ -34,6 +36,17 @@ def attribute_payload(
     if price is not None and not math.isnan(price):
         p["price"] = float(price)
     return p
+
+
+def lexical_terms(items) -> list[dict[int, float]]:
+    """Each item's lexical terms (id -> weight), from a frame with the layout's ``title``,
+    ``description``, ``brand`` and ``category`` columns (``mrse.features.lexical``)."""
+    return [
+        item_terms(t, d, b, c)
+        for t, d, b, c in zip(
+            items["title"], items["description"], items["brand"], items["category"], strict=True
+        )
+    ]
 
 
 def attribute_patch(attributes: dict) -> dict:

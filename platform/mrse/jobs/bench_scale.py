@@ -166,6 +166,7 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
     from mrse.features.synthetic import synthetic_events
     from mrse.index.base import SearchFilter
     from mrse.index.build import item_attributes, open_index, write_items
+    from mrse.index.points import lexical_terms
 
     t0 = time.perf_counter()
     dataset, run, feats = _base(cfg)
@@ -182,7 +183,7 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
     index = open_index(index_cfg, VERSION, run.config.model.dim)
     t1 = time.perf_counter()
     write_items(index, run.model, cat.features, list(cat.items["item_id"]),
-                item_attributes(cat.items))  # fmt: skip
+                item_attributes(cat.items), lexical_terms(cat.items))  # fmt: skip
     written = time.perf_counter()
     filters = {"": None, **{f"_filter_{k}": v for k, v in _filters(cat.items).items()}}
     del cat, feats  # as `mrse index` does: the graph is built from the index alone

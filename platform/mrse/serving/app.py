@@ -14,6 +14,7 @@ from mrse.catalog.service import CatalogFollow, follow_catalog
 from mrse.experiments.assignment import Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
+from mrse.index.hybrid import HybridOptions
 from mrse.serving.engine import SearchEngine, load_bundle
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.security import AuthConfig, TLSConfig
@@ -33,6 +34,8 @@ class ServeConfig:
     experiments: tuple[Experiment, ...]
     default_experiment: str
     index: IndexConfig = field(default_factory=IndexConfig)
+    # how arms with `retrieval: hybrid` fuse the lexical channel (mrse.index.hybrid)
+    hybrid: HybridOptions = field(default_factory=HybridOptions)
     feature_store: FeatureStoreConfig | None = None
     experiments_url: str | None = None
     address: str = "127.0.0.1:50051"
@@ -167,6 +170,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
         log_exposure,
         profile_timeout_s=cfg.profile_timeout_ms / 1000,
         profile_retry_s=cfg.profile_retry_s,
+        hybrid=cfg.hybrid,
     )
     engine.follower = follower
     if cfg.experiments_url and cfg.watch_s:

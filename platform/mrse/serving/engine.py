@@ -19,10 +19,12 @@ import torch
 from mrse.catalog.follower import IndexFollower
 from mrse.experiments.assignment import Arm, Experiment, assign_arm
 from mrse.experiments.report import Exposure
+from mrse.features.lexical import lexical_query
 from mrse.features.profile import ProfileState
 from mrse.features.store import ProfileStore
 from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
+from mrse.index.hybrid import HybridOptions, lexical_terms_for
 from mrse.index.points import EXPLAIN_KEY, explain_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain
@@ -62,11 +64,13 @@ def load_bundle(
 
 
 class Explanation(NamedTuple):
-    """A score split by modality; the three add up to the score."""
+    """A score split by modality; the four add up to the score (``lexical``: what the lexical
+    channel added, 0 for dense retrieval)."""
 
     text: float
     image: float
     profile: float
+    lexical: float = 0.0
 
 
 @dataclass
@@ -75,6 +79,7 @@ class ResultItem:
     score: float
     payload: dict
     explanation: Explanation | None
+    found_by: str = "dense"  # the channel that brought it (mrse.index.hybrid.FOUND_BY)
 
 
 @dataclass
@@ -108,10 +113,12 @@ class SearchEngine:
         log_exposure: Callable[[Exposure], None] | None = None,
         profile_timeout_s: float = 0.25,
         profile_retry_s: float = 1.0,
+        hybrid: HybridOptions | None = None,
     ) -> None:
         """``profile_timeout_s``: the most a batch waits for the feature store; after a
         failure or a late answer the store is skipped for ``profile_retry_s`` (see
-        :mod:`mrse.serving.guard`)."""
+        :mod:`mrse.serving.guard`); ``hybrid``: how arms with ``retrieval: hybrid`` fuse the
+        lexical channel."""
         if default_experiment not in experiments:
             raise ValueError(f"default experiment {default_experiment!r} is not defined")
         self.bundles = bundles
@@ -122,6 +129,7 @@ class SearchEngine:
         self.log_exposure = log_exposure
         self.degradations = 0
         self.profile_guard = Guard("feature store", profile_timeout_s, profile_retry_s)
+        self.hybrid = hybrid or HybridOptions()
         self.follower: IndexFollower | None = None  # applies the catalog worker's writes
         self.watcher = None  # loads model versions and experiment changes (serving.models)
 
@@ -190,8 +198,9 @@ class SearchEngine:
             t = time.perf_counter()
             states, personalized, degraded = self._profiles(bundle, [r.user_id for r in batch])
             timings = {"features": time.perf_counter() - t}
+            retrievals = [routes[i][1].retrieval for i in idx]
             try:
-                results = self._retrieve(bundle, batch, states, timings)
+                results = self._retrieve(bundle, batch, states, timings, retrievals)
             except Unavailable as exc:
                 for i in idx:
                     out[i] = exc
@@ -216,9 +225,11 @@ class SearchEngine:
         reqs: list[ValidRequest],
         states: list[ProfileState],
         timings: dict[str, float],
+        retrievals: list[str] | None = None,
     ) -> list[list[ResultItem]]:
-        """Encode the batch's queries with the bundle's query tower, search its index, explain
-        the hits; adds the stage timings (seconds) to ``timings``."""
+        """Encode the batch's queries with the bundle's query tower, search its index (fused
+        with the lexical channel for the requests whose arm's ``retrievals`` entry is
+        ``hybrid``), explain the hits; adds the stage timings (seconds) to ``timings``."""
         t = time.perf_counter()
         cfg = bundle.run.config.model
         texts = [r.query for r in reqs]
@@ -233,8 +244,18 @@ class SearchEngine:
         vectors = q_out.embedding.numpy()
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
+        hybrid = [r == "hybrid" for r in retrievals or ["dense"] * len(reqs)]
+        taught = bundle.run.taught
+        lexical = [
+            lexical_terms_for(lexical_query(r.query), taught, self.hybrid) if h else ()
+            for r, h in zip(reqs, hybrid, strict=True)
+        ]
         try:
-            hits = bundle.index.search_many(vectors, [r.k for r in reqs], [r.filter for r in reqs])
+            hits = bundle.index.search_many(
+                vectors, [r.k for r in reqs], [r.filter for r in reqs],
+                lexical=lexical if any(hybrid) else None,
+                hybrid=self.hybrid if any(hybrid) else None,
+            )  # fmt: skip
         except Exception as exc:
             raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         timings["search"] = time.perf_counter() - t
@@ -242,7 +263,7 @@ class SearchEngine:
         explanations = self._explain(bundle, q_out, hits)
         timings["explain"] = time.perf_counter() - t
         return [
-            [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
+            [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id), h.found_by) for h in hs]
             for hs, ex in zip(hits, explanations, strict=True)
         ]
 
@@ -299,8 +320,9 @@ class SearchEngine:
     def _explain(
         bundle: ModelBundle, q_out: TowerOutput, hits: list[list[Hit]]
     ) -> list[dict[str, Explanation]]:
-        """Per request: item id -> its score's (text, image, profile) shares, one pass for the
-        whole batch, from the expert outputs each hit carries in its payload."""
+        """Per request: item id -> its score's (text, image, profile, lexical) shares, one pass
+        for the whole batch, from the expert outputs each hit carries in its payload and what
+        the lexical channel added."""
         flat = [(o, h) for o, hs in enumerate(hits) for h in hs if EXPLAIN_KEY in h.payload]
         if q_out.gates is None or not flat:
             return [{} for _ in hits]
@@ -313,5 +335,5 @@ class SearchEngine:
         )
         out: list[dict[str, Explanation]] = [{} for _ in hits]
         for (o, h), share in zip(flat, shares, strict=True):
-            out[o][h.item_id] = Explanation(*share)
+            out[o][h.item_id] = Explanation(*share, lexical=h.lexical)
         return out

@@ -45,11 +45,14 @@ def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
                 score=r.score,
                 explanation=None
                 if e is None
-                else search_pb2.Explanation(text=e.text, image=e.image, profile=e.profile),
+                else search_pb2.Explanation(
+                    text=e.text, image=e.image, profile=e.profile, lexical=e.lexical
+                ),
                 category=r.payload.get("category", ""),
                 brand=r.payload.get("brand", ""),
                 price=r.payload.get("price"),
                 in_stock=is_in_stock(r.payload),
+                found_by=r.found_by,
             )
         )
     return search_pb2.SearchResponse(

@@ -37,17 +37,19 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("text", "image", "profile")
+    __slots__ = ("text", "image", "profile", "lexical")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
     text: float
     image: float
     profile: float
-    def __init__(self, text: _Optional[float] = ..., image: _Optional[float] = ..., profile: _Optional[float] = ...) -> None: ...
+    lexical: float
+    def __init__(self, text: _Optional[float] = ..., image: _Optional[float] = ..., profile: _Optional[float] = ..., lexical: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price", "in_stock")
+    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price", "in_stock", "found_by")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +57,7 @@ class SearchResult(_message.Message):
     BRAND_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
     IN_STOCK_FIELD_NUMBER: _ClassVar[int]
+    FOUND_BY_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     explanation: Explanation
@@ -62,7 +65,8 @@ class SearchResult(_message.Message):
     brand: str
     price: float
     in_stock: bool
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ...) -> None: ...
+    found_by: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ..., found_by: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results", "request_id", "experiment", "arm", "model_version", "personalized", "degraded")
