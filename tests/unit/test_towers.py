@@ -230,3 +230,37 @@ def test_photo_dropout_hides_photos_of_items_with_text_in_training_only():
     assert gates[0, image] == 0  # hidden: the item still has its text
     assert gates[1, image] > 0  # an image-only item always keeps its photo
     assert model.eval().encode_items(items).gates[0, image] > 0
+
+
+def test_text_dropout_hides_text_of_items_with_a_photo_never_both_and_only_in_training():
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "text_dropout": 0.999}))
+    items = _items([True, True, False], [True, False, True])  # both, text-only, image-only
+    torch.manual_seed(0)
+    out = model.train().encode_items(items)
+    text, ngram, image = 0, 1, 2
+    assert out.gates[0, text] == 0 and out.gates[0, ngram] == 0 and out.gates[0, image] > 0
+    assert out.gates[1, text] > 0  # a text-only item always keeps its text
+    assert model.eval().encode_items(items).gates[0, text] > 0
+    with pytest.raises(ValueError, match="an item keeps one"):
+        ModelConfig(text_dropout=0.6, photo_dropout=0.4)
+
+
+def test_explicit_hide_masks_encode_an_item_as_if_it_lacked_that_modality():
+    """Hiding the text (or photo) of an item in the tower gives what an item without it
+    gives: the modality distillation's partial views are real image-only / text-only items."""
+    model = MRSEModel(replace(CFG, identity_dim=0)).eval()
+    full = _items([True, True], [True, True])
+    on, off = torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+    photo_only = model.encode_items(full, hide=(on, off)).embedding
+    by_key = full.sparse.to_dict()  # the same category and brand ids, no n-grams
+    no_ngrams = KeyedJaggedTensor.from_lengths_sync(
+        keys=["item_ngrams", "item_category", "item_brand"],
+        values=torch.cat([by_key["item_category"].values(), by_key["item_brand"].values()]),
+        lengths=torch.tensor([0, 0, 1, 1, 1, 1]),
+    )
+    no_text = replace(full, has_text=off, text=full.text * 0, sparse=no_ngrams)
+    torch.testing.assert_close(photo_only, model.encode_items(no_text).embedding)
+    text_only = model.encode_items(full, hide=(off, on)).embedding
+    no_photo = replace(full, has_image=off, image=full.image * 0)
+    torch.testing.assert_close(text_only, model.encode_items(no_photo).embedding)
+    assert not torch.allclose(photo_only, model.encode_items(full).embedding)

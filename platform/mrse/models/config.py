@@ -44,6 +44,11 @@ class ModelConfig:
     # Training only: hide the photo of this share of the items that also have text, so the
     # towers do not lean on photos alone (a catalog whose photos are missing still retrieves).
     photo_dropout: float = 0.0
+    # Training only: hide the text (MiniLM vector and n-grams) of this share of the items that
+    # also have a photo, so an item with a photo alone is placed where it would be with its
+    # text (half of a real catalog has no text). One draw per item with photo_dropout: an
+    # item never loses both.
+    text_dropout: float = 0.0
     # The last identity_dim of the dim dimensions hold a fixed pseudo-random vector of the
     # item's product (the variants of one product share it; mrse.features.identity), so the
     # late profile can recognise the very product a shopper bought before; the learnt experts
@@ -62,8 +67,10 @@ class ModelConfig:
             raise ValueError(
                 f"profile_fusion must be 'gate' or 'late', got {self.profile_fusion!r}"
             )
-        if not 0.0 <= self.photo_dropout < 1.0:
-            raise ValueError("photo_dropout must be in [0, 1)")
+        if not 0.0 <= self.photo_dropout < 1.0 or not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError("photo_dropout and text_dropout must be in [0, 1)")
+        if self.photo_dropout + self.text_dropout >= 1.0:
+            raise ValueError("photo_dropout + text_dropout must be < 1 (an item keeps one)")
         if self.identity_dim is not None and not 0 <= self.identity_dim <= self.dim // 2:
             raise ValueError(f"identity_dim must be in [0, dim / 2 = {self.dim // 2}]")
         if not 0.0 <= self.profile_dropout < 1.0:

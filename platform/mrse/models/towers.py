@@ -173,6 +173,24 @@ class ItemTower(nn.Module):
         if c.uses_identity:  # s = sigmoid(logit), 0.4 at the start
             self.identity_logit = nn.Parameter(torch.tensor(-0.405))
 
+    def hidden_modalities(
+        self, has_text: torch.Tensor, has_image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training only: which items' text and photo to hide this pass, (N,) bool each.
+
+        One draw per item: with probability ``text_dropout`` an item that has both loses its
+        text (an image-only item, as half of a real catalog is), with ``photo_dropout`` its
+        photo (a photo service down, an item before its shoot), never both."""
+        c = self.config
+        none = torch.zeros_like(has_text)
+        if not self.training or (c.text_dropout <= 0 and c.photo_dropout <= 0):
+            return none, none
+        both = has_text & has_image
+        u = torch.rand(has_text.shape, device=has_text.device)
+        hide_text = both & (u < c.text_dropout)
+        hide_photo = both & (u >= c.text_dropout) & (u < c.text_dropout + c.photo_dropout)
+        return hide_text, hide_photo
+
     def experts(
         self,
         text: torch.Tensor,
@@ -180,8 +198,14 @@ class ItemTower(nn.Module):
         image: torch.Tensor,
         has_image: torch.Tensor,
         sparse: KeyedJaggedTensor,
+        hide: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit expert vectors (N, 4, main_dim) and their availability (N, 4)."""
+        """Unit expert vectors (N, 4, main_dim) and their availability (N, 4). ``hide``: (text,
+        photo) (N,) bool, items to encode as if they had no text (MiniLM vector and n-grams;
+        category and brand stay) or no photo; None: ``hidden_modalities``."""
+        if hide is None:
+            hide = self.hidden_modalities(has_text, has_image)
+        hide_text, hide_photo = hide
         pooled = self.ebc(sparse).to_dict()
         ngram_bag = pooled["item_ngrams"]  # (N, S)
         ids = torch.cat([pooled["item_category"], pooled["item_brand"]], dim=1)  # (N, 2S)
@@ -189,12 +213,7 @@ class ItemTower(nn.Module):
         zeros = text.new_zeros(text.shape[0], self.config.main_dim)
         if self.image is not None:
             img = F.normalize(self.image(image), dim=-1)
-            has_img = has_image
-            if self.training and self.config.photo_dropout > 0:  # items that also have text
-                hide = (
-                    torch.rand(has_image.shape, device=has_image.device) < self.config.photo_dropout
-                )
-                has_img = has_img & ~(hide & has_text)
+            has_img = has_image & ~hide_photo
         else:
             img, has_img = zeros, torch.zeros_like(has_image)
         experts = torch.stack(
@@ -206,8 +225,8 @@ class ItemTower(nn.Module):
             ],
             dim=1,
         )  # (N, 4, main_dim)
-        has_ngrams = ngram_bag.abs().sum(dim=1) > 0
-        available = torch.stack([has_text, has_ngrams, has_img, has_ids], dim=1)  # (N, 4)
+        has_ngrams = (ngram_bag.abs().sum(dim=1) > 0) & ~hide_text
+        available = torch.stack([has_text & ~hide_text, has_ngrams, has_img, has_ids], dim=1)
         return experts * available.unsqueeze(-1), available
 
     def forward(
@@ -218,10 +237,12 @@ class ItemTower(nn.Module):
         has_image: torch.Tensor,
         sparse: KeyedJaggedTensor,
         identity: torch.Tensor,
+        hide: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> TowerOutput:
         """text (N, 384), has_text (N,), image (N, 1280), has_image (N,), sparse (stride N),
-        identity (N,) int64 product-key hashes (read only with a product identity)."""
-        experts, available = self.experts(text, has_text, image, has_image, sparse)
+        identity (N,) int64 product-key hashes (read only with a product identity); ``hide``:
+        see ``experts``."""
+        experts, available = self.experts(text, has_text, image, has_image, sparse, hide)
         if self.config.fusion == "concat":
             emb = F.normalize(self.concat(experts.flatten(1)), dim=-1)
             return TowerOutput(emb, experts, available)

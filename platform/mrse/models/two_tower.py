@@ -26,10 +26,15 @@ class MRSEModel(nn.Module):
         self.item_tower = ItemTower(config, device)
         self.query_tower = QueryTower(config, device)
 
-    def encode_items(self, items: ItemInputs) -> TowerOutput:
+    def encode_items(
+        self, items: ItemInputs, hide: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> TowerOutput:
+        """Items -> (N, D); ``hide``: (text, photo) (N,) bool masks of modalities to leave out
+        (None: none at inference, ``ModelConfig``'s dropout in training)."""
         return self.item_tower(
-            items.text, items.has_text, items.image, items.has_image, items.sparse, items.identity
-        )
+            items.text, items.has_text, items.image, items.has_image, items.sparse,
+            items.identity, hide,
+        )  # fmt: skip
 
     def encode_queries(
         self, queries: QueryInputs, recent_item_embeddings: torch.Tensor

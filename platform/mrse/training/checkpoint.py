@@ -2,6 +2,8 @@
 
 Layout: ``run.json`` (config, dataset, metrics), ``model.pt`` (a plain state dict, loaded with
 ``weights_only=True``), ``stats.npz`` (feature means, loaded with ``allow_pickle=False``),
+``taught.npy`` (the term ids of the query log the run learnt from: the hybrid search leaves
+queries of only those words to the towers, ``mrse.index.hybrid``; absent in runs saved before),
 ``train_state.pt`` (optimizer and progress, for ``--resume``).
 """
 
@@ -35,6 +37,7 @@ class Run:
     model: MRSEModel
     stats: FeatureStats
     info: dict[str, Any]
+    taught: frozenset[int] = frozenset()  # the words of the query log it learnt from
 
     @property
     def featurizer(self) -> Featurizer:
@@ -49,9 +52,15 @@ def save_run(
     state: dict[str, torch.Tensor],
     stats: FeatureStats,
     info: dict[str, Any],
+    taught: np.ndarray | None = None,
 ) -> None:
-    """Write (atomically per file) everything needed to reload the model."""
+    """Write (atomically per file) everything needed to reload the model; ``taught``: the
+    term ids of its training query log (``mrse.features.lexical.vocabulary``)."""
     path.mkdir(parents=True, exist_ok=True)
+    if taught is not None:
+        with (path / "taught.npy.tmp").open("wb") as f:
+            np.save(f, np.asarray(taught, dtype=np.uint32), allow_pickle=False)
+        (path / "taught.npy.tmp").replace(path / "taught.npy")
     tmp = path / "model.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(path / "model.pt")
@@ -78,6 +87,9 @@ def load_run(path: str | Path) -> Run:
     model.eval()
     with np.load(path / "stats.npz", allow_pickle=False) as z:
         stats = FeatureStats(text_mean=z["text_mean"], image_mean=z["image_mean"])
+    taught: frozenset[int] = frozenset()
+    if (path / "taught.npy").exists():
+        taught = frozenset(int(t) for t in np.load(path / "taught.npy", allow_pickle=False))
     return Run(
         path=path,
         name=info.get("name", path.name),
@@ -85,4 +97,5 @@ def load_run(path: str | Path) -> Run:
         model=model,
         stats=stats,
         info=info,
+        taught=taught,
     )

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrse.data.shop_queries import QUERY_CLASSES
 from mrse.features.profile import ProfileConfig
 from mrse.models.config import ModelConfig
 from mrse.settings import from_dict, load
@@ -38,12 +39,24 @@ class LossConfig:
     mine_with: str = "typed"
     consistency_weight: float = 0.1
     consistency_temperature: float = 0.1
+    # modality distillation (mrse.losses.modality_distillation): each batch item that has text
+    # and a photo is also encoded from its photo alone and from its text alone, and those views
+    # are pulled to the item's full embedding; at most distill_items items a batch
+    distill_weight: float = 0.0
+    distill_temperature: float = 0.05
+    distill_items: int = 512
+    # the sampled softmax again with the batch's items seen through one modality, every one of
+    # them: photos gone (a photo service down), then text gone; each term at this weight
+    single_modality_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("softmax_weight", "triplet_weight", "consistency_weight", "random_negatives"):
+        for name in (
+            "softmax_weight", "triplet_weight", "consistency_weight", "random_negatives",
+            "distill_weight", "single_modality_weight",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0")
-        if self.temperature <= 0 or self.consistency_temperature <= 0:
+        if min(self.temperature, self.consistency_temperature, self.distill_temperature) <= 0:
             raise ValueError("temperatures must be > 0")
         if self.mining not in ("index", "memory"):
             raise ValueError(f"loss.mining must be 'index' or 'memory', got {self.mining!r}")
@@ -56,12 +69,32 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class ShopQueriesConfig:
+    """Training queries generated from item text, as a shop's own log would have them (names,
+    fragments, misspellings, brand + type, descriptions; ``mrse.data.shop_queries``): ``ratio``
+    generated examples per example of the event log (0: none)."""
+
+    ratio: float = 0.0
+    classes: tuple[str, ...] = QUERY_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.ratio < 0:
+            raise ValueError("shop_queries.ratio must be >= 0")
+        unknown = set(self.classes) - set(QUERY_CLASSES)
+        if unknown:
+            raise ValueError(
+                f"shop_queries.classes: unknown {sorted(unknown)}; use {list(QUERY_CLASSES)}"
+            )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs besides the data."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    shop_queries: ShopQueriesConfig = field(default_factory=ShopQueriesConfig)
     epochs: int = 30
     batch_size: int = 256
     lr: float = 2e-3

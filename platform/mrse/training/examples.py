@@ -4,6 +4,11 @@ An example is an event that has a query: (query text, user, time) -> the item in
 The validation split never touches the test queries: for logs with users and times it holds
 out each sampled user's latest search (the same shape as the test protocol); for anonymous
 logs it holds out whole query strings (so validation queries are unseen words, as in test).
+
+A shop's log has more kinds of query than a benchmark's: names, fragments and misspellings of
+names, brand + type, descriptions. ``shop_examples`` generates them from the training fifths
+of the catalog's titles (``mrse.data.shop_queries``; the evaluation's fifth is never a
+training query) and they are added to the training side only; validation stays the log's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mrse.data.dataset import Dataset
+from mrse.data.shop_queries import generate_queries
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +32,17 @@ class Examples:
     Attributes:
         texts: (E,) query strings; user_ids: (E,) or None; ts: (E,) datetime64 or NaT.
         item_rows: (E,) catalog rows of the positive items.
+        generated: (E,) True for the examples generated from item text (after the log's).
+        relevant: generated query text -> every catalog row relevant to it (none of them is
+            a negative for it).
     """
 
     texts: np.ndarray
     user_ids: np.ndarray
     ts: np.ndarray
     item_rows: np.ndarray
+    generated: np.ndarray | None = None
+    relevant: dict[str, set[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -57,10 +68,59 @@ def build_examples(dataset: Dataset) -> Examples:
     )
 
 
+def shop_examples(
+    dataset: Dataset, examples: Examples, ratio: float, classes: tuple[str, ...], seed: int
+) -> Examples:
+    """``examples`` followed by ``ratio`` x as many queries generated from the training split
+    of ``dataset``'s item text (``mrse.data.shop_queries``), each with one of its relevant items
+    as the positive; anonymous and untimed (no profile). ``ratio`` 0: ``examples`` as they are."""
+    n = int(round(ratio * len(examples)))
+    if n <= 0:
+        return examples
+    pool = generate_queries(dataset.items, per_class=None, seed=seed, split="train",
+                            classes=classes)  # fmt: skip
+    if not len(pool):
+        logger.warning("%s: no query can be generated from the item text", dataset.root)
+        return examples
+    rng = np.random.default_rng(seed)
+    index = dataset.item_index
+    rows_of = pool.qrels.groupby("qid")["item_id"].agg(list)
+    qids = pool.queries["qid"].to_numpy()
+    texts = pool.queries["query"].to_numpy(dtype=object)
+    pick = rng.choice(len(qids), size=n, replace=n > len(qids))
+    item_rows = np.array([index[rng.choice(rows_of[qids[i]])] for i in pick], dtype=np.int64)
+    relevant: dict[str, set[int]] = {}
+    for i in pick:
+        relevant.setdefault(texts[i], set()).update(index[x] for x in rows_of[qids[i]])
+    logger.info(
+        "training queries: %d from the log and %d generated from item text (%s)",
+        len(examples), n, ", ".join(f"{c} {k}" for c, k in
+                                    pool.queries["cls"].iloc[pick].value_counts().items()),
+    )  # fmt: skip
+    base_generated = (
+        examples.generated if examples.generated is not None else np.zeros(len(examples), bool)
+    )
+    return Examples(
+        texts=np.concatenate([examples.texts, texts[pick]]),
+        user_ids=np.concatenate([examples.user_ids, np.full(n, None, dtype=object)]),
+        ts=np.concatenate([examples.ts, np.full(n, np.datetime64("NaT"), "datetime64[ns]")]),
+        item_rows=np.concatenate([examples.item_rows, item_rows]),
+        generated=np.concatenate([base_generated, np.ones(n, bool)]),
+        relevant={**(examples.relevant or {}), **relevant},
+    )
+
+
 def split_examples(
     examples: Examples, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices)."""
+    """(train indices, validation indices). Generated examples (``shop_examples``) are all
+    training ones: validation is carved from the log's examples only, as before."""
+    if examples.generated is not None and examples.generated.any():
+        log = np.flatnonzero(~examples.generated)
+        sub = Examples(examples.texts[log], examples.user_ids[log], examples.ts[log],
+                       examples.item_rows[log])  # fmt: skip
+        train, val = split_examples(sub, val_fraction, seed)
+        return np.concatenate([log[train], np.flatnonzero(examples.generated)]), log[val]
     rng = np.random.default_rng(seed)
     n = len(examples)
     personal = np.array([u is not None for u in examples.user_ids]) & ~pd.isna(examples.ts)

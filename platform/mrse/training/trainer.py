@@ -24,6 +24,7 @@ from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import encode_query_texts
 from mrse.features.catalog import CatalogFeatures, FeatureStats
 from mrse.features.featurizer import Featurizer
+from mrse.features.lexical import vocabulary
 from mrse.features.queries import QueryFeatures, snapshot_profiles
 from mrse.losses.hybrid import HybridLoss, LossBatch
 from mrse.metrics.ranking import mean_metrics, query_metrics
@@ -42,7 +43,13 @@ from mrse.training.distributed import (
     init_from_env,
     shard_model,
 )
-from mrse.training.examples import Examples, build_examples, split_examples, validation_qrels
+from mrse.training.examples import (
+    Examples,
+    build_examples,
+    shop_examples,
+    split_examples,
+    validation_qrels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +80,8 @@ def prepare(
     else:  # resuming: the statistics the run was started with
         featurizer = Featurizer(config.model, stats)
         catalog = featurizer.catalog(dataset, cache)
-    examples = build_examples(dataset)
+    sq = config.shop_queries
+    examples = shop_examples(dataset, build_examples(dataset), sq.ratio, sq.classes, config.seed)
     queries = example_queries(featurizer, dataset.events, catalog, examples, config, cache)
     return PreparedData(dataset, featurizer.stats, catalog, examples, queries)
 
@@ -188,7 +196,8 @@ def train(
             state = full_state_dict(parallel) if parallel.sharded else model.state_dict()
             if parallel.is_main:
                 info = {"dataset": str(data), "best_epoch": progress.best_epoch, "val": val}
-                save_run(out, name, config, state, prep.stats, info)
+                taught = taught_terms(prep.examples)
+                save_run(out, name, config, state, prep.stats, info, taught)
         progress.next_epoch = epoch + 1
         if not parallel.sharded:
             _save_progress(out / "train_state.pt", model, opt, gen, progress, memory)
@@ -242,6 +251,13 @@ def _start_parallel(config: TrainConfig, resume: bool, name: str):
     return parallel
 
 
+def taught_terms(examples: Examples) -> np.ndarray:
+    """The term ids of the event log's queries the run learns from (generated ones left out:
+    the hybrid search fuses the lexical channel for queries with any other word)."""
+    log = examples.texts if examples.generated is None else examples.texts[~examples.generated]
+    return vocabulary(log)
+
+
 def item_memory(config: TrainConfig) -> ItemMemory | None:
     """The cross-batch memory hard negatives are mined from (``loss.mining: memory``)."""
     lc = config.loss
@@ -254,7 +270,7 @@ def split_data(prep: PreparedData, config: TrainConfig) -> Split:
     ex = prep.examples
     train_idx, val_idx = split_examples(ex, config.val_fraction, config.seed)
     reps, rels = validation_qrels(ex, val_idx)
-    known: dict[str, set[int]] = {}
+    known: dict[str, set[int]] = {t: set(r) for t, r in (ex.relevant or {}).items()}
     for i in train_idx:
         known.setdefault(ex.texts[i], set()).add(int(ex.item_rows[i]))
     log_q = popularity_log_q(ex.item_rows[train_idx], len(prep.catalog))
@@ -397,6 +413,9 @@ def loss_weights(config: TrainConfig) -> dict[str, float]:
         "margin": lc.margin,
         "consistency_weight": lc.consistency_weight,
         "consistency_temperature": lc.consistency_temperature,
+        "distill_weight": lc.distill_weight,
+        "distill_temperature": lc.distill_temperature,
+        "single_modality_weight": lc.single_modality_weight,
     }
 
 
@@ -456,6 +475,16 @@ def loss_batch(
     views = None
     if lc.consistency_weight > 0 and config.model.use_image:
         views = text_and_image_views(item_tower_out)
+    distill = None
+    if lc.distill_weight > 0 and config.model.use_image:
+        distill = modality_views(model, prep.catalog, uniq.numpy()[: lc.distill_items])
+    single = []  # the batch as a catalog of one modality: every item's photo, then text, gone
+    if lc.single_modality_weight > 0 and config.model.use_image:
+        inputs = prep.catalog.inputs(uniq.numpy())
+        on = torch.ones(len(uniq), dtype=torch.bool)
+        for hide in ((torch.zeros_like(on), on), (on, torch.zeros_like(on))):
+            emb = model.encode_items(inputs, hide=hide).embedding
+            single.append((emb[inverse[:b]], emb[inverse[b : b + m]]))
     return LossBatch(
         query=q,
         positive=positive,
@@ -467,4 +496,24 @@ def loss_batch(
         hard=hard,
         hard_valid=valid,
         views=views,
+        distill=distill,
+        single_modality=single,
     )
+
+
+def modality_views(
+    model: MRSEModel, catalog, rows: np.ndarray
+) -> tuple[list[torch.Tensor], torch.Tensor] | None:
+    """For the items among ``rows`` that have text and a photo: ([photo-only (n, D), text-only
+    (n, D)], full (n, D)) embeddings, for modality distillation; None for fewer than two."""
+    both = (catalog.has_text[rows] & catalog.has_image[rows]).numpy()
+    rows = rows[both]
+    if len(rows) < 2:
+        return None
+    inputs = catalog.inputs(rows)
+    on = torch.ones(len(rows), dtype=torch.bool)
+    off = torch.zeros_like(on)
+    full = model.encode_items(inputs, hide=(off, off)).embedding
+    photo_only = model.encode_items(inputs, hide=(on, off)).embedding
+    text_only = model.encode_items(inputs, hide=(off, on)).embedding
+    return [photo_only, text_only], full
