@@ -74,19 +74,21 @@ def show_live_catalog(
                           str(photo) if row["image"] else "")  # fmt: skip
     send("demo-new-item", "upsert", content, price=new_price, in_stock=True)
     t_new = _until(lambda: any(r.item_id == "demo-new-item" for r in search(title, k=100)))
-    rank = next(i for i, r in enumerate(search(title, k=100), 1) if r.item_id == "demo-new-item")
+    found = list(enumerate(search(title, k=100), 1))
+    rank, hit = next((i, r) for i, r in found if r.item_id == "demo-new-item")
     print(
         f"\nlive catalog, while the server runs (publish -> first search that shows it):\n"
         f"  price of {a.item_id} cut to {new_price:g}: visible after {t_price * 1000:.0f} ms\n"
         f"  {b.item_id} sold out: gone from {query!r} after {t_sold * 1000:.0f} ms "
         f"(still there with in_stock=false: {b.item_id in sold_out})\n"
         f"  new item with its photo {title!r}: searchable after {t_new * 1000:.0f} ms "
-        f"(rank {rank} for its title)"
+        f"(rank {rank} for its title, found by: {hit.found_by})"
     )
     return {
         "price_patch_visible_ms": round(t_price * 1000),
         "sold_out_hidden_ms": round(t_sold * 1000),
         "new_item_searchable_ms": round(t_new * 1000),
         "new_item_rank_for_its_title": rank,
+        "new_item_title": title,
         "sold_out_listed_with_in_stock_false": b.item_id in sold_out,
     }

@@ -34,6 +34,7 @@ class ArmModel:
     version: str
     feature_service: str
     run: Path
+    retrieval: str = "dense"  # or hybrid: fused with the lexical channel
 
 
 class LiveStack:
@@ -57,7 +58,9 @@ class LiveStack:
         self.arms = arms
         self.experiment = Experiment(
             experiment,
-            tuple(Arm(a.arm, 1.0, a.version, a.feature_service, a.version) for a in arms),
+            tuple(
+                Arm(a.arm, 1.0, a.version, a.feature_service, a.version, a.retrieval) for a in arms
+            ),
         )
         self.index = index
         self.work = work

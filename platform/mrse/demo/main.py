@@ -8,7 +8,8 @@
 5. replay the clickstream into the online feature store;
 6. run the judged example queries through gRPC, both arms side by side, shoppers click;
 7. live catalog: a price cut, a sell-out and a new item with its photo, served with no restart;
-8. the A/B report from the exposure and click topics; the HTML page; a summary.
+8. searches by product name (exact, in part, misspelt, the new item's), both arms;
+9. the A/B report from the exposure and click topics; the HTML page; a summary.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mrse.data import load_dataset
 from mrse.demo.baselines import evaluate_baselines
 from mrse.demo.catalog import show_live_catalog
 from mrse.demo.live import ArmModel, LiveStack
+from mrse.demo.names import format_name_searches, name_searches
 from mrse.demo.page import format_showcases, write_page
 from mrse.demo.searches import arm_means, run_searches
 from mrse.evaluation.report import format_table
@@ -57,12 +59,14 @@ DEMO_TRAINING = {
     "patience": 10,
     "max_minutes": 2.0,
 }
+# (arm, preset, model version, feature service, retrieval): the MRSE arm fuses the lexical
+# channel (mrse.index.hybrid), as configs/serve.yaml serves it
 ARMS = (
-    ("control", "text-tower", "text-tower-v1", "text_tower_v1"),
-    ("mrse", "mrse", "mrse-v1", "mrse_v1"),
+    ("control", "text-tower", "text-tower-v1", "text_tower_v1", "dense"),
+    ("mrse", "mrse", "mrse-v1", "mrse_v1", "hybrid"),
 )
 EXPERIMENT = "search-demo"
-STEPS = 8
+STEPS = 9
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,11 @@ def serving_dataset(data: tuple[Path, ...]) -> Path:
 
 def train_arms(data: Path, out: Path, cache_dir: Path | None) -> tuple[tuple[ArmModel, ...], dict]:
     arms, summaries = [], {}
-    for arm, preset, version, service in ARMS:
+    for arm, preset, version, service, retrieval in ARMS:
         config = apply_overrides(load_config(preset), DEMO_TRAINING)
         run = out / "runs" / preset
         s = train(config, data, run, name=preset, cache_dir=cache_dir)
-        arms.append(ArmModel(arm, version, service, run))
+        arms.append(ArmModel(arm, version, service, run, retrieval))
         summaries[arm] = {
             "version": version,
             "run": str(run),
@@ -150,14 +154,21 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
                 channel, stack.broker.bootstrap, dataset, live_dir / "catalog" / "photos",
                 EXPERIMENT,
             )  # fmt: skip
-        _step(8, "A/B report from the exposure and click topics; the HTML page")
+        _step(8, "searches by product name: exact, in part, misspelt, and the new item's")
+        new = (("new item", catalog["new_item_title"], ("demo-new-item",)),)
+        with grpc.insecure_channel(stack.server.target) as channel:
+            names = name_searches(channel, dataset, tuple(a.arm for a in arms), EXPERIMENT,
+                                  extra=new)  # fmt: skip
+        print(format_name_searches(names, tuple(a.arm for a in arms)))
+        _step(9, "A/B report from the exposure and click topics; the HTML page")
         stack.exposures.flush()
         ab = ab_report(stack.broker.bootstrap, EXPERIMENT)
     reports = [ArmReport(**a) for a in ab["arms"]]
     means = arm_means(showcases)
     page = write_page(
-        config.out / "search.html", dataset.name, dataset.items, showcases, means, reports, models
-    )
+        config.out / "search.html", dataset.name, dataset.items, showcases, means, reports,
+        models, names,
+    )  # fmt: skip
     print(format_showcases(showcases, dataset.items))
     print(f"\nboth arms on the example queries (k={config.k}):")
     for arm, m in means.items():
@@ -174,6 +185,10 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
         "streaming": {"events": len(events), "profiles_online": online, "users": len(users)},
         "example_queries": len(showcases),
         "live_catalog": catalog,
+        "name_searches": [
+            {"class": s.cls, "query": s.query, "ranks": s.ranks, "found_by": s.found_by}
+            for s in names
+        ],
         "arms": means,
         "ab_report": ab,
         "page": str(page),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrse.demo.names import NameSearch
 from mrse.demo.searches import ArmResult, Showcase, Shown
 from mrse.experiments.report import ArmReport
 
@@ -89,6 +90,28 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f'<table class="t"><tr>{th}</tr>{body}</table>'
 
 
+def _names_section(names, arms: list[str], titles, images, out: Path) -> list[str]:
+    """Product-name searches: the named product, its rank in each arm and who found it."""
+    if not names:
+        return []
+    rows = []
+    for s in names:
+        first = s.relevant[0]
+        url = _photo(first, images, out)
+        img = f'<img src="{url}" style="height:48px">' if url else ""
+        rank = [
+            "-" if s.ranks.get(a) is None else f"{s.ranks[a]} ({html.escape(s.found_by[a])})"
+            for a in arms
+        ]
+        rows.append([html.escape(s.cls), f"“{html.escape(s.query)}”",
+                     f"{img} {html.escape(titles.get(first, first))}", *rank])  # fmt: skip
+    return [
+        "<h3>Searches by product name (the named product's rank in the top 10; the channel "
+        "that found it)</h3>",
+        _table(["kind", "query", "named product", *arms], rows),
+    ]
+
+
 def write_page(
     path: Path,
     dataset: str,
@@ -97,6 +120,7 @@ def write_page(
     means: dict[str, dict[str, float]],
     ab: list[ArmReport],
     models: dict[str, dict],
+    names: list[NameSearch] = (),  # type: ignore[assignment]
 ) -> Path:
     """Write the HTML page (photos copied into ``images/`` beside it)."""
     out = path.parent
@@ -137,6 +161,7 @@ def write_page(
         summary,
         "<h3>A/B report (assigned arm per shopper; simulated clicks)</h3>",
         ab_table,
+        *_names_section(names, list(models), titles, images, out),
         '<div class="legend">score explanation:<span style="background:#4a78c2"></span>text'
         '<span style="background:#e0943a"></span>image<span style="background:#9b59b6"></span>'
         "profile (hover a card for the numbers)</div>",
