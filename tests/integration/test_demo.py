@@ -35,9 +35,16 @@ def test_demo_runs_end_to_end_on_a_bundled_sample(sample_hm, tmp_path, capsys):
     for m in serving["arms"].values():
         assert 0.0 < m["ndcg@10"] <= 1.0
     # A/B: one live exposure per query in the report; the two QA-override searches are not
+    # searches by product name: both arms (QA overrides); the hybrid MRSE arm finds the named
+    # product in its top 10, the new item's too (by the lexical channel)
+    names = serving["name_searches"]
+    assert len(names) >= 10 and {s["class"] for s in names} >= {"title", "typo", "new item"}
+    assert sum(s["ranks"]["mrse"] is not None for s in names) >= 0.9 * len(names)
+    (new,) = [s for s in names if s["class"] == "new item"]
+    assert new["ranks"]["mrse"] == 1 and new["found_by"]["mrse"] in ("lexical", "both")
     ab = serving["ab_report"]
     assert sum(a["exposures"] for a in ab["arms"]) == n
-    assert ab["qa_exposures"] == 2 * n
+    assert ab["qa_exposures"] == 2 * n + 2 * len(names)
     assert ab["clicks_read"] == sum(a["clicked"] for a in ab["arms"]) > 0
     for a in ab["arms"]:
         assert a["ci_low"] <= a["ctr"] <= a["ci_high"]

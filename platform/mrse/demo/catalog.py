@@ -63,6 +63,7 @@ def show_live_catalog(
     # a new item: another photo (the first hit's, mirrored: bytes no encoder has seen)
     row = dataset.items.set_index("item_id").loc[a.item_id]
     photos.mkdir(parents=True, exist_ok=True)
+    # absolute: the worker reads a relative path from its first photo root, not from here
     photo = photos / f"new-{int(time.time())}.jpg"
     if row["image"]:
         img = Image.open(row["image"]).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -71,7 +72,7 @@ def show_live_catalog(
         photo.write_bytes(buf.getvalue())
     title = f"{row['title']} new season"
     content = ItemContent(title, str(row["description"]), str(row["brand"]), str(row["category"]),
-                          str(photo) if row["image"] else "")  # fmt: skip
+                          str(photo.resolve()) if row["image"] else "")  # fmt: skip
     send("demo-new-item", "upsert", content, price=new_price, in_stock=True)
     t_new = _until(lambda: any(r.item_id == "demo-new-item" for r in search(title, k=100)))
     found = list(enumerate(search(title, k=100), 1))
