@@ -164,12 +164,11 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
     logger.info("stream worker config: %s", describe(cfg))
     worker = build_worker(cfg)
     if cfg.metrics_port is not None:
-        from prometheus_client import start_http_server
-
+        from mrse.metrics_http import serve_metrics
         from mrse.streaming.metrics import worker_registry
 
-        registry = worker_registry(worker.stats)
-        start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=registry)
+        serve_metrics(worker_registry(worker.stats), cfg.metrics_port, cfg.metrics_host,
+                      cfg.metrics_tls)  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -214,6 +213,12 @@ def _cmd_catalog_worker(args: argparse.Namespace) -> int:
     cfg = load(CatalogServiceConfig, args.config, ENV_PREFIX, overrides=_catalog_flags(args))
     logger.info("catalog worker config: %s", describe(cfg))
     worker = build_catalog_worker(cfg)
+    if cfg.metrics_port is not None:
+        from mrse.catalog.metrics import catalog_registry
+        from mrse.metrics_http import serve_metrics
+
+        serve_metrics(catalog_registry(worker.stats), cfg.metrics_port, cfg.metrics_host,
+                      cfg.metrics_tls)  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -78,6 +78,10 @@ class Kafka:
             **os.environ,
             "KAFKA_HEAP_OPTS": "-Xmx512M -Xms128M",
             "LOG_DIR": str(root / "log4j"),
+            # kafka-run-class.sh turns on remote JMX when this is empty, and the JVM then opens
+            # an unauthenticated JMX/RMI port on every interface (for ZooKeeper too); any
+            # non-empty value keeps it off
+            "KAFKA_JMX_OPTS": "-Djava.awt.headless=true",
         }
 
     @property

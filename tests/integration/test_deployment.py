@@ -71,3 +71,36 @@ def test_server_entry_points_and_production_config_exist():
 def test_example_serving_config_parses():
     cfg = load_serve_config(REPO / "configs" / "serve.yaml")
     assert cfg.default_experiment == "search-v1" and len(cfg.experiments[0].arms) == 2
+
+
+def test_compose_publishes_only_the_api_and_every_store_speaks_tls_with_credentials():
+    """Nothing but the search API on a host port; Kafka SASL_SSL with SCRAM users and no JMX
+    port, Qdrant over HTTPS, every worker's metrics over HTTPS with scrapers' certificates."""
+    import yaml
+
+    from mrse.catalog.service import CatalogServiceConfig
+    from mrse.settings import load
+
+    compose = yaml.safe_load(_compose("config"))
+    published = {name: svc.get("ports", []) for name, svc in compose["services"].items()}
+    assert {n: p for n, p in published.items() if p} == {"server": published["server"]}
+    assert [(p["target"], p["published"]) for p in published["server"]] in (
+        [(50051, 50051)],
+        [(50051, "50051")],
+    )
+    kafka = compose["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_CFG_LISTENERS"].startswith("SASL_SSL://")
+    assert kafka["KAFKA_CFG_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "jmxremote" not in kafka["KAFKA_JMX_OPTS"]
+    assert compose["services"]["qdrant"]["environment"]["QDRANT__SERVICE__ENABLE_TLS"] == "true"
+    for worker in ("server", "stream-worker", "catalog-worker"):
+        env = compose["services"][worker]["environment"]
+        assert env["MRSE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["MRSE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512" and env["MRSE_KAFKA_CA_FILE"]
+    stream = compose["services"]["stream-worker"]["environment"]
+    assert stream["MRSE_STREAM__METRICS_TLS__CLIENT_CA"].startswith("/run/secrets/")
+    catalog = load(CatalogServiceConfig, REPO / "configs" / "catalog.production.yaml", "X_NONE")
+    assert catalog.index.url.startswith("https://") and catalog.metrics_tls.client_ca
+    assert load_serve_config(REPO / "configs" / "serve.production.yaml").index.url.startswith(
+        "https://"
+    )

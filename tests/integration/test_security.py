@@ -332,13 +332,14 @@ def test_metrics_over_tls_for_scrapers_with_a_certificate(pki):
 
     from prometheus_client import CollectorRegistry, Counter
 
+    from mrse.metrics_http import serve_metrics
     from mrse.streaming.broker import free_port
 
     registry = CollectorRegistry()
     Counter("mrse_probe", "a probe", registry=registry).inc()
     tls = TLSConfig(cert=pki / "server.pem", key=pki / "server.key")
     port = free_port()
-    tls.serve_metrics(port, "127.0.0.1", registry, client_ca=pki / "ca.pem")
+    server = serve_metrics(registry, port, "127.0.0.1", tls.metrics_tls(pki / "ca.pem"))
     url = f"https://localhost:{port}/metrics"
 
     def scrape(cert: str | None) -> str:
@@ -354,3 +355,4 @@ def test_metrics_over_tls_for_scrapers_with_a_certificate(pki):
             scrape(cert)
     with pytest.raises(OSError):  # plain HTTP is not answered
         urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read()
+    server.close()

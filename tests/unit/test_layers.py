@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "mrse"
 #   -> evaluation / serving / streaming -> jobs -> cli (pure maths and logging at the bottom)
 LAYERS = {
     "v1": 0, "logs": 0, "settings": 0, "metrics": 0, "losses": 0, "sampling": 0, "data": 0,
-    "kafka_client": 0,
+    "kafka_client": 0, "metrics_http": 0,
     "encoders": 1,
     "features": 2,
     "models": 3,

@@ -136,9 +136,10 @@ def test_hybrid_loss_is_the_weighted_sum_of_its_terms():
     no_views = LossBatch(**{**batch.__dict__, "views": None, "hard": None})
     torch.testing.assert_close(HybridLoss(1.0, 0.05, 0.5, 0.1, 0.2, 0.1)(no_views), soft)
     assert HybridLoss().get_config_dict()["triplet_weight"] == 0.5
-    teacher, students = unit(b, d), [unit(b, d), unit(b, d)]
-    distilled = LossBatch(**{**batch.__dict__, "distill": (students, teacher)})
-    dist = modality_distillation.compute_loss_from_embeddings(students, teacher, 0.05)
+    teacher = unit(b, d)
+    pairs = [(unit(b, d), teacher), (unit(b, d), unit(b, d))]
+    distilled = LossBatch(**{**batch.__dict__, "distill": pairs})
+    dist = modality_distillation.compute_loss_from_embeddings(pairs, 0.05)
     torch.testing.assert_close(
         HybridLoss(1.0, 0.05, 0.5, 0.1, 0.2, 0.1, 0.3, 0.05)(distilled), full + 0.3 * dist
     )
@@ -150,12 +151,12 @@ def test_modality_distillation_pulls_partial_views_to_their_own_full_view_only()
     g = torch.Generator().manual_seed(0)
     full = F.normalize(torch.randn(8, 16, generator=g), dim=-1)
     near = F.normalize(full + 0.05 * torch.randn(8, 16, generator=g), dim=-1)
-    aligned = modality_distillation.compute_loss_from_embeddings([near, near], full, 0.05)
-    swapped = modality_distillation.compute_loss_from_embeddings([near.flip(0)], full, 0.05)
+    aligned = modality_distillation.compute_loss_from_embeddings([(near, full)] * 2, 0.05)
+    swapped = modality_distillation.compute_loss_from_embeddings([(near.flip(0), full)], 0.05)
     assert aligned < 0.1 < swapped
     teacher = full.clone().requires_grad_(True)
     student = near.clone().requires_grad_(True)
-    modality_distillation.compute_loss_from_embeddings([student], teacher, 0.05).backward()
+    modality_distillation.compute_loss_from_embeddings([(student, teacher)], 0.05).backward()
     assert teacher.grad is None and student.grad.abs().sum() > 0
-    one = modality_distillation.compute_loss_from_embeddings([near[:1]], full[:1], 0.05)
+    one = modality_distillation.compute_loss_from_embeddings([(near[:1], full[:1])], 0.05)
     assert one == 0.0

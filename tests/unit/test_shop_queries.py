@@ -89,8 +89,10 @@ def _log_examples(n=40):
     return Examples(
         texts=np.array([f"black top {i % 5}" for i in range(n)], dtype=object),
         user_ids=np.array([f"u{i % 8}" for i in range(n)], dtype=object),
-        ts=np.array([np.datetime64("2020-01-01") + np.timedelta64(i, "D") for i in range(n)],
-                    dtype="datetime64[ns]"),  # fmt: skip
+        ts=np.array(
+            [np.datetime64("2020-01-01") + np.timedelta64(i, "D") for i in range(n)],
+            dtype="datetime64[ns]",
+        ),  # fmt: skip
         item_rows=np.arange(n, dtype=np.int64) % 30,
     )
 

@@ -22,6 +22,7 @@ from mrse.catalog.worker import (
 )
 from mrse.index.base import VectorIndex
 from mrse.index.build import IndexConfig
+from mrse.metrics_http import MetricsTLS
 from mrse.settings import model_versions
 from mrse.training.checkpoint import load_run
 
@@ -52,7 +53,9 @@ class CatalogServiceConfig:
     photo_roots: tuple[Path, ...] = ()  # photos are read only from under these directories
     cache_dir: Path | None = None
     idle_exit_s: float | None = None
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # Prometheus metrics on metrics_host
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container its scraper reaches by network
+    metrics_tls: MetricsTLS | None = None  # HTTPS (and client certificates) for them
     experiments_url: str | None = None  # where `mrse rollout` announces new model versions
     data: Path | None = None  # the catalog snapshot the indexes were built from (`mrse index`)
     watch_s: float = 2.0  # how often the model table is read

@@ -28,7 +28,7 @@ class LossBatch:
             when the triplet term is off.
         views: (text view (U, D), photo view (U, D), both (U,) bool: items with text and a
             photo) of the batch's items; None when the model reads no photos.
-        distill: (partial views [(n, D), ...], full view (n, D)) of items with text and a
+        distill: (partial view (n, D), its teacher (n, D)) pairs of items with text and a
             photo; None when modality distillation is off.
         single_modality: per single-modality catalog (photos gone, text gone): the
             positives (B, D) and the random negatives (M, D) seen that way; the sampled
@@ -45,7 +45,7 @@ class LossBatch:
     hard: torch.Tensor | None = None
     hard_valid: torch.Tensor | None = None
     views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-    distill: tuple[list[torch.Tensor], torch.Tensor] | None = None
+    distill: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     single_modality: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
@@ -89,7 +89,7 @@ class HybridLoss(nn.Module):
         if w["consistency"] > 0 and b.views is not None:
             loss = loss + w["consistency"] * self.consistency(*b.views)
         if w["distill"] > 0 and b.distill is not None:
-            loss = loss + w["distill"] * self.distill(*b.distill)
+            loss = loss + w["distill"] * self.distill(b.distill)
         if w["single_modality"] > 0:
             for positive, random in b.single_modality:
                 loss = loss + w["single_modality"] * self.softmax(

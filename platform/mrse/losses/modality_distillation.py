@@ -3,9 +3,10 @@
 An image-only item (half of a real catalog) or an item whose photo is missing competes with
 items that have everything. If its embedding drifts from where the same item would be with all
 its inputs, its scores are on another scale and it is out-ranked whatever it shows. For items
-that have text and a photo, each partial view (photo alone, text alone) is pulled towards the
-full view of the same item (detached: the full view is the teacher) and away from the full
-views of the other items in the batch (InfoNCE), so scores stay comparable across modalities.
+that have text and a photo, each partial view (photo alone, text alone) is pulled towards a
+teacher, detached (the full view of the same item, or for the text alone the mean full view of
+its product's variants: a text cannot tell the colour its variants differ by), and away from
+the other items' teachers in the batch (InfoNCE), so scores stay comparable across modalities.
 """
 
 from __future__ import annotations
@@ -16,23 +17,27 @@ from torch import nn
 
 
 def compute_loss_from_embeddings(
-    students: list[torch.Tensor], teacher: torch.Tensor, temperature: float = 0.05
+    pairs: list[tuple[torch.Tensor, torch.Tensor]], temperature: float = 0.05
 ) -> torch.Tensor:
-    """Mean InfoNCE of each partial view against the full views.
+    """Mean InfoNCE of each partial view against its teachers.
 
     Args:
-        students: partial views, each (N, D) unit vectors, row i an embedding of item i.
-        teacher: (N, D) unit full-view embeddings of the same items (detached here).
+        pairs: (student (N, D), teacher (N, D)) unit vectors, row i of both for item i; the
+            teachers are detached here.
         temperature: softmax temperature.
 
     Returns:
-        Scalar loss; 0 when fewer than two items are given.
+        Scalar loss; 0 when no pair has two items or more.
     """
-    if teacher.shape[0] < 2 or not students:
-        return teacher.sum() * 0.0
-    t = teacher.detach()
-    target = torch.arange(t.shape[0], device=t.device)
-    losses = [F.cross_entropy(s @ t.T / temperature, target) for s in students]  # (N, N) each
+    losses = []
+    for student, teacher in pairs:
+        if teacher.shape[0] < 2:
+            continue
+        t = teacher.detach()
+        target = torch.arange(t.shape[0], device=t.device)
+        losses.append(F.cross_entropy(student @ t.T / temperature, target))  # (N, N) logits
+    if not losses:
+        return sum((s.sum() for s, _ in pairs), torch.zeros(())) * 0.0
     return torch.stack(losses).mean()
 
 
@@ -41,8 +46,8 @@ class ModalityDistillationLoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, students: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
-        return compute_loss_from_embeddings(students, teacher, self.temperature)
+    def forward(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        return compute_loss_from_embeddings(pairs, self.temperature)
 
     def get_config_dict(self) -> dict:
         return {"temperature": self.temperature}

@@ -189,14 +189,14 @@ async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) ->
         engine, cfg.address, cfg.max_concurrency, cfg.batch_workers, cfg.tls, cfg.auth
     )
     port, metrics = running.port, running.metrics
+    metrics_server = None
     if cfg.metrics_port is not None:
-        host = cfg.address.rsplit(":", 1)[0] or "127.0.0.1"  # where the API listens
-        if cfg.tls is not None:  # the API's certificate; scrapers need one if metrics_client_ca
-            cfg.tls.serve_metrics(cfg.metrics_port, host, metrics.registry, cfg.metrics_client_ca)
-        else:
-            from prometheus_client import start_http_server
+        from mrse.metrics_http import serve_metrics
 
-            start_http_server(cfg.metrics_port, addr=host, registry=metrics.registry)
+        host = cfg.address.rsplit(":", 1)[0] or "127.0.0.1"  # where the API listens
+        # with TLS: the API's certificate; scrapers need one if metrics_client_ca
+        tls = cfg.tls.metrics_tls(cfg.metrics_client_ca) if cfg.tls is not None else None
+        metrics_server = serve_metrics(metrics.registry, cfg.metrics_port, host, tls)
     print(f"serving mrse.v1.SearchService on port {port}", flush=True)
     if on_ready is not None:
         on_ready()
@@ -213,4 +213,6 @@ async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) ->
     finally:
         await running.drain(cfg.drain_s, cfg.shutdown_grace_s, cut_short=again)
         engine.close()
+        if metrics_server is not None:
+            metrics_server.close()
         logger.info("server stopped")

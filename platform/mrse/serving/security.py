@@ -22,6 +22,8 @@ from typing import Literal
 
 import grpc
 
+from mrse.metrics_http import MetricsTLS
+
 logger = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -40,16 +42,10 @@ class TLSConfig:
     key: Path
     client_ca: Path | None = None
 
-    def serve_metrics(self, port: int, host: str, registry, client_ca: Path | None) -> None:
-        """Prometheus metrics on ``host:port`` over TLS with this certificate; ``client_ca``:
-        only scrapers with a certificate it signed (Prometheus' ``tls_config``)."""
-        from prometheus_client import start_http_server
-
-        start_http_server(
-            port, addr=host, registry=registry, certfile=str(self.cert), keyfile=str(self.key),
-            client_cafile=str(client_ca) if client_ca else None,
-            client_auth_required=client_ca is not None,
-        )  # fmt: skip
+    def metrics_tls(self, client_ca: Path | None) -> MetricsTLS:
+        """HTTPS for the metrics endpoint with this certificate; ``client_ca``: only scrapers
+        with a certificate it signed (Prometheus' ``tls_config``)."""
+        return MetricsTLS(self.cert, self.key, client_ca)
 
     def credentials(self) -> grpc.ServerCredentials:
         ca = self.client_ca.read_bytes() if self.client_ca else None

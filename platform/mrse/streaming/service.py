@@ -12,6 +12,7 @@ from mrse.features.catalog import CatalogFeatures
 from mrse.features.featurizer import Featurizer
 from mrse.features.profile import ProfileConfig
 from mrse.features.store import FeatureStoreConfig, ProfileStore
+from mrse.metrics_http import MetricsTLS
 from mrse.models.config import ModelConfig
 from mrse.streaming.updater import ProfileUpdater
 from mrse.streaming.worker import StreamWorker, WorkerConfig
@@ -32,7 +33,9 @@ class StreamServiceConfig:
     run: Path | None = None  # the serving model's run (its feature statistics)
     cache_dir: Path | None = None  # the encoders' feature cache
     idle_exit_s: float | None = None  # exit after this many idle seconds
-    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1
+    metrics_port: int | None = None  # Prometheus metrics on metrics_host
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container its scraper reaches by network
+    metrics_tls: MetricsTLS | None = None  # HTTPS (and client certificates) for them
 
 
 def catalog_for_profiles(

@@ -45,6 +45,9 @@ class LossConfig:
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
     distill_items: int = 512
+    # the text-only view's teacher: the item's full view ("item"), or the mean full view of
+    # its product's variants ("product": a text cannot tell which colour it is)
+    distill_text_to: str = "item"
     # the sampled softmax again with the batch's items seen through one modality, every one of
     # them: photos gone (a photo service down), then text gone; each term at this weight
     single_modality_weight: float = 0.0
@@ -60,6 +63,10 @@ class LossConfig:
             raise ValueError("temperatures must be > 0")
         if self.mining not in ("index", "memory"):
             raise ValueError(f"loss.mining must be 'index' or 'memory', got {self.mining!r}")
+        if self.distill_text_to not in ("item", "product"):
+            raise ValueError(
+                f"loss.distill_text_to must be 'item' or 'product', got {self.distill_text_to!r}"
+            )
         if self.mine_with not in ("query", "typed"):
             raise ValueError(f"loss.mine_with must be 'query' or 'typed', got {self.mine_with!r}")
         if self.memory_size < 1:

@@ -12,6 +12,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,11 @@ class PreparedData:
     catalog: CatalogFeatures
     examples: Examples
     queries: QueryFeatures
+
+    @cached_property
+    def products(self) -> np.ndarray:
+        """(N,) the product group of each catalog row (variants share one)."""
+        return np.unique(self.catalog.identity, return_inverse=True)[1].astype(np.int64)
 
 
 def prepare(
@@ -477,7 +483,10 @@ def loss_batch(
         views = text_and_image_views(item_tower_out)
     distill = None
     if lc.distill_weight > 0 and config.model.use_image:
-        distill = modality_views(model, prep.catalog, uniq.numpy()[: lc.distill_items])
+        means = None
+        if lc.distill_text_to == "product":
+            means = product_mean_embeddings(index, prep.products)
+        distill = modality_views(model, prep.catalog, uniq.numpy()[: lc.distill_items], means)
     single = []  # the batch as a catalog of one modality: every item's photo, then text, gone
     if lc.single_modality_weight > 0 and config.model.use_image:
         inputs = prep.catalog.inputs(uniq.numpy())
@@ -502,10 +511,15 @@ def loss_batch(
 
 
 def modality_views(
-    model: MRSEModel, catalog, rows: np.ndarray
-) -> tuple[list[torch.Tensor], torch.Tensor] | None:
-    """For the items among ``rows`` that have text and a photo: ([photo-only (n, D), text-only
-    (n, D)], full (n, D)) embeddings, for modality distillation; None for fewer than two."""
+    model: MRSEModel,
+    catalog,
+    rows: np.ndarray,
+    product_means: torch.Tensor | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """For the items among ``rows`` that have text and a photo: (photo-only view, its
+    teacher) and (text-only view, its teacher), (n, D) each, for modality distillation; the
+    teacher is the item's full view, or for the text alone ``product_means`` (N, D) at its row
+    when given (``product_mean_embeddings``). None for fewer than two items."""
     both = (catalog.has_text[rows] & catalog.has_image[rows]).numpy()
     rows = rows[both]
     if len(rows) < 2:
@@ -516,4 +530,13 @@ def modality_views(
     full = model.encode_items(inputs, hide=(off, off)).embedding
     photo_only = model.encode_items(inputs, hide=(on, off)).embedding
     text_only = model.encode_items(inputs, hide=(off, on)).embedding
-    return [photo_only, text_only], full
+    text_teacher = full if product_means is None else product_means[torch.from_numpy(rows)]
+    return [(photo_only, full), (text_only, text_teacher)]
+
+
+def product_mean_embeddings(index: torch.Tensor, products: np.ndarray) -> torch.Tensor:
+    """(N, D) unit: each item's row replaced by the mean of its product's variants' rows of
+    ``index`` (N, D); ``products`` (N,) the group of each row."""
+    groups = torch.from_numpy(products)
+    sums = torch.zeros(int(products.max()) + 1, index.shape[1]).index_add_(0, groups, index)
+    return torch.nn.functional.normalize(sums[groups], dim=-1)
