@@ -5,13 +5,13 @@ inside ``accept()`` with no timeout: one client that opens a TCP connection and 
 locks every scraper out (measured: curl with the right certificate timed out after 15 s). Here
 one asyncio loop, on its own thread, owns every connection from the moment it is accepted:
 
-- the TLS handshake runs on the connection's own task (``start_tls``), never on the accept path;
+- the TLS handshake runs on the connection's own task (``start_tls``, reading paused until then
+  so an early ClientHello is not lost), never on the accept path;
 - the handshake and the request line and headers must arrive within ``request_timeout_s``
   (a slow-loris client sending a byte a second is cut off), at most ``max_request_bytes``;
-- at most ``max_connections`` are open at once; a new one evicts the oldest that has not yet
-  sent a whole request (idle sockets and half-open handshakes cannot crowd a scraper out: a
-  scraper needs its connection for milliseconds, and only a burst of more than
-  ``max_connections`` new connections within those milliseconds could evict it);
+- at most ``max_connections`` are open at once; a new one evicts the oldest still in its TLS
+  handshake, else the oldest that has not yet sent a whole request (idle sockets and half-open
+  handshakes cannot crowd a scraper out: a scraper is past its handshake within milliseconds);
 - one request per connection (``Connection: close``), ``GET``/``HEAD`` of ``/metrics`` (or
   ``/``); anything else is answered 404/405 and closed.
 
@@ -64,6 +64,46 @@ class MetricsLimits:
             raise ValueError("max_connections must be >= 1 and request_timeout_s > 0")
 
 
+class _Connection(asyncio.Protocol):
+    """One client connection. Reading stays paused until TLS is set up over it, so a
+    ClientHello that arrives early waits in the socket for the handshake instead of being read
+    as plain bytes."""
+
+    def __init__(self, server: MetricsServer) -> None:
+        self.server = server
+        self.transport: asyncio.BaseTransport | None = None
+        self.buffer = bytearray()
+        self.head = asyncio.get_running_loop().create_future()  # the request line, or an error
+        # a connection dropped during its handshake never awaits it: its error is retrieved here
+        self.head.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.started = time.monotonic()
+        self.secured = False  # TLS set up (or none needed): the client is past its handshake
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()
+        self.server._admit(self)
+        asyncio.get_running_loop().create_task(self.server._serve(self))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.head.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if max(end, len(self.buffer) if end < 0 else 0) > self.server.limits.max_request_bytes:
+            self.head.set_exception(ValueError("request headers too large"))
+        elif end >= 0:
+            self.head.set_result(bytes(self.buffer[: self.buffer.find(b"\r\n")]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(ConnectionError("closed before a whole request"))
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class MetricsServer:
     """``registry`` served on ``host:port`` (``port`` 0: any free port, see ``.port``) over
     HTTP, or HTTPS with ``tls``; ``close()`` stops it."""
@@ -79,8 +119,8 @@ class MetricsServer:
         self.registry = registry
         self.limits = limits or MetricsLimits()
         self._ssl = tls.context() if tls is not None else None
-        self._pending: dict[asyncio.StreamWriter, float] = {}  # not yet a whole request
-        self._open: set[asyncio.StreamWriter] = set()
+        self._pending: set[_Connection] = set()  # not yet a whole request
+        self._open: set[_Connection] = set()
         self.evicted = self.timed_out = self.answered = 0
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -96,7 +136,7 @@ class MetricsServer:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._handle, host, port, backlog=256)
+                self._loop.create_server(lambda: _Connection(self), host, port, backlog=256)
             )
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as exc:  # the caller raises it
@@ -106,52 +146,50 @@ class MetricsServer:
         self._started.set()
         self._loop.run_forever()
 
-    def _admit(self, writer: asyncio.StreamWriter) -> None:
-        """Count a new connection in; at the limit, the oldest unfinished one goes."""
+    def _admit(self, conn: _Connection) -> None:
+        """Count a new connection in; at the limit, one unfinished connection goes: the oldest
+        still in its TLS handshake, else the oldest that has not sent a whole request."""
         if len(self._open) >= self.limits.max_connections and self._pending:
-            oldest = min(self._pending, key=self._pending.__getitem__)
-            self._drop(oldest)
+            victim = min(self._pending, key=lambda c: (c.secured, c.started))
+            self._drop(victim)
             self.evicted += 1
-        self._open.add(writer)
-        self._pending[writer] = time.monotonic()
+        self._open.add(conn)
+        self._pending.add(conn)
 
-    def _drop(self, writer: asyncio.StreamWriter) -> None:
-        self._pending.pop(writer, None)
-        self._open.discard(writer)
-        if writer.transport is not None:
-            writer.transport.abort()
+    def _drop(self, conn: _Connection) -> None:
+        self._pending.discard(conn)
+        self._open.discard(conn)
+        conn.abort()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._admit(writer)
+    async def _serve(self, conn: _Connection) -> None:
         try:
-            request = await asyncio.wait_for(self._request(reader, writer),
-                                             self.limits.request_timeout_s)  # fmt: skip
+            request = await asyncio.wait_for(self._request(conn), self.limits.request_timeout_s)
         except TimeoutError:
             self.timed_out += 1
-            self._drop(writer)
+            self._drop(conn)
             return
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError, AttributeError):  # fmt: skip
-            # (AttributeError: asyncio's start_tls on a connection evicted mid-handshake)
-            self._drop(writer)
+        except (OSError, ssl.SSLError, ValueError, ConnectionError, RuntimeError):
+            self._drop(conn)
             return
-        self._pending.pop(writer, None)
-        try:
-            writer.write(self._response(request))
-            await asyncio.wait_for(writer.drain(), self.limits.request_timeout_s)
-            self.answered += 1
-        except (OSError, TimeoutError):
-            pass
-        finally:
-            self._drop(writer)
+        self._pending.discard(conn)
+        assert conn.transport is not None
+        conn.transport.write(self._response(request))  # type: ignore[attr-defined]
+        conn.transport.close()  # flushes what is buffered first (abort would drop it)
+        self._open.discard(conn)
+        self.answered += 1
 
-    async def _request(self, reader, writer) -> bytes:
+    async def _request(self, conn: _Connection) -> bytes:
         if self._ssl is not None:
-            await writer.start_tls(self._ssl)
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > self.limits.max_request_bytes:
-            raise ValueError("request headers too large")
-        return head.split(b"\r\n", 1)[0]
+            conn.transport = await self._loop.start_tls(
+                conn.transport,
+                conn,
+                self._ssl,
+                server_side=True,  # type: ignore[arg-type]
+            )
+        else:
+            conn.transport.resume_reading()  # type: ignore[union-attr]
+        conn.secured = True
+        return await conn.head
 
     def _response(self, request_line: bytes) -> bytes:
         parts = request_line.split()
@@ -170,8 +208,8 @@ class MetricsServer:
 
         async def stop() -> None:
             self._server.close()
-            for w in list(self._open):
-                self._drop(w)
+            for c in list(self._open):
+                self._drop(c)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)

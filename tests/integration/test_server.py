@@ -241,10 +241,12 @@ def test_missing_model_or_index_is_unavailable(stack, tmp_path):
 
 
 def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp_path):
-    """`mrse serve` in its own process, logging exposures to Kafka; `mrse ab report` joins them
-    with clicks."""
+    """`mrse serve` in its own process, from its config, models, index and stores alone (no
+    dataset directory: the query cache warms from the run's query log), logging exposures to
+    Kafka; `mrse ab report` joins them with clicks."""
     import json
     import os
+    import re
     import signal
     import subprocess
     import sys
@@ -259,7 +261,6 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
     build_index(sample_hm, paths["run"], IndexConfig(root=tmp_path / "index"), version="mrse-v1")
     port, metrics_port = free_port(), free_port()
     cfg = {
-        "data": str(sample_hm),
         "models": [{"version": "mrse-v1", "run": str(paths["run"])}],
         "index": {"backend": "edge", "root": str(tmp_path / "index")},
         "feature_store": {"data_dir": str(paths["feast"])},
@@ -317,6 +318,8 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
         proc.wait(timeout=60)
     try:
         assert proc.returncode == 0, log.read_text()[-2000:]
+        warmed = re.search(r"query cache warmed with the (\d+) most frequent", log.read_text())
+        assert warmed and int(warmed.group(1)) > 0  # from the run's query_log.json
         # u1 clicks the second result it was shown; u3 clicks nothing it was shown
         clicks = [
             Event("c1", "u1", resp.results[1].item_id, "click", time.time()),

@@ -29,10 +29,12 @@ ENV_PREFIX = "MRSE_SERVE"
 class ServeConfig:
     """See ``configs/serve.yaml`` for a commented example."""
 
-    data: Path
     models: dict[str, Path]  # model version -> run directory
     experiments: tuple[Experiment, ...]
     default_experiment: str
+    # a dataset directory whose event log also warms the query cache; not needed: the runs keep
+    # their logs' most frequent queries (query_log.json)
+    data: Path | None = None
     index: IndexConfig = field(default_factory=IndexConfig)
     # how arms with `retrieval: hybrid` fuse the lexical channel (mrse.index.hybrid)
     hybrid: HybridOptions = field(default_factory=HybridOptions)
@@ -48,7 +50,7 @@ class ServeConfig:
     exposures_topic: str = "mrse.exposures"
     query_encoder: str = "minilm-int8"  # or minilm (fp32 PyTorch); see docs/benchmarks.md
     query_cache: int = 50_000  # LRU entries; 0: no cache
-    warm_queries: int = 10_000  # the event log's most frequent queries, encoded at start
+    warm_queries: int = 10_000  # the most frequent logged queries, encoded at start
     torch_threads: int = 1  # per request; concurrency comes from max_concurrency (0: as is)
     feature_cache: Path | None = None  # the encoders' feature cache (default $MRSE_CACHE_DIR)
     profile_timeout_ms: float = 250.0  # the most a batch waits for the feature store (p50 ~1 ms)
@@ -141,6 +143,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     import torch
 
     from mrse.data.dataset import load_query_log
+    from mrse.training.checkpoint import run_query_log
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -159,13 +162,18 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     follower = None
     if cfg.catalog is not None:
         follower = follow_catalog(cfg.catalog, cfg.index, {v: b.index for v, b in bundles.items()})
+    logs = [run_query_log(run) for run in cfg.models.values()]
+    if cfg.data is not None:
+        logs.append(load_query_log(cfg.data))
+    warm_from: dict[str, int] = {}
+    for log in logs:  # the runs' logs and the dataset's, counted together
+        for query, n in log.items():
+            warm_from[query] = warm_from.get(query, 0) + n
     engine = SearchEngine(
         bundles,
         experiments,
         cfg.default_experiment,
-        build_query_vectors(
-            cfg.query_encoder, cfg.query_cache, load_query_log(cfg.data), cfg.warm_queries
-        ),
+        build_query_vectors(cfg.query_encoder, cfg.query_cache, warm_from, cfg.warm_queries),
         profiles,
         log_exposure,
         profile_timeout_s=cfg.profile_timeout_ms / 1000,

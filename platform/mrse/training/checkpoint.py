@@ -4,6 +4,8 @@ Layout: ``run.json`` (config, dataset, metrics), ``model.pt`` (a plain state dic
 ``weights_only=True``), ``stats.npz`` (feature means, loaded with ``allow_pickle=False``),
 ``taught.npy`` (the term ids of the query log the run learnt from: the hybrid search leaves
 queries of only those words to the towers, ``mrse.index.hybrid``; absent in runs saved before),
+``query_log.json`` (the log's most frequent queries and their counts: a server warms its query
+cache from them, with no dataset directory),
 ``train_state.pt`` (optimizer and progress, for ``--resume``).
 """
 
@@ -21,6 +23,15 @@ from mrse.features.catalog import FeatureStats
 from mrse.features.featurizer import Featurizer
 from mrse.models.two_tower import MRSEModel
 from mrse.training.config import TrainConfig, config_from_dict
+
+QUERY_LOG = "query_log.json"
+QUERY_LOG_SIZE = 50_000  # the most frequent queries a run keeps for serving's query cache
+
+
+def run_query_log(path: str | Path) -> dict[str, int]:
+    """The query log a run directory keeps (query -> count; empty for runs saved before)."""
+    file = Path(path) / QUERY_LOG
+    return json.loads(file.read_text()) if file.exists() else {}
 
 
 class RunError(ValueError):
@@ -53,10 +64,15 @@ def save_run(
     stats: FeatureStats,
     info: dict[str, Any],
     taught: np.ndarray | None = None,
+    query_log: dict[str, int] | None = None,
 ) -> None:
     """Write (atomically per file) everything needed to reload the model; ``taught``: the
-    term ids of its training query log (``mrse.features.lexical.vocabulary``)."""
+    term ids of its training query log (``mrse.features.lexical.vocabulary``); ``query_log``:
+    its most frequent queries, query -> count."""
     path.mkdir(parents=True, exist_ok=True)
+    if query_log is not None:
+        (path / "query_log.json.tmp").write_text(json.dumps(query_log))
+        (path / "query_log.json.tmp").replace(path / QUERY_LOG)
     if taught is not None:
         with (path / "taught.npy.tmp").open("wb") as f:
             np.save(f, np.asarray(taught, dtype=np.uint32), allow_pickle=False)

@@ -34,7 +34,7 @@ from mrse.models.towers import text_and_image_views, typed_intent
 from mrse.models.two_tower import MRSEModel
 from mrse.sampling.hard_negatives import ItemMemory, mine_hard_negatives
 from mrse.sampling.negatives import popularity_log_q, uniform_negatives
-from mrse.training.checkpoint import save_run
+from mrse.training.checkpoint import QUERY_LOG_SIZE, save_run
 from mrse.training.config import TrainConfig
 from mrse.training.distributed import (
     agree,
@@ -203,7 +203,8 @@ def train(
             if parallel.is_main:
                 info = {"dataset": str(data), "best_epoch": progress.best_epoch, "val": val}
                 taught = taught_terms(prep.examples)
-                save_run(out, name, config, state, prep.stats, info, taught)
+                save_run(out, name, config, state, prep.stats, info, taught,
+                         frequent_log_queries(prep.dataset.events))  # fmt: skip
         progress.next_epoch = epoch + 1
         if not parallel.sharded:
             _save_progress(out / "train_state.pt", model, opt, gen, progress, memory)
@@ -255,6 +256,14 @@ def _start_parallel(config: TrainConfig, resume: bool, name: str):
     if parallel.is_main:
         logger.info("training %s with config %s", name, json.dumps(config.to_dict()))
     return parallel
+
+
+def frequent_log_queries(events: pd.DataFrame) -> dict[str, int]:
+    """The event log's ``QUERY_LOG_SIZE`` most frequent queries and their counts (what a
+    server warms its query cache with)."""
+    counts = events["query"].dropna().astype(str).str.strip()
+    counts = counts[counts != ""].value_counts().head(QUERY_LOG_SIZE)
+    return {str(q): int(n) for q, n in counts.items()}
 
 
 def taught_terms(examples: Examples) -> np.ndarray:
