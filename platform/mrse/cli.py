@@ -352,15 +352,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_ab_report(args: argparse.Namespace) -> int:
     from mrse.experiments.exposures import ab_report
-    from mrse.experiments.report import ArmReport, format_ab_table
+    from mrse.jobs.ab_page import format_unit_report, write_ab_page
 
-    result = ab_report(
-        args.bootstrap, args.experiment, args.exposures_topic, args.clicks_topic, args.window
-    )
-    print(format_ab_table(args.experiment, [ArmReport(**a) for a in result["arms"]]))
+    weights = None
+    if args.weights:
+        try:
+            weights = {a: float(w) for a, w in (x.split("=", 1) for x in args.weights.split(","))}
+        except ValueError as exc:
+            raise UsageError("--weights takes arm=weight,arm=weight") from exc
+    result = ab_report(args.bootstrap, args.experiment, args.exposures_topic,
+                       args.clicks_topic, args.window, weights, args.control)  # fmt: skip
+    print(format_unit_report(result["analysis"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.html:
+        print(f"page: {write_ab_page(result['analysis'], Path(args.html))}")
+    return 0
+
+
+def _cmd_ab_simulate(args: argparse.Namespace) -> int:
+    from mrse.jobs.ab_page import plot_simulation
+    from mrse.jobs.ab_simulate import SimulateConfig, run_simulation
+
+    result = run_simulation(SimulateConfig(
+        data=Path(args.data), control=Path(args.control), treatment=Path(args.treatment),
+        out=Path(args.out), repetitions=args.repetitions, seed=args.seed,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    ))  # fmt: skip
+    _report({k: v for k, v in result.items() if k != "example_report"}, Path(args.out))
+    plot_simulation(result, Path(args.out).with_suffix(".png"))
     return 0
 
 
@@ -537,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("ab", help="A/B experiments: reports")
+    p = sub.add_parser("ab", help="experiments: reports and the simulator")
     ab = p.add_subparsers(dest="ab_command", required=True)
     q = ab.add_parser("report", help="per-arm click-through from exposures and clicks (Kafka)")
     q.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port")
@@ -547,8 +568,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--window", type=float, default=3600.0, help="seconds after an exposure a click counts"
     )
+    q.add_argument("--weights", help="the configured split, arm=weight,... (SRM check)")
+    q.add_argument("--control", help="the arm the others are compared with")
     q.add_argument("--out", help="also write the report as JSON here")
+    q.add_argument("--html", help="also write the report as an HTML page with plots here")
     q.set_defaults(func=_cmd_ab_report)
+    q = ab.add_parser(
+        "simulate",
+        help="real shoppers, real arms through the server, simulated clicks: false positives "
+        "under peeking, SRM, CUPED, units to detect by A/B test and by interleaving",
+    )
+    q.add_argument("--data", required=True)
+    q.add_argument("--control", required=True, help="the control arm's run directory")
+    q.add_argument("--treatment", required=True, help="the treatment arm's run directory")
+    q.add_argument("--repetitions", type=int, default=200, help="A/A experiments simulated")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True, help="JSON (a .png of the results goes beside it)")
+    q.set_defaults(func=_cmd_ab_simulate)
 
     p = sub.add_parser("stream", help="clickstream: replay events, run the stream worker")
     stream = p.add_subparsers(dest="stream_command", required=True)

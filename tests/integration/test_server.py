@@ -899,3 +899,63 @@ def test_a_hybrid_arm_finds_products_by_name_and_says_which_channel_found_them(s
     assert first["item_id"] == unique["item_id"].iloc[0]
     assert first["found_by"] in ("lexical", "both")
     assert first["explanation"]["lexical"] > 0
+
+
+# ---- experiments that decide: units, sessions, interleaving ----
+
+
+def test_a_guest_keeps_one_arm_for_the_session_and_interleaving_merges_both_arms(stack):
+    """Randomised by session: a guest's twenty requests in one session see one arm (and
+    another session may see the other); grpcurl sends a session_id. An interleaved
+    experiment answers with both arms' items, each credited to its team, logged with the
+    exposure; its serving cost is two retrievals."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    engine, server, stub, _, _ = stack
+    logged: list = []
+    engine.experiments = {
+        **engine.experiments,
+        "sessions": Experiment("sessions", (
+            Arm("a", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+            Arm("b", 1.0, "mrse-v1", "mrse_v1", "mrse-v1", "hybrid"),
+        ), unit="session"),
+        "il": Experiment("il", (
+            Arm("dense", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+            Arm("hybrid", 1.0, "mrse-v1", "mrse_v1", "mrse-v1", "hybrid"),
+        ), kind="interleave"),
+    }  # fmt: skip
+    old, engine.log_exposure = engine.log_exposure, logged.append
+    try:
+        arms = {}
+        for session in ("s-1", "s-2", "s-3", "s-4", "s-5", "s-6"):
+            seen = {stub.Search(search_pb2.SearchRequest(
+                query="black top", k=5, experiment="sessions", session_id=session,
+                request_id=f"{session}-{i}")).arm for i in range(20)}  # fmt: skip
+            assert len(seen) == 1, (session, seen)
+            arms[session] = seen.pop()
+        assert set(arms.values()) == {"a", "b"}  # sessions, not requests, were split
+        assert all(e.unit == "session" and e.unit_id == e.session_id for e in logged)
+        logged.clear()
+        il = search_pb2.SearchRequest(query="cool blair hoop", k=10, experiment="il",
+                                      request_id="il-1")  # fmt: skip
+        resp = stub.Search(il)
+        assert resp.arm == "interleaved" and len(resp.results) == 10
+        assert {r.team for r in resp.results} == {"dense", "hybrid"}
+        (e,) = logged
+        assert e.arm == "interleaved" and e.teams == tuple(r.team for r in resp.results)
+        again = stub.Search(il)
+        assert [r.item_id for r in again.results] == [r.item_id for r in resp.results]
+    finally:
+        engine.log_exposure = old
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    body = json.dumps({"query": "black top", "k": 3, "experiment": "sessions",
+                       "sessionId": "s-1"})  # fmt: skip
+    out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",
+                          "mrse.v1.SearchService/Search"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["arm"] == arms["s-1"]

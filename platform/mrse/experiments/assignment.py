@@ -1,4 +1,11 @@
-"""Stable, stateless assignment of users to experiment arms."""
+"""Stable, stateless assignment of experiment units to arms.
+
+An experiment randomises by ``user`` (the default), ``session`` (a guest keeps one arm for the
+whole session) or ``request``. A request that lacks the unit's id is assigned by the next id it
+has, and counted as such (``Exposure.unit_fallback``): ``user`` falls back to the session, then
+the request; ``session`` to the user, then the request. A guest with a session id therefore
+sees one arm for the whole session under either unit. An ``interleave`` experiment has two arms
+and shows every unit both, merged (``mrse.experiments.interleave``)."""
 
 from __future__ import annotations
 
@@ -6,6 +13,11 @@ import hashlib
 from dataclasses import dataclass
 
 RETRIEVALS = ("dense", "hybrid")
+UNITS = ("user", "session", "request")
+KINDS = ("ab", "interleave")
+# which ids stand for a unit, in order, when a request lacks the unit's own
+UNIT_IDS = {"user": ("user", "session", "request"), "session": ("session", "user", "request"),
+            "request": ("request",)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,10 +50,18 @@ class Experiment:
     name: str
     arms: tuple[Arm, ...]
     salt: str = ""
+    unit: str = "user"  # what is randomised: user, session or request
+    kind: str = "ab"  # ab: each unit sees one arm; interleave: both arms' results, merged
 
     def __post_init__(self) -> None:
         if not self.arms:
             raise ValueError(f"experiment {self.name!r} has no arms")
+        if self.unit not in UNITS:
+            raise ValueError(f"experiment {self.name!r}: unit must be one of {', '.join(UNITS)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"experiment {self.name!r}: kind must be one of {', '.join(KINDS)}")
+        if self.kind == "interleave" and len(self.arms) != 2:
+            raise ValueError(f"experiment {self.name!r}: interleaving needs exactly two arms")
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"experiment {self.name!r}: arm names must be unique")
@@ -62,8 +82,21 @@ def bucket(user_id: str, experiment: str, salt: str = "") -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def unit_of(
+    experiment: Experiment, user_id: str | None, session_id: str | None, request_id: str
+) -> tuple[str, str]:
+    """(the id a request is assigned by, which id that is: ``user``, ``session`` or
+    ``request``), by the experiment's unit and the fallback order of ``UNIT_IDS``."""
+    ids = {"user": user_id, "session": session_id, "request": request_id}
+    for kind in UNIT_IDS[experiment.unit]:
+        if ids[kind]:
+            return str(ids[kind]), kind
+    return request_id, "request"
+
+
 def assign_arm(user_id: str, experiment: Experiment, override: str | None = None) -> Arm:
-    """The arm ``user_id`` sees. ``override`` (QA) forces a named arm.
+    """The arm the unit ``user_id`` (a user, session or request id: ``unit_of``) sees.
+    ``override`` (QA) forces a named arm.
 
     Weights are relative; changing one arm's weight moves only the users at the boundary.
     """

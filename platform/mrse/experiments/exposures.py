@@ -32,6 +32,11 @@ def exposure_from_json(payload: bytes) -> Exposure:
             item_ids=tuple(str(i) for i in d["item_ids"]),
             ts=float(d["ts"]),
             qa=bool(d.get("qa", False)),
+            session_id=str(d.get("session_id", "")),
+            unit=str(d.get("unit", "user")),
+            unit_id=str(d.get("unit_id", "")) or str(d["user_id"]),
+            unit_fallback=str(d.get("unit_fallback", "")),
+            teams=tuple(str(t) for t in d.get("teams", ())),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not an exposure record: {exc}") from exc
@@ -137,14 +142,22 @@ def ab_report(
     exposures_topic: str = EXPOSURES,
     clicks_topic: str = CLICKS,
     window_s: float = 3600.0,
+    weights: dict[str, float] | None = None,
+    control: str | None = None,
 ) -> dict:
-    """Per-arm click-through of ``experiment`` from the exposure and click topics."""
+    """Per-arm click-through of ``experiment`` from the exposure and click topics: per
+    exposure (``arms``, Wilson intervals: what the report showed before units) and per unit
+    (``analysis``: ``mrse.experiments.analysis.experiment_report``, with its ``decision``)."""
+    from mrse.experiments.analysis import experiment_report
     from mrse.experiments.report import ctr_by_arm
 
     exposures, bad_exposures = read_exposures(bootstrap, exposures_topic)
     clicks, bad_clicks = read_clicks(bootstrap, clicks_topic)
     arms = ctr_by_arm(exposures, clicks, experiment, window_s)
+    analysis = experiment_report(exposures, clicks, experiment, weights, control, window_s)
     return {
+        "decision": analysis["decision"],
+        "analysis": analysis,
         "experiment": experiment,
         "window_s": window_s,
         "exposures_read": len(exposures),

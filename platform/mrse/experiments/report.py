@@ -18,6 +18,11 @@ class Exposure:
     item_ids: tuple[str, ...]
     ts: float  # Unix seconds
     qa: bool = False  # served under a QA arm override: not part of the experiment's sample
+    session_id: str = ""
+    unit: str = "user"  # what the experiment randomises
+    unit_id: str = ""  # the id the request was assigned by ("" before units: the user id)
+    unit_fallback: str = ""  # the id used when the request lacked the unit's own ("": none)
+    teams: tuple[str, ...] = ()  # interleaving: the arm that contributed each shown item
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ class _ExperimentRow(_Base):
     __tablename__ = "mrse_experiments"
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     salt: Mapped[str] = mapped_column(String(128), default="")
+    # added 2026-12 (tables made before get them: _migrate)
+    unit: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    kind: Mapped[str] = mapped_column(String(16), default="ab", server_default="ab")
     arms: Mapped[list[_ArmRow]] = relationship(
         back_populates="experiment", cascade="all, delete-orphan", order_by="_ArmRow.position"
     )
@@ -90,19 +93,25 @@ class ExperimentStore:
 
     def _migrate(self) -> None:
         """Columns added since a table was made (create_all makes missing tables only)."""
-        arms = _ArmRow.__tablename__
-        have = {c["name"] for c in inspect(self.engine).get_columns(arms)}
-        if "retrieval" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {arms} ADD COLUMN retrieval VARCHAR(16) "
-                                  "NOT NULL DEFAULT 'dense'"))  # fmt: skip
+        added = {
+            _ArmRow.__tablename__: {"retrieval": "dense"},
+            _ExperimentRow.__tablename__: {"unit": "user", "kind": "ab"},
+        }
+        for table, columns in added.items():
+            have = {c["name"] for c in inspect(self.engine).get_columns(table)}
+            for column, default in columns.items():
+                if column not in have:
+                    with self.engine.begin() as conn:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                          f"VARCHAR(16) NOT NULL DEFAULT '{default}'"))  # fmt: skip
 
     def put(self, experiment: Experiment) -> None:
         """Create or replace an experiment (all its arms, atomically)."""
         with Session(self.engine) as s, s.begin():
             s.execute(delete(_ArmRow).where(_ArmRow.experiment_name == experiment.name))
             s.execute(delete(_ExperimentRow).where(_ExperimentRow.name == experiment.name))
-            row = _ExperimentRow(name=experiment.name, salt=experiment.salt)
+            row = _ExperimentRow(name=experiment.name, salt=experiment.salt,
+                                 unit=experiment.unit, kind=experiment.kind)  # fmt: skip
             row.arms = [
                 _ArmRow(
                     name=a.name,
@@ -172,6 +181,8 @@ def _to_experiment(row: _ExperimentRow) -> Experiment:
     return Experiment(
         name=row.name,
         salt=row.salt,
+        unit=row.unit,
+        kind=row.kind,
         arms=tuple(
             Arm(a.name, a.weight, a.model_version, a.feature_service, a.index, a.retrieval)
             for a in row.arms

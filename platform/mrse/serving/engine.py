@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from mrse.catalog.follower import IndexFollower
-from mrse.experiments.assignment import Arm, Experiment, assign_arm
+from mrse.experiments.assignment import Arm, Experiment, assign_arm, unit_of
+from mrse.experiments.interleave import INTERLEAVED, team_draft
 from mrse.experiments.report import Exposure
 from mrse.features.lexical import lexical_query
 from mrse.features.profile import ProfileState
@@ -34,6 +35,18 @@ from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: its experiment, the arms answering it (with their bundles), the
+    unit id it was assigned by and, when the request lacked the unit's own id, which one was
+    used instead (``mrse.experiments.assignment.unit_of``)."""
+
+    experiment: Experiment
+    arms: list[tuple[Arm, ModelBundle]]
+    unit_id: str
+    fallback: str = ""
 
 
 class NotFound(LookupError):
@@ -80,6 +93,7 @@ class ResultItem:
     payload: dict
     explanation: Explanation | None
     found_by: str = "dense"  # the channel that brought it (mrse.index.hybrid.FOUND_BY)
+    team: str = ""  # interleaving: the arm whose ranking contributed it
 
 
 @dataclass
@@ -133,19 +147,29 @@ class SearchEngine:
         self.follower: IndexFollower | None = None  # applies the catalog worker's writes
         self.watcher = None  # loads model versions and experiment changes (serving.models)
 
-    def _route(self, req: ValidRequest) -> tuple[Experiment, Arm, ModelBundle]:
+    def _route(self, req: ValidRequest) -> Route:
+        """The experiment, the unit the request is assigned by, and the arms (with their
+        bundles) that answer it: one, or both of an interleaving experiment's."""
         name = req.experiment or self.default_experiment
         experiment = self.experiments.get(name)
         if experiment is None:
             raise NotFound(f"no experiment named {name!r}")
+        unit_id, used = unit_of(experiment, req.user_id, req.session_id, req.request_id)
         try:
-            arm = assign_arm(req.user_id or req.request_id, experiment, req.arm_override)
+            if experiment.kind == "interleave" and req.arm_override is None:
+                arms = list(experiment.arms)
+            else:
+                arms = [assign_arm(unit_id, experiment, req.arm_override)]
         except KeyError as exc:  # str(KeyError) is the repr of its message: quotes doubled
             raise NotFound(exc.args[0] if exc.args else "no such arm") from exc
-        bundle = self.bundles.get(arm.model_version)
-        if bundle is None:
-            raise Unavailable(f"model version {arm.model_version!r} is not loaded")
-        return experiment, arm, bundle
+        answered = []
+        for arm in arms:
+            bundle = self.bundles.get(arm.model_version)
+            if bundle is None:
+                raise Unavailable(f"model version {arm.model_version!r} is not loaded")
+            answered.append((arm, bundle))
+        fallback = "" if used == experiment.unit else used
+        return Route(experiment, answered, unit_id, fallback)
 
     def _profiles(
         self, bundle: ModelBundle, user_ids: list[str | None]
@@ -181,43 +205,83 @@ class SearchEngine:
     def search_many(self, reqs: list[ValidRequest]) -> list[SearchOutcome | Exception]:
         """Answer a batch; each entry is the request's outcome or its NotFound / Unavailable.
 
-        Every request's ``timings`` are its batch's stage times (it waited for all of them)."""
+        An interleaved request is answered by both its arms (two retrievals, merged by team
+        draft). Every request's ``timings`` are its batch's stage times (it waited for them)."""
         out: list[SearchOutcome | Exception | None] = [None] * len(reqs)
-        groups: dict[str, list[int]] = {}
-        routes: dict[int, tuple[Experiment, Arm, ModelBundle]] = {}
+        routes: dict[int, Route] = {}
+        jobs: list[tuple[int, Arm, ModelBundle]] = []  # (request, arm, bundle) to retrieve
         for i, req in enumerate(reqs):
             try:
                 routes[i] = self._route(req)
             except (NotFound, Unavailable) as exc:
                 out[i] = exc
                 continue
-            groups.setdefault(routes[i][2].version, []).append(i)
-        for idx in groups.values():
-            bundle = routes[idx[0]][2]  # the version routed to: it serves the request through
-            batch = [reqs[i] for i in idx]
+            jobs.extend((i, arm, bundle) for arm, bundle in routes[i].arms)
+        groups: dict[str, list[int]] = {}
+        for j, (_, _, bundle) in enumerate(jobs):
+            groups.setdefault(bundle.version, []).append(j)
+        done: dict[int, tuple[list[ResultItem], bool, bool, dict] | Exception] = {}
+        for js in groups.values():
+            bundle = jobs[js[0]][2]  # the version routed to: it serves the request through
+            batch = [reqs[jobs[j][0]] for j in js]
             t = time.perf_counter()
             states, personalized, degraded = self._profiles(bundle, [r.user_id for r in batch])
             timings = {"features": time.perf_counter() - t}
-            retrievals = [routes[i][1].retrieval for i in idx]
             try:
-                results = self._retrieve(bundle, batch, states, timings, retrievals)
+                results = self._retrieve(
+                    bundle, batch, states, timings, [jobs[j][1].retrieval for j in js]
+                )
             except Unavailable as exc:
-                for i in idx:
-                    out[i] = exc
+                done.update({j: exc for j in js})
                 continue
-            for j, i in enumerate(idx):
-                req, (experiment, arm, _) = reqs[i], routes[i]
-                out[i] = SearchOutcome(
-                    results[j], req.request_id, experiment.name, arm.name, bundle.version,
-                    personalized[j], degraded, dict(timings),
-                )  # fmt: skip
-                if self.log_exposure is not None:
-                    self.log_exposure(
-                        Exposure(req.request_id, experiment.name, arm.name, req.user_id or "",
-                                 tuple(r.item_id for r in results[j]), time.time(),
-                                 qa=req.arm_override is not None)
-                    )  # fmt: skip
+            for n, j in enumerate(js):
+                done[j] = (results[n], personalized[n], degraded, timings)
+        answered: dict[int, list[int]] = {}
+        for j, (i, _, _) in enumerate(jobs):
+            answered.setdefault(i, []).append(j)
+        for i, js in answered.items():
+            failed = [done[j] for j in js if isinstance(done[j], Exception)]
+            if failed:
+                out[i] = failed[0]
+                continue
+            out[i] = self._outcome(reqs[i], routes[i], [jobs[j][1] for j in js],
+                                   [done[j] for j in js])  # type: ignore[misc]  # fmt: skip
         return out  # type: ignore[return-value]
+
+    def _outcome(
+        self, req: ValidRequest, route: Route, arms: list[Arm], answers: list
+    ) -> SearchOutcome:
+        """One request's outcome from its arms' answers (merged by team draft when there are
+        two), logged as an exposure."""
+        personalized = any(a[1] for a in answers)
+        degraded = any(a[2] for a in answers)
+        timings = {k: max(a[3].get(k, 0.0) for a in answers) for k in answers[0][3]}
+        if len(answers) == 1:
+            results, arm = answers[0][0], arms[0].name
+            version, teams = arms[0].model_version, ()
+        else:
+            by_arm = [{r.item_id: r for r in a[0]} for a in answers]
+            items, sides = team_draft([r.item_id for r in answers[0][0]],
+                                      [r.item_id for r in answers[1][0]], req.k,
+                                      req.request_id)  # fmt: skip
+            results = [
+                replace(by_arm[t][i], team=arms[t].name) for i, t in zip(items, sides, strict=True)
+            ]
+            arm, version = INTERLEAVED, "+".join(a.model_version for a in arms)
+            teams = tuple(arms[t].name for t in sides)
+        outcome = SearchOutcome(
+            results, req.request_id, route.experiment.name, arm, version, personalized,
+            degraded, dict(timings),
+        )  # fmt: skip
+        if self.log_exposure is not None:
+            self.log_exposure(
+                Exposure(req.request_id, route.experiment.name, arm, req.user_id or "",
+                         tuple(r.item_id for r in results), time.time(),
+                         qa=req.arm_override is not None, session_id=req.session_id or "",
+                         unit=route.experiment.unit, unit_id=route.unit_id,
+                         unit_fallback=route.fallback, teams=teams)
+            )  # fmt: skip
+        return outcome
 
     def _retrieve(
         self,

@@ -53,6 +53,7 @@ def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
                 price=r.payload.get("price"),
                 in_stock=is_in_stock(r.payload),
                 found_by=r.found_by,
+                team=r.team,
             )
         )
     return search_pb2.SearchResponse(

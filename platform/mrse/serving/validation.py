@@ -30,6 +30,7 @@ class ValidRequest:
     experiment: str | None
     request_id: str
     arm_override: str | None
+    session_id: str | None = None
 
 
 def _no_nul(value: str, name: str) -> None:
@@ -117,4 +118,5 @@ def validate(req) -> ValidRequest:
         experiment=_text_id(req.experiment, "experiment"),
         request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
         arm_override=_text_id(req.arm_override, "arm_override"),
+        session_id=_text_id(getattr(req, "session_id", ""), "session_id"),
     )

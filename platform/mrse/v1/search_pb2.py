@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mrse/v1/search.proto\x12\x07mrse.v1\"]\n\x0b\x46ieldFilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0b\n\x03\x61ny\x18\x02 \x03(\t\x12\x10\n\x03gte\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_gteB\x06\n\x04_lte\"\x9f\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12%\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x14.mrse.v1.FieldFilter\x12\x12\n\nexperiment\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61rm_override\x18\x07 \x01(\t\"L\n\x0b\x45xplanation\x12\x0c\n\x04text\x18\x01 \x01(\x01\x12\r\n\x05image\x18\x02 \x01(\x01\x12\x0f\n\x07profile\x18\x03 \x01(\x01\x12\x0f\n\x07lexical\x18\x04 \x01(\x01\"\xbc\x01\n\x0cSearchResult\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12)\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x14.mrse.v1.Explanation\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\x12\n\x05price\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08in_stock\x18\x07 \x01(\x08\x12\x10\n\x08\x66ound_by\x18\x08 \x01(\tB\x08\n\x06_price\"\xac\x01\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.mrse.v1.SearchResult\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x14\n\x0cpersonalized\x18\x06 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\">\n\x12\x42\x61tchSearchRequest\x12(\n\x08requests\x18\x01 \x03(\x0b\x32\x16.mrse.v1.SearchRequest\"A\n\x13\x42\x61tchSearchResponse\x12*\n\tresponses\x18\x01 \x03(\x0b\x32\x17.mrse.v1.SearchResponse2\x94\x01\n\rSearchService\x12\x39\n\x06Search\x12\x16.mrse.v1.SearchRequest\x1a\x17.mrse.v1.SearchResponse\x12H\n\x0b\x42\x61tchSearch\x12\x1b.mrse.v1.BatchSearchRequest\x1a\x1c.mrse.v1.BatchSearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mrse/v1/search.proto\x12\x07mrse.v1\"]\n\x0b\x46ieldFilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0b\n\x03\x61ny\x18\x02 \x03(\t\x12\x10\n\x03gte\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_gteB\x06\n\x04_lte\"\xb3\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12%\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x14.mrse.v1.FieldFilter\x12\x12\n\nexperiment\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61rm_override\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\"L\n\x0b\x45xplanation\x12\x0c\n\x04text\x18\x01 \x01(\x01\x12\r\n\x05image\x18\x02 \x01(\x01\x12\x0f\n\x07profile\x18\x03 \x01(\x01\x12\x0f\n\x07lexical\x18\x04 \x01(\x01\"\xca\x01\n\x0cSearchResult\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12)\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x14.mrse.v1.Explanation\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\x12\n\x05price\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08in_stock\x18\x07 \x01(\x08\x12\x10\n\x08\x66ound_by\x18\x08 \x01(\t\x12\x0c\n\x04team\x18\t \x01(\tB\x08\n\x06_price\"\xac\x01\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.mrse.v1.SearchResult\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x14\n\x0cpersonalized\x18\x06 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\">\n\x12\x42\x61tchSearchRequest\x12(\n\x08requests\x18\x01 \x03(\x0b\x32\x16.mrse.v1.SearchRequest\"A\n\x13\x42\x61tchSearchResponse\x12*\n\tresponses\x18\x01 \x03(\x0b\x32\x17.mrse.v1.SearchResponse2\x94\x01\n\rSearchService\x12\x39\n\x06Search\x12\x16.mrse.v1.SearchRequest\x1a\x17.mrse.v1.SearchResponse\x12H\n\x0b\x42\x61tchSearch\x12\x1b.mrse.v1.BatchSearchRequest\x1a\x1c.mrse.v1.BatchSearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FIELDFILTER']._serialized_start=33
   _globals['_FIELDFILTER']._serialized_end=126
   _globals['_SEARCHREQUEST']._serialized_start=129
-  _globals['_SEARCHREQUEST']._serialized_end=288
-  _globals['_EXPLANATION']._serialized_start=290
-  _globals['_EXPLANATION']._serialized_end=366
-  _globals['_SEARCHRESULT']._serialized_start=369
-  _globals['_SEARCHRESULT']._serialized_end=557
-  _globals['_SEARCHRESPONSE']._serialized_start=560
-  _globals['_SEARCHRESPONSE']._serialized_end=732
-  _globals['_BATCHSEARCHREQUEST']._serialized_start=734
-  _globals['_BATCHSEARCHREQUEST']._serialized_end=796
-  _globals['_BATCHSEARCHRESPONSE']._serialized_start=798
-  _globals['_BATCHSEARCHRESPONSE']._serialized_end=863
-  _globals['_SEARCHSERVICE']._serialized_start=866
-  _globals['_SEARCHSERVICE']._serialized_end=1014
+  _globals['_SEARCHREQUEST']._serialized_end=308
+  _globals['_EXPLANATION']._serialized_start=310
+  _globals['_EXPLANATION']._serialized_end=386
+  _globals['_SEARCHRESULT']._serialized_start=389
+  _globals['_SEARCHRESULT']._serialized_end=591
+  _globals['_SEARCHRESPONSE']._serialized_start=594
+  _globals['_SEARCHRESPONSE']._serialized_end=766
+  _globals['_BATCHSEARCHREQUEST']._serialized_start=768
+  _globals['_BATCHSEARCHREQUEST']._serialized_end=830
+  _globals['_BATCHSEARCHRESPONSE']._serialized_start=832
+  _globals['_BATCHSEARCHRESPONSE']._serialized_end=897
+  _globals['_SEARCHSERVICE']._serialized_start=900
+  _globals['_SEARCHSERVICE']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)

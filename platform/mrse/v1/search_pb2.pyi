@@ -19,7 +19,7 @@ class FieldFilter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any: _Optional[_Iterable[str]] = ..., gte: _Optional[float] = ..., lte: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "user_id", "k", "filters", "experiment", "request_id", "arm_override")
+    __slots__ = ("query", "user_id", "k", "filters", "experiment", "request_id", "arm_override", "session_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class SearchRequest(_message.Message):
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ARM_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     user_id: str
     k: int
@@ -34,7 +35,8 @@ class SearchRequest(_message.Message):
     experiment: str
     request_id: str
     arm_override: str
-    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Explanation(_message.Message):
     __slots__ = ("text", "image", "profile", "lexical")
@@ -49,7 +51,7 @@ class Explanation(_message.Message):
     def __init__(self, text: _Optional[float] = ..., image: _Optional[float] = ..., profile: _Optional[float] = ..., lexical: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price", "in_stock", "found_by")
+    __slots__ = ("item_id", "score", "explanation", "category", "brand", "price", "in_stock", "found_by", "team")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +60,7 @@ class SearchResult(_message.Message):
     PRICE_FIELD_NUMBER: _ClassVar[int]
     IN_STOCK_FIELD_NUMBER: _ClassVar[int]
     FOUND_BY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     explanation: Explanation
@@ -66,7 +69,8 @@ class SearchResult(_message.Message):
     price: float
     in_stock: bool
     found_by: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ..., found_by: _Optional[str] = ...) -> None: ...
+    team: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ..., found_by: _Optional[str] = ..., team: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results", "request_id", "experiment", "arm", "model_version", "personalized", "degraded")
