@@ -13,6 +13,12 @@ from mrse.cli import main
 pytestmark = pytest.mark.integration
 
 
+def ab_users(data) -> list:
+    from mrse.data import load_dataset
+
+    return list(load_dataset(data).queries["user_id"])
+
+
 def test_demo_runs_end_to_end_on_a_bundled_sample(sample_hm, tmp_path, capsys):
     out = tmp_path / "demo"
     cache = tmp_path / "cache"
@@ -45,9 +51,17 @@ def test_demo_runs_end_to_end_on_a_bundled_sample(sample_hm, tmp_path, capsys):
     ab = serving["ab_report"]
     assert sum(a["exposures"] for a in ab["arms"]) == n
     assert ab["qa_exposures"] == 2 * n + 2 * len(names)
-    assert ab["clicks_read"] == sum(a["clicked"] for a in ab["arms"]) > 0
+    clicked = sum(a["clicked"] for a in ab["arms"])  # the interleaved step's clicks besides
+    assert ab["clicks_read"] == clicked + serving["interleaved_clicks"] and clicked > 0
     for a in ab["arms"]:
         assert a["ci_low"] <= a["ctr"] <= a["ci_high"]
+    # per shopper, with a decision line; and one interleaved experiment, credited by team
+    assert ab["decision"] and {a["arm"] for a in ab["analysis"]["arms"]} <= {"control", "mrse"}
+    il = serving["interleaved_report"]["analysis"]["interleaving"]
+    shoppers = {u for u in ab_users(sample_hm) if isinstance(u, str)}
+    assert il["units"] == len(shoppers) and il["wins"] + il["losses"] > 0
+    assert serving["interleaved_report"]["decision"] and serving["interleaved_clicks"] > 0
+    assert (out / "ab.html").read_text().count("<img") >= 1
 
     page = (out / "search.html").read_text()
     assert page.count('<div class="q">') == n

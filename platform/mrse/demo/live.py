@@ -56,12 +56,12 @@ class LiveStack:
     ) -> None:
         self.data = data
         self.arms = arms
-        self.experiment = Experiment(
-            experiment,
-            tuple(
-                Arm(a.arm, 1.0, a.version, a.feature_service, a.version, a.retrieval) for a in arms
-            ),
+        arm_defs = tuple(
+            Arm(a.arm, 1.0, a.version, a.feature_service, a.version, a.retrieval) for a in arms
         )
+        self.experiment = Experiment(experiment, arm_defs)
+        # the same two arms, interleaved for every shopper (team draft)
+        self.interleaved = Experiment(f"{experiment}-interleaved", arm_defs, kind="interleave")
         self.index = index
         self.work = work
         self.profile_run = profile_run
@@ -126,7 +126,7 @@ class LiveStack:
             ServeConfig(
                 data=self.data,
                 models={a.version: a.run for a in self.arms},
-                experiments=(self.experiment,),
+                experiments=(self.experiment, self.interleaved),
                 default_experiment=self.experiment.name,
                 index=self.index,
                 feature_store=store,

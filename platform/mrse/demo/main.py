@@ -9,7 +9,9 @@
 6. run the judged example queries through gRPC, both arms side by side, shoppers click;
 7. live catalog: a price cut, a sell-out and a new item with its photo, served with no restart;
 8. searches by product name (exact, in part, misspelt, the new item's), both arms;
-9. the A/B report from the exposure and click topics; the HTML page; a summary.
+9. an interleaved experiment: the shoppers ask again through both arms merged;
+10. the A/B and interleaving reports from the exposure and click topics (per shopper, with the
+    decision line); the HTML pages; a summary.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import grpc
 from mrse.data import load_dataset
 from mrse.demo.baselines import evaluate_baselines
 from mrse.demo.catalog import show_live_catalog
+from mrse.demo.interleaved import run_interleaved
 from mrse.demo.live import ArmModel, LiveStack
 from mrse.demo.names import format_name_searches, name_searches
 from mrse.demo.page import format_showcases, write_page
@@ -34,6 +37,7 @@ from mrse.evaluation.report import format_table
 from mrse.experiments.exposures import ab_report
 from mrse.experiments.report import ArmReport, format_ab_table
 from mrse.index.build import IndexConfig, build_index
+from mrse.jobs.ab_page import format_unit_report, write_ab_page
 from mrse.streaming.producer import ReplayConfig, dataset_events, replay
 from mrse.training.config import apply_overrides, load_config
 from mrse.training.trainer import train
@@ -66,7 +70,7 @@ ARMS = (
     ("mrse", "mrse", "mrse-v1", "mrse_v1", "hybrid"),
 )
 EXPERIMENT = "search-demo"
-STEPS = 9
+STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,18 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             names = name_searches(channel, dataset, tuple(a.arm for a in arms), EXPERIMENT,
                                   extra=new)  # fmt: skip
         print(format_name_searches(names, tuple(a.arm for a in arms)))
-        _step(9, "A/B report from the exposure and click topics; the HTML page")
+        _step(9, "an interleaved experiment: the same shoppers, both arms merged by team draft")
+        with grpc.insecure_channel(stack.server.target) as channel:
+            il_clicks = run_interleaved(channel, queries, judged, stack.interleaved.name,
+                                        stack.broker.bootstrap, config.k)  # fmt: skip
+        _step(10, "A/B and interleaving reports from the exposure and click topics; the pages")
         stack.exposures.flush()
-        ab = ab_report(stack.broker.bootstrap, EXPERIMENT)
+        ab = ab_report(stack.broker.bootstrap, EXPERIMENT, control="control")
+        interleaved = ab_report(stack.broker.bootstrap, stack.interleaved.name)
+    print("\n" + format_unit_report(ab["analysis"]))
+    print("\n" + format_unit_report(interleaved["analysis"]))
+    ab_page = write_ab_page(ab["analysis"], config.out / "ab.html")
+    write_ab_page(interleaved["analysis"], config.out / "interleaved.html")
     reports = [ArmReport(**a) for a in ab["arms"]]
     means = arm_means(showcases)
     page = write_page(
@@ -191,7 +204,10 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
         ],
         "arms": means,
         "ab_report": ab,
+        "interleaved_report": interleaved,
+        "interleaved_clicks": il_clicks,
         "page": str(page),
+        "ab_page": str(ab_page),
     }
 
 
