@@ -72,7 +72,14 @@ def test_ablation_reports_slices_modality_and_missing_modalities(sample_hm, tmp_
     # every evaluated model, per history slice, with the bought item's MRR/HR
     for model in ("text-tower", "mrse", "no-profile"):
         assert f"| hm | {model} | 5+ events |" in text
-        for hidden in ("every photo", "every text", "text of the judged items"):
+        for hidden in ("every photo", "every text", "text of the judged items", "random mix"):
             assert f"| hm | {model} | {hidden} |" in text
+    # every query: the classes hm's catalog can make, for each model and MRSE as served
+    assert (
+        "| dataset | class | queries | bm25 hr@10 | dense hr@10 | text-tower hr@10 | mrse hr@10 "
+        "| mrse+lexical hr@10 |" in text
+    )
+    for cls in ("title", "fragment", "typo", "description", "test"):
+        assert f"| hm | {cls} |" in text
     assert "| most photo-driven | " in text and "| most text-driven | " in text
     assert (doc.parent / "img" / "modality-hm.png").exists()

@@ -23,6 +23,8 @@ CFG = ModelConfig(
     brand_buckets=64,
     recent_items=3,
     dropout=0.0,
+    text_dropout=0.0,  # the tests that train turn modality dropout on themselves
+    photo_dropout=0.0,
 )
 
 
@@ -233,7 +235,7 @@ def test_photo_dropout_hides_photos_of_items_with_text_in_training_only():
 
 
 def test_text_dropout_hides_text_of_items_with_a_photo_never_both_and_only_in_training():
-    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "text_dropout": 0.999}))
+    model = MRSEModel(ModelConfig(**{**CFG.to_dict(), "text_dropout": 0.999}))  # photo: 0
     items = _items([True, True, False], [True, False, True])  # both, text-only, image-only
     torch.manual_seed(0)
     out = model.train().encode_items(items)

@@ -34,7 +34,8 @@ def exposure_from_json(payload: bytes) -> Exposure:
             qa=bool(d.get("qa", False)),
             session_id=str(d.get("session_id", "")),
             unit=str(d.get("unit", "user")),
-            unit_id=str(d.get("unit_id", "")) or str(d["user_id"]),
+            # records from before units carry no unit_id: they were assigned by user id
+            unit_id=str(d["unit_id"]) if "unit_id" in d else str(d["user_id"]),
             unit_fallback=str(d.get("unit_fallback", "")),
             teams=tuple(str(t) for t in d.get("teams", ())),
         )

@@ -22,6 +22,7 @@ from mrse.encoders.features import encode_items
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.report import format_table, write_json
 from mrse.jobs.ablation_reports import (
+    mix_section,
     modality_section,
     robustness_section,
     run_dir,
@@ -141,6 +142,7 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
             )  # fmt: skip
     with FeatureCache.open_default(cfg.cache_dir) as cache:
         sections.append(robustness_section(datasets, cfg.runs_dir, cache))
+        sections.append(mix_section(datasets, cfg.runs_dir, cache))
     sections.insert(0, slices_section(results))
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "ablation.json").write_text(json.dumps(rows, indent=2))

@@ -5,8 +5,12 @@
 - modality preference (datasets with shopper histories): each shopper's history in photo vs
   text space against the share of MRSE's score from text, photos and profile (a plot), and the
   metrics of the most photo-driven and most text-driven quarters per model;
-- robustness: every item's photo, every item's text, and the text of only the judged items
-  hidden at evaluation time.
+- robustness: every item's photo, every item's text, the text of only the judged items hidden
+  at evaluation time, and a random mix;
+- every query: names, fragments, misspellings, brand + type and descriptions generated from the
+  catalog (``mrse.evaluation.query_mix``) beside the test queries, for the baselines, the text
+  tower, MRSE with and without its generated training queries, and MRSE with the lexical
+  channel as served (``retrieval: hybrid``).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from mrse.evaluation.modality import (
     score_shares,
     shopper_modality,
 )
+from mrse.evaluation.query_mix import MixResult, evaluate_mix, format_mix
 from mrse.evaluation.report import format_slices
 from mrse.jobs.plots import plot_modality
 from mrse.metrics.ranking import HISTORY_SLICES, SLICE_METRICS
+from mrse.retrieval.baselines import build_baseline
+from mrse.retrieval.hybrid import HybridRetriever
 from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
 
@@ -37,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # The models the modality and robustness tables compare (when the ablation trained them).
 COMPARED = ("mrse", "no-profile", "text-tower", "no-image")
+# under missing modalities, also MRSE as it was before it was trained for them
+ROBUSTNESS_COMPARED = ("mrse", "no-robustness", "no-profile", "text-tower", "no-image")
 
 
 def run_dir(runs_dir: Path, dataset: str, variant: str) -> Path:
@@ -141,7 +150,7 @@ def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: Featu
     theirs) and a random mix, for the ``COMPARED`` models the ablation trained."""
     rows = []
     for dataset in datasets:
-        for model in COMPARED:
+        for model in ROBUSTNESS_COMPARED:
             path = run_dir(runs_dir, dataset.name, model)
             if not (path / "run.json").exists():
                 continue
@@ -171,3 +180,41 @@ def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: Featu
             f"| {m['hr@10']:.4f} |"
         )
     return "\n".join(lines)
+
+
+# the rows of the every-query table: baselines, then trained runs (dense), then MRSE as served
+MIX_MODELS = ("bm25", "dense", "text-tower", "no-shop-queries", "mrse", "mrse+lexical")
+
+
+def mix_section(datasets: Sequence[Dataset], runs_dir: Path, cache: FeatureCache) -> str:
+    """HR@10 (and nDCG@10) per query class (``mrse.evaluation.query_mix``) of every model in
+    ``MIX_MODELS`` the ablation trained, and the baselines."""
+    results: list[MixResult] = []
+    for dataset in datasets:
+        for name in MIX_MODELS:
+            if name in ("bm25", "dense"):
+                retriever = build_baseline(name, dataset, cache)
+            else:
+                path = run_dir(runs_dir, dataset.name, name.replace("+lexical", ""))
+                if not (path / "run.json").exists():
+                    continue
+                retriever = ModelRetriever(load_run(path), dataset, cache)
+                if name.endswith("+lexical"):
+                    retriever = HybridRetriever(retriever)
+            r = evaluate_mix(dataset, retriever)
+            results.append(MixResult(r.dataset, name, r.classes))
+            hr = {c: round(x.metrics["hr@10"], 3) for c, x in r.classes.items()}
+            logger.info("%s %s: HR@10 %s", dataset.name, name, hr)
+    return "\n".join([
+        "#### Every query: names, fragments, misspellings, brand + type, descriptions",
+        "",
+        "Up to 400 queries per class generated from the held-out fifth of each catalog's titles "
+        "(`mrse eval --task mix`; `test`: the dataset's own test queries). HR@10: a relevant "
+        "item (an item with that title, the fragment, the description; brand + type: that "
+        "brand's items of that type) in the top 10. `mrse+lexical`: MRSE fused with the lexical "
+        "channel as a hybrid arm serves it (`mrse eval --retrieval hybrid`).",
+        "",
+        format_mix(results, metrics=("hr@10",)),
+        "",
+        format_mix(results, metrics=("ndcg@10",)),
+    ])  # fmt: skip

@@ -43,12 +43,12 @@ class ModelConfig:
     profile_fusion: ProfileFusion = "late"
     # Training only: hide the photo of this share of the items that also have text, so the
     # towers do not lean on photos alone (a catalog whose photos are missing still retrieves).
-    photo_dropout: float = 0.0
+    photo_dropout: float = 0.1
     # Training only: hide the text (MiniLM vector and n-grams) of this share of the items that
     # also have a photo, so an item with a photo alone is placed where it would be with its
     # text (half of a real catalog has no text). One draw per item with photo_dropout: an
-    # item never loses both.
-    text_dropout: float = 0.0
+    # item never loses both. (docs/model.md, "Every modality": 0.3 cost myntra 1%.)
+    text_dropout: float = 0.15
     # The last identity_dim of the dim dimensions hold a fixed pseudo-random vector of the
     # item's product (the variants of one product share it; mrse.features.identity), so the
     # late profile can recognise the very product a shopper bought before; the learnt experts
