@@ -39,8 +39,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
     if (args.hide or args.retrieval != "dense") and args.run is None:
         raise UsageError("--hide and --retrieval apply to a trained run (--run)")
+    peers = ("text-encoder", "photo-encoder", "both-encoders")
+    if (args.task == "similar") != (args.model is None or args.model in peers):
+        raise UsageError(
+            "--task similar compares --run with the --model peers "
+            f"{', '.join(peers)}; the other tasks take --model bm25 or dense"
+        )
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
+        if args.task == "similar":
+            _report(_similar(args, dataset, cache), Path(args.out))
+            return 0
         if args.run is not None:
             from mrse.retrieval.model import ModelRetriever
             from mrse.training.checkpoint import load_run
@@ -67,6 +76,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(format_table([result]))
     print(format_slices([result]))
     return 0
+
+
+def _similar(args: argparse.Namespace, dataset, cache) -> dict:
+    """``mrse eval --task similar``: more like this (``mrse.evaluation.similar``)."""
+    from mrse.evaluation.similar import evaluate_similar, peer_vectors, similar_cases
+
+    if args.run is not None:
+        from mrse.retrieval.model import ModelRetriever
+        from mrse.training.checkpoint import load_run
+
+        retriever = ModelRetriever(load_run(args.run), dataset, cache, hide=args.hide)
+        ids, vectors, name = retriever.catalog.item_ids, retriever.items.numpy(), retriever.name
+    else:
+        from mrse.encoders.features import encode_items
+
+        feats, _ = encode_items(dataset, cache)
+        ids, vectors, name = feats.item_ids, peer_vectors(feats, args.model), args.model
+    cases = similar_cases(dataset.qrels, ids, seed=args.seed)
+    metrics = evaluate_similar(cases, ids, vectors)
+    logger.info("%s similar (%d seeds): %s", name, len(cases), metrics)
+    return {"dataset": dataset.name, "model": name, "task": "similar", "cases": len(cases),
+            "metrics": metrics}  # fmt: skip
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -481,7 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a baseline or a trained run on a dataset")
     p.add_argument("--data", required=True, help="dataset directory in the benchmark layout")
-    p.add_argument("--model", choices=["bm25", "dense"], help="a baseline")
+    p.add_argument(
+        "--model",
+        choices=["bm25", "dense", "text-encoder", "photo-encoder", "both-encoders"],
+        help="a baseline (search, mix) or a frozen-encoder peer (similar)",
+    )
     p.add_argument("--run", help="a run directory written by `mrse train`")
     p.add_argument(
         "--query-encoder",
@@ -497,10 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=["search", "mix"],
+        choices=["search", "mix", "similar"],
         default="search",
         help="search: the dataset's test queries; mix: also names, fragments, misspellings, "
-        "brand + type and descriptions generated from the catalog, metrics per class",
+        "brand + type and descriptions generated from the catalog, metrics per class; "
+        "similar: more like this, one relevant item of a test query in, the others wanted",
     )
     p.add_argument(
         "--retrieval",
@@ -509,7 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="for --run: the towers alone, or fused with the lexical channel as served",
     )
     p.add_argument("--per-class", type=int, default=400, help="--task mix: queries per class")
-    p.add_argument("--seed", type=int, default=0, help="--task mix: which queries are drawn")
+    p.add_argument(
+        "--seed", type=int, default=0, help="--task mix / similar: which queries / seeds are drawn"
+    )
     p.add_argument("--out", required=True, help="JSON file to write (a .png plot goes beside it)")
     p.set_defaults(func=_cmd_eval)
 

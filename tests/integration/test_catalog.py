@@ -192,6 +192,13 @@ def test_catalog_changes_are_served_without_restart(kafka, sample_hm, small_run,
         time.sleep(1)
         assert engine.follower.applied == applied  # no index write at all
         assert _search(engine, items.loc[a, "title"])[a].payload["price"] == pytest.approx(0.123)
+        # the item served from its text alone gets a readable photo later: encoded again, with
+        # it, it moves in the index
+        frame = "broken photo frame"
+        alone = _search(engine, frame)["new-3"].score
+        fixed = {**new, "title": "Broken photo frame", "photo": "new.jpg"}
+        _send(kafka.bootstrap, "cat-live", [("new-3", _event("new-3", 11, upsert=fixed))])
+        _until(lambda: abs(_search(engine, frame)["new-3"].score - alone) > 1e-4)
         print(f"changes visible after {seen:.2f}s")
     finally:
         stop.set()

@@ -799,12 +799,12 @@ def test_graceful_stop_of_one_of_two_processes_fails_no_request(stack, sample_hm
             st.binary(max_size=60),
         ),
     ),
-    method=st.sampled_from(["Search", "BatchSearch"]),
+    method=st.sampled_from(["Search", "BatchSearch", "SimilarItems"]),
 )
 def test_arbitrary_bytes_never_get_unknown_or_internal(stack, raw, method):
     """Whatever bytes a client sends as a request: an answer, INVALID_ARGUMENT or NOT_FOUND."""
     _, _, _, channel, _ = stack
-    reply = search_pb2.SearchResponse if method == "Search" else search_pb2.BatchSearchResponse
+    reply = search_pb2.BatchSearchResponse if method == "BatchSearch" else search_pb2.SearchResponse
     call = channel.unary_unary(
         f"/mrse.v1.SearchService/{method}",
         request_serializer=None,
@@ -959,3 +959,78 @@ def test_a_guest_keeps_one_arm_for_the_session_and_interleaving_merges_both_arms
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["arm"] == arms["s-1"]
+
+
+# ---- more like this ----
+
+
+def test_similar_items_answers_like_search_and_refuses_what_it_cannot_answer(stack, sample_hm):
+    """SimilarItems over gRPC and grpcurl: the examples are never results, explanations add up
+    to the score, negatives move the answer, filters apply, an exposure is logged; an unknown
+    id is NOT_FOUND naming it, an empty or contradictory request INVALID_ARGUMENT."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mrse.data import load_dataset
+
+    engine, server, stub, _, _ = stack
+    items = load_dataset(sample_hm).items
+    seed, other = items["item_id"].iloc[0], items["item_id"].iloc[1]
+    logged: list = []
+    old, engine.log_exposure = engine.log_exposure, logged.append
+    try:
+        resp = stub.SimilarItems(
+            search_pb2.SimilarItemsRequest(positive_ids=[seed], k=10, user_id="u-1")
+        )
+    finally:
+        engine.log_exposure = old
+    assert len(resp.results) == 10 and not resp.personalized and resp.arm in ("a", "b")
+    ids = [r.item_id for r in resp.results]
+    assert seed not in ids and len(set(ids)) == 10
+    scores = [r.score for r in resp.results]
+    assert scores == sorted(scores, reverse=True)
+    for r in resp.results:
+        e = r.explanation
+        assert e.text + e.image == pytest.approx(r.score, abs=2e-3) and e.profile == 0
+    (e,) = logged
+    assert e.item_ids == tuple(ids) and e.user_id == "u-1"
+    # the nearest item as a negative example: it is gone, and the answer moved away from it
+    away = stub.SimilarItems(
+        search_pb2.SimilarItemsRequest(positive_ids=[seed], negative_ids=[ids[0]], k=10)
+    )
+    assert ids[0] not in [r.item_id for r in away.results]
+    two = stub.SimilarItems(search_pb2.SimilarItemsRequest(positive_ids=[seed, other], k=5))
+    assert not {seed, other} & {r.item_id for r in two.results}
+    category = items.loc[items["item_id"] == seed, "category"].iloc[0]
+    f = [search_pb2.FieldFilter(field="category", any=[category])]
+    same = stub.SimilarItems(search_pb2.SimilarItemsRequest(positive_ids=[seed], k=5, filters=f))
+    assert same.results and all(r.category == category for r in same.results)
+    bad = [
+        ({}, grpc.StatusCode.INVALID_ARGUMENT, "positive_ids is empty"),
+        ({"positive_ids": [""]}, grpc.StatusCode.INVALID_ARGUMENT, "empty id"),
+        ({"positive_ids": [seed], "negative_ids": [seed]}, grpc.StatusCode.INVALID_ARGUMENT,
+         "in both"),
+        ({"positive_ids": [str(i) for i in range(65)]}, grpc.StatusCode.INVALID_ARGUMENT,
+         "at most 64"),
+        ({"positive_ids": [seed], "k": 5000}, grpc.StatusCode.INVALID_ARGUMENT, "k must be"),
+        ({"positive_ids": ["no-such-item"]}, grpc.StatusCode.NOT_FOUND, "'no-such-item'"),
+        ({"positive_ids": [seed], "negative_ids": ["nope-1", "nope-2"]},
+         grpc.StatusCode.NOT_FOUND, "and 1 more"),
+        ({"positive_ids": [seed], "experiment": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
+    ]  # fmt: skip
+    for kwargs, code, words in bad:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SimilarItems(search_pb2.SimilarItemsRequest(**kwargs))
+        assert err.value.code() == code and words in err.value.details(), kwargs
+    assert len(stub.SimilarItems(search_pb2.SimilarItemsRequest(positive_ids=[seed])).results)
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    body = json.dumps({"positiveIds": [seed], "k": 3})
+    out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",
+                          "mrse.v1.SearchService/SimilarItems"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)["results"]
+    assert [r.get("itemId", r.get("item_id")) for r in got] == ids[:3], got

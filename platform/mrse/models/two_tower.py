@@ -93,3 +93,21 @@ def explain(query: TowerOutput, items: TowerOutput) -> dict[str, torch.Tensor] |
     out["image"] = image
     out["text"] = pair.sum(dim=(1, 2)) - profile - image
     return out
+
+
+def explain_items(query: torch.Tensor, items: TowerOutput) -> dict[str, torch.Tensor]:
+    """Split each score of an example-made query (more like this: a vector in the item space,
+    no query experts) by the item's own experts; the parts sum to the score.
+
+    Args:
+        query: (B, D) query vectors; items: the B items paired with them (row i with row i).
+
+    Returns:
+        ``image`` (the item photo expert's share) and ``text`` (the rest: text, n-grams,
+        category and brand, and the product identity), (B,) each.
+    """
+    assert items.gates is not None, "the item tower has no experts to split by"
+    ig = items.gates.unsqueeze(-1) * items.experts  # (B, Ei, D)
+    parts = torch.einsum("bd,bid->bi", query, ig) / items.norm[:, None]  # (B, Ei)
+    image = parts[:, ITEM_EXPERTS.index("image")]
+    return {"text": parts.sum(dim=1) - image, "image": image}

@@ -25,10 +25,11 @@ from mrse.features.profile import ProfileState
 from mrse.features.store import ProfileStore
 from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
+from mrse.index.examples import average_vector
 from mrse.index.hybrid import HybridOptions, lexical_terms_for
 from mrse.index.points import EXPLAIN_KEY, explain_outputs
 from mrse.models.towers import TowerOutput
-from mrse.models.two_tower import explain
+from mrse.models.two_tower import explain, explain_items
 from mrse.serving.guard import Guard
 from mrse.serving.query_encoding import QueryVectors
 from mrse.serving.validation import ValidRequest
@@ -225,7 +226,9 @@ class SearchEngine:
             bundle = jobs[js[0]][2]  # the version routed to: it serves the request through
             batch = [reqs[jobs[j][0]] for j in js]
             t = time.perf_counter()
-            states, personalized, degraded = self._profiles(bundle, [r.user_id for r in batch])
+            # more like this is not personalised: no profile read for it
+            users = [None if r.positives else r.user_id for r in batch]
+            states, personalized, degraded = self._profiles(bundle, users)
             timings = {"features": time.perf_counter() - t}
             try:
                 results = self._retrieve(
@@ -235,7 +238,8 @@ class SearchEngine:
                 done.update({j: exc for j in js})
                 continue
             for n, j in enumerate(js):
-                done[j] = (results[n], personalized[n], degraded, timings)
+                r = results[n]
+                done[j] = r if isinstance(r, Exception) else (r, personalized[n], degraded, timings)
         answered: dict[int, list[int]] = {}
         for j, (i, _, _) in enumerate(jobs):
             answered.setdefault(i, []).append(j)
@@ -290,6 +294,100 @@ class SearchEngine:
         states: list[ProfileState],
         timings: dict[str, float],
         retrievals: list[str] | None = None,
+    ) -> list[list[ResultItem] | Exception]:
+        """Per request, its results (or its NotFound): typed queries through the query tower,
+        more-like-this requests by their examples' vectors; adds the stage timings (seconds)
+        to ``timings``."""
+        retrievals = retrievals or ["dense"] * len(reqs)
+        out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
+        typed = [n for n, r in enumerate(reqs) if not r.positives]
+        made = [n for n, r in enumerate(reqs) if r.positives]
+        for part, answer in (
+            (typed, lambda ns: self._retrieve_typed(bundle, [reqs[n] for n in ns],
+                                                    [states[n] for n in ns], timings,
+                                                    [retrievals[n] for n in ns])),
+            (made, lambda ns: self._retrieve_examples(bundle, [reqs[n] for n in ns], timings)),
+        ):  # fmt: skip
+            if part:
+                for n, res in zip(part, answer(part), strict=True):
+                    out[n] = res
+        return out
+
+    def _retrieve_examples(
+        self, bundle: ModelBundle, reqs: list[ValidRequest], timings: dict[str, float]
+    ) -> list[list[ResultItem] | Exception]:
+        """More like this (``mrse.index.examples.average_vector``): the examples' vectors read
+        from the index, one search for the batch, the examples left out of the results; a
+        request naming an item the index does not hold gets NotFound."""
+        t = time.perf_counter()
+        wanted = list(dict.fromkeys(i for r in reqs for i in (*r.positives, *r.negatives)))
+        try:
+            found = bundle.index.vectors(wanted)
+        except Exception as exc:
+            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
+        out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
+        live, queries = [], []
+        for n, r in enumerate(reqs):
+            missing = [i for i in (*r.positives, *r.negatives) if i not in found]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                out[n] = NotFound(f"no item {missing[0]!r} in the catalog{more}")
+                continue
+            negatives = [found[i] for i in r.negatives]
+            queries.append(average_vector(np.stack([found[i] for i in r.positives]),
+                                          np.stack(negatives) if negatives else None))  # fmt: skip
+            live.append(n)
+        _add(timings, "encode", t)
+        if not live:
+            return out
+        t = time.perf_counter()
+        vectors = np.stack(queries)
+        try:
+            hits = bundle.index.search_many(
+                vectors,
+                [reqs[n].k + len(reqs[n].positives) + len(reqs[n].negatives) for n in live],
+                [reqs[n].filter for n in live],
+            )
+        except Exception as exc:
+            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
+        kept = []
+        for n, hs in zip(live, hits, strict=True):
+            examples = {*reqs[n].positives, *reqs[n].negatives}
+            kept.append([h for h in hs if h.item_id not in examples][: reqs[n].k])
+        _add(timings, "search", t)
+        t = time.perf_counter()
+        explanations = self._explain_examples(bundle, vectors, kept)
+        _add(timings, "explain", t)
+        for n, hs, ex in zip(live, kept, explanations, strict=True):
+            out[n] = [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
+        return out
+
+    @staticmethod
+    def _explain_examples(
+        bundle: ModelBundle, queries: np.ndarray, hits: list[list[Hit]]
+    ) -> list[dict[str, Explanation]]:
+        """Per request: item id -> its score split by the item's own experts (text, image),
+        for example-made ``queries`` (B, D)."""
+        flat = [(o, h) for o, hs in enumerate(hits) for h in hs if EXPLAIN_KEY in h.payload]
+        out: list[dict[str, Explanation]] = [{} for _ in hits]
+        if not flat:
+            return out
+        owner = np.fromiter((o for o, _ in flat), dtype=np.int64, count=len(flat))
+        items = explain_outputs([h.payload[EXPLAIN_KEY] for _, h in flat], queries.shape[1])
+        parts = explain_items(torch.from_numpy(queries[owner]), items)
+        for (o, h), text, image in zip(
+            flat, parts["text"].tolist(), parts["image"].tolist(), strict=True
+        ):
+            out[o][h.item_id] = Explanation(text, image, 0.0)
+        return out
+
+    def _retrieve_typed(
+        self,
+        bundle: ModelBundle,
+        reqs: list[ValidRequest],
+        states: list[ProfileState],
+        timings: dict[str, float],
+        retrievals: list[str],
     ) -> list[list[ResultItem]]:
         """Encode the batch's queries with the bundle's query tower, search its index (fused
         with the lexical channel for the requests whose arm's ``retrievals`` entry is
@@ -306,9 +404,9 @@ class SearchEngine:
         with torch.no_grad():
             q_out = bundle.run.model.encode_queries(qf.inputs(np.arange(len(reqs))), recent)
         vectors = q_out.embedding.numpy()
-        timings["encode"] = time.perf_counter() - t
+        _add(timings, "encode", t)
         t = time.perf_counter()
-        hybrid = [r == "hybrid" for r in retrievals or ["dense"] * len(reqs)]
+        hybrid = [r == "hybrid" for r in retrievals]
         taught = bundle.run.taught
         lexical = [
             lexical_terms_for(lexical_query(r.query), taught, self.hybrid) if h else ()
@@ -322,10 +420,10 @@ class SearchEngine:
             )  # fmt: skip
         except Exception as exc:
             raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
-        timings["search"] = time.perf_counter() - t
+        _add(timings, "search", t)
         t = time.perf_counter()
         explanations = self._explain(bundle, q_out, hits)
-        timings["explain"] = time.perf_counter() - t
+        _add(timings, "explain", t)
         return [
             [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id), h.found_by) for h in hs]
             for hs, ex in zip(hits, explanations, strict=True)
@@ -401,3 +499,9 @@ class SearchEngine:
         for (o, h), share in zip(flat, shares, strict=True):
             out[o][h.item_id] = Explanation(*share, lexical=h.lexical)
         return out
+
+
+def _add(timings: dict[str, float], stage: str, since: float) -> None:
+    """Add the seconds since ``since`` to ``stage``'s time (a batch may run a stage twice: its
+    typed queries and its more-like-this requests)."""
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - since

@@ -27,7 +27,7 @@ from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
 from mrse.serving.metrics import ServerMetrics
 from mrse.serving.security import AuthConfig, Authenticator, AuthInterceptor, TLSConfig
-from mrse.serving.validation import InvalidRequest, validate
+from mrse.serving.validation import InvalidRequest, validate, validate_similar
 from mrse.v1 import search_pb2
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def decode(message_type, raw: bytes):
 
 
 class SearchServicer:
-    """``Search`` and ``BatchSearch`` over serialized requests (see the module docstring)."""
+    """``Search``, ``BatchSearch`` and ``SimilarItems`` over serialized requests (see the
+    module docstring)."""
 
     def __init__(
         self,
@@ -116,10 +117,11 @@ class SearchServicer:
             logger.exception("internal error answering a request (ref %s)", ref)
             await self._fail(context, grpc.StatusCode.INTERNAL, f"internal error (ref {ref})")
 
-    async def _run(self, request, context) -> search_pb2.SearchResponse:
+    async def _run(self, request, context, check=validate) -> search_pb2.SearchResponse:
+        """Validate ``request`` with ``check`` and answer it through the batcher."""
         start = time.perf_counter()
         try:
-            req = validate(request)
+            req = check(request)
         except InvalidRequest as exc:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if req.arm_override is not None and self.auth is not None:
@@ -162,6 +164,9 @@ class SearchServicer:
     async def BatchSearch(self, raw: bytes, context):  # noqa: N802
         return await self._guarded(self._batch_search, raw, context)
 
+    async def SimilarItems(self, raw: bytes, context):  # noqa: N802
+        return await self._guarded(self._similar_items, raw, context)
+
     async def _decode(self, message_type, raw: bytes, context):
         try:
             return decode(message_type, raw)
@@ -171,6 +176,10 @@ class SearchServicer:
     async def _search(self, raw: bytes, context):
         request = await self._decode(search_pb2.SearchRequest, raw, context)
         return await self._run(request, context)
+
+    async def _similar_items(self, raw: bytes, context):
+        request = await self._decode(search_pb2.SimilarItemsRequest, raw, context)
+        return await self._run(request, context, validate_similar)
 
     async def _batch_search(self, raw: bytes, context):
         request = await self._decode(search_pb2.BatchSearchRequest, raw, context)
@@ -204,7 +213,7 @@ def add_search_service(servicer: SearchServicer, server: grpc.aio.Server) -> Non
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name), request_deserializer=None, response_serializer=_serialize
         )
-        for name in ("Search", "BatchSearch")
+        for name in ("Search", "BatchSearch", "SimilarItems")
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 

@@ -15,6 +15,7 @@ MAX_FILTERS = 16  # filters per request (each field at most once is the normal c
 MAX_FILTER_VALUES = 100  # values in one filter's `any`
 MAX_TOTAL_FILTER_VALUES = 256  # values over all of a request's filters
 MAX_ID_CHARS = 256  # ids, experiment and arm names, filter values
+MAX_EXAMPLES = 64  # positive (and negative) item ids of a more-like-this request
 
 
 class InvalidRequest(ValueError):
@@ -31,6 +32,9 @@ class ValidRequest:
     request_id: str
     arm_override: str | None
     session_id: str | None = None
+    # more like this (``validate_similar``): the examples; ``query`` is then empty
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
 
 
 def _no_nul(value: str, name: str) -> None:
@@ -55,22 +59,77 @@ def validate(req) -> ValidRequest:
         raise InvalidRequest("query is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidRequest(f"query longer than {MAX_QUERY_CHARS} characters ({len(query)})")
-    k = int(req.k) or DEFAULT_K
+    return ValidRequest(
+        query=query,
+        user_id=_text_id(req.user_id, "user_id"),
+        k=_k(req.k),
+        filter=_filter(req.filters),
+        experiment=_text_id(req.experiment, "experiment"),
+        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
+        arm_override=_text_id(req.arm_override, "arm_override"),
+        session_id=_text_id(getattr(req, "session_id", ""), "session_id"),
+    )
+
+
+def validate_similar(req) -> ValidRequest:
+    """Check a ``mrse.v1.SimilarItemsRequest`` (or anything with its fields)."""
+    for name in ("positive_ids", "negative_ids"):
+        if len(getattr(req, name)) > MAX_EXAMPLES:
+            raise InvalidRequest(f"at most {MAX_EXAMPLES} {name}, got {len(getattr(req, name))}")
+    positives = _ids(req.positive_ids, "positive_ids")
+    negatives = _ids(req.negative_ids, "negative_ids")
+    if not positives:
+        raise InvalidRequest("positive_ids is empty: name at least one item to find more like")
+    both = sorted(set(positives) & set(negatives))
+    if both:
+        raise InvalidRequest(f"item {both[0]!r} is in both positive_ids and negative_ids")
+    return ValidRequest(
+        query="",
+        user_id=_text_id(req.user_id, "user_id"),
+        k=_k(req.k),
+        filter=_filter(req.filters),
+        experiment=_text_id(req.experiment, "experiment"),
+        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
+        arm_override=_text_id(req.arm_override, "arm_override"),
+        session_id=_text_id(req.session_id, "session_id"),
+        positives=positives,
+        negatives=negatives,
+    )
+
+
+def _ids(values, name: str) -> tuple[str, ...]:
+    """Item ids, stripped, each non-empty and within the id limits, duplicates dropped."""
+    out = []
+    for v in values:
+        item = _text_id(v, f"an id of {name}")
+        if item is None:
+            raise InvalidRequest(f"{name} holds an empty id")
+        out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+def _k(k: int) -> int:
+    k = int(k) or DEFAULT_K
     if not 1 <= k <= MAX_K:
-        raise InvalidRequest(f"k must be between 1 and {MAX_K}, got {req.k}")
+        raise InvalidRequest(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def _filter(filters) -> SearchFilter:
+    """The ``FieldFilter`` list of a request as one ``SearchFilter``."""
     categories: list[str] = []
     brands: list[str] = []
     price_min = price_max = None
     stock: tuple[bool, ...] = (True,)
     # counted before anything is looked at, so an oversized request costs nothing more
-    if len(req.filters) > MAX_FILTERS:
-        raise InvalidRequest(f"at most {MAX_FILTERS} filters per request, got {len(req.filters)}")
-    total = sum(len(f.any) for f in req.filters)
+    if len(filters) > MAX_FILTERS:
+        raise InvalidRequest(f"at most {MAX_FILTERS} filters per request, got {len(filters)}")
+    total = sum(len(f.any) for f in filters)
     if total > MAX_TOTAL_FILTER_VALUES:
         raise InvalidRequest(
             f"at most {MAX_TOTAL_FILTER_VALUES} filter values per request in all, got {total}"
         )
-    for f in req.filters:
+    for f in filters:
         if f.field in ("category", "brand"):
             if not f.any:
                 raise InvalidRequest(f"filter on {f.field!r} needs at least one value in 'any'")
@@ -110,13 +169,4 @@ def validate(req) -> ValidRequest:
             )
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidRequest(f"price range is empty: gte {price_min} > lte {price_max}")
-    return ValidRequest(
-        query=query,
-        user_id=_text_id(req.user_id, "user_id"),
-        k=k,
-        filter=SearchFilter(tuple(categories), tuple(brands), price_min, price_max, stock),
-        experiment=_text_id(req.experiment, "experiment"),
-        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
-        arm_override=_text_id(req.arm_override, "arm_override"),
-        session_id=_text_id(getattr(req, "session_id", ""), "session_id"),
-    )
+    return SearchFilter(tuple(categories), tuple(brands), price_min, price_max, stock)

@@ -101,3 +101,25 @@ class BatchSearchResponse(_message.Message):
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
     responses: _containers.RepeatedCompositeFieldContainer[SearchResponse]
     def __init__(self, responses: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+
+class SimilarItemsRequest(_message.Message):
+    __slots__ = ("positive_ids", "negative_ids", "k", "filters", "experiment", "request_id", "arm_override", "user_id", "session_id")
+    POSITIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    positive_ids: _containers.RepeatedScalarFieldContainer[str]
+    negative_ids: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    filters: _containers.RepeatedCompositeFieldContainer[FieldFilter]
+    experiment: str
+    request_id: str
+    arm_override: str
+    user_id: str
+    session_id: str
+    def __init__(self, positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...

@@ -44,6 +44,11 @@ class SearchServiceStub:
                 request_serializer=mrse_dot_v1_dot_search__pb2.BatchSearchRequest.SerializeToString,
                 response_deserializer=mrse_dot_v1_dot_search__pb2.BatchSearchResponse.FromString,
                 _registered_method=True)
+        self.SimilarItems = channel.unary_unary(
+                '/mrse.v1.SearchService/SimilarItems',
+                request_serializer=mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.SerializeToString,
+                response_deserializer=mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -61,6 +66,14 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SimilarItems(self, request, context):
+        """Answered like Search (routing, experiments, exposures, explanations: `text` and `image`
+        split the score by the result's own experts; `personalized` is false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +86,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.BatchSearch,
                     request_deserializer=mrse_dot_v1_dot_search__pb2.BatchSearchRequest.FromString,
                     response_serializer=mrse_dot_v1_dot_search__pb2.BatchSearchResponse.SerializeToString,
+            ),
+            'SimilarItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimilarItems,
+                    request_deserializer=mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.FromString,
+                    response_serializer=mrse_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +147,33 @@ class SearchService:
             '/mrse.v1.SearchService/BatchSearch',
             mrse_dot_v1_dot_search__pb2.BatchSearchRequest.SerializeToString,
             mrse_dot_v1_dot_search__pb2.BatchSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimilarItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mrse.v1.SearchService/SimilarItems',
+            mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.SerializeToString,
+            mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
