@@ -39,16 +39,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
     if (args.hide or args.retrieval != "dense") and args.run is None:
         raise UsageError("--hide and --retrieval apply to a trained run (--run)")
-    peers = ("text-encoder", "photo-encoder", "both-encoders")
-    if (args.task == "similar") != (args.model is None or args.model in peers):
-        raise UsageError(
-            "--task similar compares --run with the --model peers "
-            f"{', '.join(peers)}; the other tasks take --model bm25 or dense"
-        )
+    peers = {"similar": ("text-encoder", "photo-encoder", "both-encoders"),
+             "photo": ("photo-encoder",)}.get(args.task, ("bm25", "dense"))  # fmt: skip
+    if args.model is not None and args.model not in peers:
+        raise UsageError(f"--task {args.task} compares --run with --model {' or '.join(peers)}")
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
-        if args.task == "similar":
-            _report(_similar(args, dataset, cache), Path(args.out))
+        if args.task in ("similar", "photo"):
+            task = _similar if args.task == "similar" else _photo
+            _report(task(args, dataset, cache), Path(args.out))
             return 0
         if args.run is not None:
             from mrse.retrieval.model import ModelRetriever
@@ -97,6 +96,54 @@ def _similar(args: argparse.Namespace, dataset, cache) -> dict:
     metrics = evaluate_similar(cases, ids, vectors)
     logger.info("%s similar (%d seeds): %s", name, len(cases), metrics)
     return {"dataset": dataset.name, "model": name, "task": "similar", "cases": len(cases),
+            "metrics": metrics}  # fmt: skip
+
+
+def _photo(args: argparse.Namespace, dataset, cache) -> dict:
+    """``mrse eval --task photo``: shop by photo (``mrse.evaluation.photo``)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from mrse.encoders.features import encode_items
+    from mrse.encoders.image import ImageEncoder, preprocess
+    from mrse.evaluation.photo import alter_photo, evaluate_photo, rank_photos
+    from mrse.evaluation.similar import peer_vectors, similar_cases
+    from mrse.features.catalog import FeatureStats, centre_unit
+
+    photo = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
+    ids = dataset.items["item_id"].to_numpy(dtype=object)
+    cases = [c for c in similar_cases(dataset.qrels, ids, seed=args.seed) if photo.get(c.seed)]
+    encoder = ImageEncoder()
+    features = []
+    for s in range(0, len(cases), 32):
+        shots = [alter_photo(photo[c.seed], random.Random(f"{args.seed}:{c.query_id}"))
+                 for c in cases[s : s + 32]]  # fmt: skip
+        features.append(encoder.encode_tensors(torch.stack([preprocess(b) for b in shots])))
+    shots_features = np.concatenate(features) if features else np.zeros((0, encoder.dim))
+    if args.run is not None:
+        from mrse.features.photo import photo_sketch
+        from mrse.models.photo import photo_query_vectors
+        from mrse.retrieval.model import ModelRetriever
+        from mrse.training.checkpoint import load_run
+
+        run = load_run(args.run)
+        retriever = ModelRetriever(run, dataset, cache, hide=args.hide)
+        catalog, stats = retriever.catalog, run.featurizer.stats
+        queries = photo_query_vectors(run.model, stats, run.featurizer.shape, shots_features)
+        sketches = (photo_sketch(catalog.image.numpy(), catalog.has_image.numpy()),
+                    photo_sketch(centre_unit(shots_features, stats.image_mean)))  # fmt: skip
+        ranked = rank_photos(retriever.items.numpy(), queries, sketches=sketches)
+        ids, name = catalog.item_ids, retriever.name
+    else:
+        feats, _ = encode_items(dataset, cache)
+        queries = centre_unit(shots_features, FeatureStats.fit(feats).image_mean)
+        ranked = rank_photos(peer_vectors(feats, "photo-encoder"), queries)
+        ids, name = feats.item_ids, args.model
+    metrics = evaluate_photo(cases, ids, ranked)
+    logger.info("%s photo (%d photos): %s", name, len(cases), metrics)
+    return {"dataset": dataset.name, "model": name, "task": "photo", "cases": len(cases),
             "metrics": metrics}  # fmt: skip
 
 
@@ -515,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         choices=["bm25", "dense", "text-encoder", "photo-encoder", "both-encoders"],
-        help="a baseline (search, mix) or a frozen-encoder peer (similar)",
+        help="a baseline (search, mix) or a frozen-encoder peer (similar, photo)",
     )
     p.add_argument("--run", help="a run directory written by `mrse train`")
     p.add_argument(
@@ -532,11 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=["search", "mix", "similar"],
+        choices=["search", "mix", "similar", "photo"],
         default="search",
         help="search: the dataset's test queries; mix: also names, fragments, misspellings, "
         "brand + type and descriptions generated from the catalog, metrics per class; "
-        "similar: more like this, one relevant item of a test query in, the others wanted",
+        "similar: more like this, one relevant item of a test query in, the others wanted; "
+        "photo: that item's photo, altered as a shopper's would be, in",
     )
     p.add_argument(
         "--retrieval",

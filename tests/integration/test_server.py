@@ -799,7 +799,7 @@ def test_graceful_stop_of_one_of_two_processes_fails_no_request(stack, sample_hm
             st.binary(max_size=60),
         ),
     ),
-    method=st.sampled_from(["Search", "BatchSearch", "SimilarItems"]),
+    method=st.sampled_from(["Search", "BatchSearch", "SimilarItems", "SearchByPhoto"]),
 )
 def test_arbitrary_bytes_never_get_unknown_or_internal(stack, raw, method):
     """Whatever bytes a client sends as a request: an answer, INVALID_ARGUMENT or NOT_FOUND."""
@@ -1034,3 +1034,54 @@ def test_similar_items_answers_like_search_and_refuses_what_it_cannot_answer(sta
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)["results"]
     assert [r.get("itemId", r.get("item_id")) for r in got] == ids[:3], got
+
+
+# ---- shop by photo ----
+
+
+def test_search_by_photo_finds_the_item_in_any_format_and_refuses_bad_photos(stack, sample_hm):
+    """A catalog item's photo sent as JPEG, PNG and WebP (and cropped, as a shopper's photo)
+    finds that item; explanations add up; empty, undecodable, oversized and bomb photos get
+    INVALID_ARGUMENT / RESOURCE_EXHAUSTED with a message, and the server goes on."""
+    import io
+    import random
+
+    from PIL import Image
+
+    from mrse.data import load_dataset
+    from mrse.evaluation.photo import alter_photo
+
+    engine, _, stub, _, _ = stack
+    items = load_dataset(sample_hm).items
+    found = 0
+    for n in range(5):
+        item, path = items["item_id"].iloc[n * 7], items["image"].iloc[n * 7]
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            for fmt in ("JPEG", "PNG", "WEBP"):
+                buf = io.BytesIO()
+                im.save(buf, format=fmt)
+                resp = stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=buf.getvalue(),
+                                                                           k=10))  # fmt: skip
+                assert resp.results[0].item_id == item, (item, fmt)
+                assert not resp.personalized
+        shot = alter_photo(path, random.Random(n))
+        resp = stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=shot, k=10))
+        found += item in [r.item_id for r in resp.results]
+        for r in resp.results:
+            e = r.explanation
+            assert e.text + e.image == pytest.approx(r.score, abs=2e-3) and e.profile == 0
+    assert found >= 4  # a cropped, mirrored, recompressed shot of the item
+    bomb = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(bomb, format="PNG")
+    bad = [
+        (b"", grpc.StatusCode.INVALID_ARGUMENT, "photo is empty"),
+        (b"\xff\xd8 not a JPEG at all", grpc.StatusCode.INVALID_ARGUMENT, "not a decodable"),
+        (bomb.getvalue(), grpc.StatusCode.RESOURCE_EXHAUSTED, "pixels"),
+        (b"\0" * (3 * 1024 * 1024 + 1), grpc.StatusCode.RESOURCE_EXHAUSTED, "at most"),
+    ]
+    for photo, code, words in bad:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=photo, k=5), timeout=60)
+        assert err.value.code() == code and words in err.value.details(), words
+    assert len(stub.Search(search_pb2.SearchRequest(query="top", k=2)).results) == 2

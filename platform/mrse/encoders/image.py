@@ -25,6 +25,11 @@ class ImageDecodeError(ValueError):
     """A file could not be decoded as an image."""
 
 
+class ImageTooLarge(ImageDecodeError):
+    """An image declares more pixels than ``MAX_PIXELS`` (a decompression bomb, or a photo too
+    big to decode safely)."""
+
+
 # the most pixels a photo may have: a 40-megapixel camera image decodes to 120 MB of RGB; a
 # "decompression bomb" (a small file declaring billions of pixels) is refused from its header
 MAX_PIXELS = 40_000_000
@@ -44,7 +49,7 @@ def preprocess(data: bytes | str | Path) -> torch.Tensor:
         src = io.BytesIO(data) if isinstance(data, bytes) else data
         with Image.open(src) as im:
             if im.size[0] * im.size[1] > MAX_PIXELS:  # read from the header, before decoding
-                raise ImageDecodeError(f"{im.size[0]}x{im.size[1]} pixels: over {MAX_PIXELS:,}")
+                raise ImageTooLarge(f"{im.size[0]}x{im.size[1]} pixels: over {MAX_PIXELS:,}")
             im = im.convert("RGB")
             w, h = im.size
             scale = RESIZE / min(w, h)
@@ -57,7 +62,9 @@ def preprocess(data: bytes | str | Path) -> torch.Tensor:
             arr = np.asarray(im, dtype=np.float32)
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageDecodeError(str(exc)) from exc
     x = torch.from_numpy(arr).permute(2, 0, 1)
     return (x / 255.0 - 0.498) / 0.502

@@ -39,6 +39,7 @@ class SimilarCase:
     query_id: str
     seed: str
     targets: dict[str, int]
+    grade: int = 1  # the seed's own grade for the query
 
 
 def similar_cases(
@@ -57,7 +58,8 @@ def similar_cases(
             continue
         top = max(rels.values())
         chosen = rng.choice(sorted(i for i, r in rels.items() if r == top))
-        out.append(SimilarCase(str(qid), chosen, {i: r for i, r in rels.items() if i != chosen}))
+        others = {i: r for i, r in rels.items() if i != chosen}
+        out.append(SimilarCase(str(qid), chosen, others, top))
     if max_cases is not None and len(out) > max_cases:
         out = sorted(rng.sample(out, max_cases), key=lambda c: c.query_id)
     return out

@@ -4,8 +4,9 @@ Per item: the item tower's unit vector (what the index searches), the item's lex
 hybrid search's sparse vector, the same for every model version: ``lexical_terms``), and a
 payload with the filterable attributes (``category``, ``brand``, ``price``, ``stock``) plus, for
 models with gated experts, ``_x``: what the explanations need (the gated expert vectors and the
-mixture's norm, float32, base64). The server reads ``_x`` from the hits it returns, so it keeps
-no per-item state of its own.
+mixture's norm, float32, base64), and ``_p``: the sketch of its photo for shop by photo
+(``mrse.features.photo``, float16, base64; items without a photo have none). The server reads
+``_x`` and ``_p`` from the hits it returns, so it keeps no per-item state of its own.
 """
 
 from __future__ import annotations
@@ -19,12 +20,33 @@ import torch
 
 from mrse.features.catalog import CatalogFeatures
 from mrse.features.lexical import item_terms
+from mrse.features.photo import SKETCH_DIM, photo_sketch
 from mrse.index.base import stock_payload
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import MRSEModel
 
 EXPLAIN_KEY = "_x"
+PHOTO_KEY = "_p"
+
+
+def photo_blobs(catalog: CatalogFeatures, rows: np.ndarray) -> list[str | None]:
+    """The ``_p`` payload value of catalog ``rows`` (n,): their photo sketches, float16 base64
+    (None for an item without a photo)."""
+    has = catalog.has_image[torch.from_numpy(rows)].numpy()
+    sketches = photo_sketch(catalog.image[torch.from_numpy(rows)].numpy(), has).astype("<f2")
+    return [base64.b64encode(s.tobytes()).decode("ascii") if h else None
+            for s, h in zip(sketches, has, strict=True)]  # fmt: skip
+
+
+def photo_sketches(payloads: Sequence[dict]) -> np.ndarray:
+    """(n, SKETCH_DIM) float32 sketches from hits' payloads (zero rows where none)."""
+    out = np.zeros((len(payloads), SKETCH_DIM), np.float32)
+    for i, p in enumerate(payloads):
+        blob = p.get(PHOTO_KEY)
+        if blob:
+            out[i] = np.frombuffer(base64.b64decode(blob), dtype="<f2")
+    return out
 
 
 def attribute_payload(
@@ -93,11 +115,16 @@ def item_points(
 ) -> tuple[np.ndarray, list[dict]]:
     """Every item of ``catalog`` (or its rows ``rows`` (n,), ``attributes`` aligned with them)
     through the item tower: vectors (n, D) float32 and payloads (``attributes[i]`` plus ``_x``
-    where the model explains)."""
+    where the model explains, ``_p`` where the item has a photo)."""
     out = encode_catalog_outputs(model, catalog, rows=rows)
     blobs = explain_blobs(out)
-    payloads = [
-        {**a, EXPLAIN_KEY: b} if b is not None else dict(a)
-        for a, b in zip(attributes, blobs, strict=True)
-    ]
+    sketches = photo_blobs(catalog, np.arange(len(catalog)) if rows is None else np.asarray(rows))
+    payloads = []
+    for a, b, p in zip(attributes, blobs, sketches, strict=True):
+        payload = dict(a)
+        if b is not None:
+            payload[EXPLAIN_KEY] = b
+        if p is not None:
+            payload[PHOTO_KEY] = p
+        payloads.append(payload)
     return out.embedding.numpy().astype(np.float32), payloads

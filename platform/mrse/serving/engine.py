@@ -17,17 +17,21 @@ import numpy as np
 import torch
 
 from mrse.catalog.follower import IndexFollower
+from mrse.encoders.features import LazyEncoder
 from mrse.experiments.assignment import Arm, Experiment, assign_arm, unit_of
 from mrse.experiments.interleave import INTERLEAVED, team_draft
 from mrse.experiments.report import Exposure
+from mrse.features.catalog import centre_unit
 from mrse.features.lexical import lexical_query
+from mrse.features.photo import PHOTO_CANDIDATES, photo_rerank, photo_sketch
 from mrse.features.profile import ProfileState
 from mrse.features.store import ProfileStore
 from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
 from mrse.index.examples import average_vector
 from mrse.index.hybrid import HybridOptions, lexical_terms_for
-from mrse.index.points import EXPLAIN_KEY, explain_outputs
+from mrse.index.points import EXPLAIN_KEY, explain_outputs, photo_sketches
+from mrse.models.photo import photo_query_vectors
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain, explain_items
 from mrse.serving.guard import Guard
@@ -56,6 +60,11 @@ class NotFound(LookupError):
 
 class Unavailable(RuntimeError):
     """A dependency the answer needs (model, index) is not there."""
+
+
+class Unsupported(RuntimeError):
+    """The arm's model cannot answer this kind of request (a photo, for a model that reads no
+    photos)."""
 
 
 @dataclass
@@ -147,6 +156,7 @@ class SearchEngine:
         self.hybrid = hybrid or HybridOptions()
         self.follower: IndexFollower | None = None  # applies the catalog worker's writes
         self.watcher = None  # loads model versions and experiment changes (serving.models)
+        self._photos = LazyEncoder(_image_encoder, "encode_tensors")  # loaded on the first photo
 
     def _route(self, req: ValidRequest) -> Route:
         """The experiment, the unit the request is assigned by, and the arms (with their
@@ -227,7 +237,7 @@ class SearchEngine:
             batch = [reqs[jobs[j][0]] for j in js]
             t = time.perf_counter()
             # more like this is not personalised: no profile read for it
-            users = [None if r.positives else r.user_id for r in batch]
+            users = [None if r.positives or r.photo is not None else r.user_id for r in batch]
             states, personalized, degraded = self._profiles(bundle, users)
             timings = {"features": time.perf_counter() - t}
             try:
@@ -300,13 +310,15 @@ class SearchEngine:
         to ``timings``."""
         retrievals = retrievals or ["dense"] * len(reqs)
         out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
-        typed = [n for n, r in enumerate(reqs) if not r.positives]
+        photos = [n for n, r in enumerate(reqs) if r.photo is not None]
         made = [n for n, r in enumerate(reqs) if r.positives]
+        typed = [n for n in range(len(reqs)) if n not in {*photos, *made}]
         for part, answer in (
             (typed, lambda ns: self._retrieve_typed(bundle, [reqs[n] for n in ns],
                                                     [states[n] for n in ns], timings,
                                                     [retrievals[n] for n in ns])),
             (made, lambda ns: self._retrieve_examples(bundle, [reqs[n] for n in ns], timings)),
+            (photos, lambda ns: self._retrieve_photos(bundle, [reqs[n] for n in ns], timings)),
         ):  # fmt: skip
             if part:
                 for n, res in zip(part, answer(part), strict=True):
@@ -360,6 +372,49 @@ class SearchEngine:
         _add(timings, "explain", t)
         for n, hs, ex in zip(live, kept, explanations, strict=True):
             out[n] = [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
+        return out
+
+    def _retrieve_photos(
+        self, bundle: ModelBundle, reqs: list[ValidRequest], timings: dict[str, float]
+    ) -> list[list[ResultItem] | Exception]:
+        """Shop by photo: each photo through the frozen photo encoder and the item tower (a
+        photo-only item, ``mrse.models.photo``), the towers' best ``PHOTO_CANDIDATES`` re-ranked
+        with the photo channel (``mrse.features.photo``)."""
+        run = bundle.run
+        if not run.config.model.use_image:
+            return [Unsupported(f"model version {bundle.version!r} reads no photos")] * len(reqs)
+        t = time.perf_counter()
+        features = self._photos(torch.stack([r.photo for r in reqs]))  # type: ignore[misc]
+        stats = run.featurizer.stats
+        queries = photo_query_vectors(run.model, stats, run.featurizer.shape, features)
+        sketches = photo_sketch(centre_unit(features, stats.image_mean))
+        _add(timings, "encode", t)
+        t = time.perf_counter()
+        try:
+            hits = bundle.index.search_many(
+                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], [r.filter for r in reqs]
+            )
+        except Exception as exc:
+            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
+        kept: list[list[tuple[Hit, float, float]]] = []  # (hit, fused score, photo's gain)
+        for r, hs, sketch in zip(reqs, hits, sketches, strict=True):
+            dense = np.array([h.score for h in hs], np.float32)
+            fused = photo_rerank(dense, sketch, photo_sketches([h.payload for h in hs]))
+            order = np.argsort(-fused, kind="stable")[: r.k]
+            kept.append([(hs[i], float(fused[i]), float(fused[i] - dense[i])) for i in order])
+        _add(timings, "search", t)
+        t = time.perf_counter()
+        explanations = self._explain_examples(bundle, queries, [[h for h, _, _ in k] for k in kept])
+        _add(timings, "explain", t)
+        out: list[list[ResultItem] | Exception] = []
+        for ks, ex in zip(kept, explanations, strict=True):
+            items = []
+            for h, score, gain in ks:
+                e = ex.get(h.item_id)
+                if e is not None:  # what the photo channel added is the photo's share
+                    e = Explanation(e.text, e.image + gain, 0.0)
+                items.append(ResultItem(h.item_id, score, h.payload, e))
+            out.append(items)
         return out
 
     @staticmethod
@@ -452,6 +507,9 @@ class SearchEngine:
         kernels), at start or before a version loaded while serving gets traffic."""
         req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
         self._retrieve(bundle, [req], [bundle.run.featurizer.cold_profile()], {})
+        if bundle.run.config.model.use_image:  # the photo encoder, before the first photo
+            photo = replace(req, query="", photo=torch.zeros(3, 224, 224))
+            self._retrieve(bundle, [photo], [bundle.run.featurizer.cold_profile()], {})
 
     def warm_up(self) -> None:
         """An anonymous query through every loaded model and index (first calls load lazy
@@ -505,3 +563,9 @@ def _add(timings: dict[str, float], stage: str, since: float) -> None:
     """Add the seconds since ``since`` to ``stage``'s time (a batch may run a stage twice: its
     typed queries and its more-like-this requests)."""
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - since
+
+
+def _image_encoder():
+    from mrse.encoders.image import ImageEncoder
+
+    return ImageEncoder()

@@ -15,19 +15,26 @@ import gc
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mrse.encoders.image import ImageDecodeError, ImageTooLarge, preprocess
 from mrse.index.base import is_in_stock
 from mrse.serving.batcher import Batcher
-from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable
+from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable, Unsupported
 from mrse.serving.metrics import ServerMetrics
 from mrse.serving.security import AuthConfig, Authenticator, AuthInterceptor, TLSConfig
-from mrse.serving.validation import InvalidRequest, validate, validate_similar
+from mrse.serving.validation import (
+    InvalidRequest,
+    TooLarge,
+    validate,
+    validate_photo,
+    validate_similar,
+)
 from mrse.v1 import search_pb2
 
 logger = logging.getLogger(__name__)
@@ -82,8 +89,8 @@ def decode(message_type, raw: bytes):
 
 
 class SearchServicer:
-    """``Search``, ``BatchSearch`` and ``SimilarItems`` over serialized requests (see the
-    module docstring)."""
+    """``Search``, ``BatchSearch``, ``SimilarItems`` and ``SearchByPhoto`` over serialized
+    requests (see the module docstring)."""
 
     def __init__(
         self,
@@ -122,8 +129,19 @@ class SearchServicer:
         start = time.perf_counter()
         try:
             req = check(request)
+        except TooLarge as exc:
+            await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except InvalidRequest as exc:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if req.photo_bytes:  # decoded off the event loop, before it takes a batch's place
+            try:
+                pixels = await asyncio.to_thread(preprocess, req.photo_bytes)
+            except ImageTooLarge as exc:
+                await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"photo: {exc}")
+            except ImageDecodeError:
+                await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                 "photo: not a decodable JPEG, PNG or WebP image")  # fmt: skip
+            req = replace(req, photo_bytes=b"", photo=pixels)
         if req.arm_override is not None and self.auth is not None:
             identity = self.auth.identify(context.invocation_metadata())
             if not self.auth.may_override(identity):
@@ -147,6 +165,8 @@ class SearchServicer:
                 error = (grpc.StatusCode.NOT_FOUND, str(exc))
             except Unavailable as exc:
                 error = (grpc.StatusCode.UNAVAILABLE, str(exc))
+            except Unsupported as exc:
+                error = (grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         if error is not None:
             await self._fail(context, *error)
         for stage, seconds in outcome.timings.items():
@@ -167,6 +187,9 @@ class SearchServicer:
     async def SimilarItems(self, raw: bytes, context):  # noqa: N802
         return await self._guarded(self._similar_items, raw, context)
 
+    async def SearchByPhoto(self, raw: bytes, context):  # noqa: N802
+        return await self._guarded(self._search_by_photo, raw, context)
+
     async def _decode(self, message_type, raw: bytes, context):
         try:
             return decode(message_type, raw)
@@ -180,6 +203,10 @@ class SearchServicer:
     async def _similar_items(self, raw: bytes, context):
         request = await self._decode(search_pb2.SimilarItemsRequest, raw, context)
         return await self._run(request, context, validate_similar)
+
+    async def _search_by_photo(self, raw: bytes, context):
+        request = await self._decode(search_pb2.SearchByPhotoRequest, raw, context)
+        return await self._run(request, context, validate_photo)
 
     async def _batch_search(self, raw: bytes, context):
         request = await self._decode(search_pb2.BatchSearchRequest, raw, context)
@@ -213,7 +240,7 @@ def add_search_service(servicer: SearchServicer, server: grpc.aio.Server) -> Non
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name), request_deserializer=None, response_serializer=_serialize
         )
-        for name in ("Search", "BatchSearch", "SimilarItems")
+        for name in ("Search", "BatchSearch", "SimilarItems", "SearchByPhoto")
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mrse.index.base import SearchFilter
 
@@ -16,10 +16,15 @@ MAX_FILTER_VALUES = 100  # values in one filter's `any`
 MAX_TOTAL_FILTER_VALUES = 256  # values over all of a request's filters
 MAX_ID_CHARS = 256  # ids, experiment and arm names, filter values
 MAX_EXAMPLES = 64  # positive (and negative) item ids of a more-like-this request
+MAX_PHOTO_BYTES = 3 * 1024 * 1024  # a shop-by-photo request's photo
 
 
 class InvalidRequest(ValueError):
     """The request is malformed; the message says how."""
+
+
+class TooLarge(InvalidRequest):
+    """The request is over a size limit (answered RESOURCE_EXHAUSTED)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class ValidRequest:
     # more like this (``validate_similar``): the examples; ``query`` is then empty
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
+    # shop by photo (``validate_photo``): the photo's bytes as sent, then its decoded pixels
+    # (3, 224, 224) once the server has decoded them off the event loop
+    photo_bytes: bytes = field(default=b"", repr=False)
+    photo: object = field(default=None, compare=False, repr=False)
 
 
 def _no_nul(value: str, name: str) -> None:
@@ -94,6 +103,25 @@ def validate_similar(req) -> ValidRequest:
         session_id=_text_id(req.session_id, "session_id"),
         positives=positives,
         negatives=negatives,
+    )
+
+
+def validate_photo(req) -> ValidRequest:
+    """Check a ``mrse.v1.SearchByPhotoRequest`` (the photo's size only: it is decoded later)."""
+    if not req.photo:
+        raise InvalidRequest("photo is empty: send the image's bytes (JPEG, PNG or WebP)")
+    if len(req.photo) > MAX_PHOTO_BYTES:
+        raise TooLarge(f"photo of {len(req.photo):,} bytes: at most {MAX_PHOTO_BYTES:,}")
+    return ValidRequest(
+        query="",
+        user_id=_text_id(req.user_id, "user_id"),
+        k=_k(req.k),
+        filter=_filter(req.filters),
+        experiment=_text_id(req.experiment, "experiment"),
+        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
+        arm_override=_text_id(req.arm_override, "arm_override"),
+        session_id=_text_id(req.session_id, "session_id"),
+        photo_bytes=bytes(req.photo),
     )
 
 

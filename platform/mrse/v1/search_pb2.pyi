@@ -123,3 +123,23 @@ class SimilarItemsRequest(_message.Message):
     user_id: str
     session_id: str
     def __init__(self, positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class SearchByPhotoRequest(_message.Message):
+    __slots__ = ("photo", "k", "filters", "experiment", "request_id", "arm_override", "user_id", "session_id")
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    photo: bytes
+    k: int
+    filters: _containers.RepeatedCompositeFieldContainer[FieldFilter]
+    experiment: str
+    request_id: str
+    arm_override: str
+    user_id: str
+    session_id: str
+    def __init__(self, photo: _Optional[bytes] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...

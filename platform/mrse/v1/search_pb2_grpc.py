@@ -49,6 +49,11 @@ class SearchServiceStub:
                 request_serializer=mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.SerializeToString,
                 response_deserializer=mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchByPhoto = channel.unary_unary(
+                '/mrse.v1.SearchService/SearchByPhoto',
+                request_serializer=mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.SerializeToString,
+                response_deserializer=mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -74,6 +79,13 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchByPhoto(self, request, context):
+        """Answered like Search; explanations: `image` holds what the photo channel added.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
             'SimilarItems': grpc.unary_unary_rpc_method_handler(
                     servicer.SimilarItems,
                     request_deserializer=mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.FromString,
+                    response_serializer=mrse_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchByPhoto': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchByPhoto,
+                    request_deserializer=mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.FromString,
                     response_serializer=mrse_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
     }
@@ -173,6 +190,33 @@ class SearchService:
             target,
             '/mrse.v1.SearchService/SimilarItems',
             mrse_dot_v1_dot_search__pb2.SimilarItemsRequest.SerializeToString,
+            mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchByPhoto(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mrse.v1.SearchService/SearchByPhoto',
+            mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.SerializeToString,
             mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,49 @@
+"""The photo channel: a short, fixed sketch of an item's frozen photo vector, for shop by photo.
+
+The item tower's vector says what an item *is like* (a photo-only query lands among the items
+like it); it is not built to recognise the very product in a shopper's photo, which the frozen
+photo encoder does better (``mrse eval --task photo``). The sketch keeps that: a fixed, seeded
+Gaussian projection of the item's centred, unit EfficientNet vector to ``SKETCH_DIM`` dimensions
+(Johnson-Lindenstrauss: inner products are kept within a small error; no fitting, so every run,
+catalog and process computes the same sketch), unit length. Stored with the item in the index
+payload (``mrse.index.points``), it re-ranks the candidates the towers bring for a photo:
+
+    score = dense(item) + PHOTO_WEIGHT * sketch(photo) . sketch(item)
+
+(measured on ``hm`` and ``myntra``: docs/benchmarks.md, "Shop by photo").
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+SKETCH_DIM = 128
+SKETCH_SEED = 20261202
+PHOTO_WEIGHT = 2.25  # what a photo identical to the item's own adds, in cosine units
+PHOTO_CANDIDATES = 400  # the towers' candidates re-ranked per photo query
+
+
+@functools.lru_cache(maxsize=4)
+def _projection(dim: int) -> np.ndarray:
+    rng = np.random.default_rng(SKETCH_SEED)
+    return (rng.standard_normal((dim, SKETCH_DIM)) / np.sqrt(SKETCH_DIM)).astype(np.float32)
+
+
+def photo_sketch(photo: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Sketches of centred unit photo vectors ``photo`` (N, Di): (N, SKETCH_DIM) float32 unit
+    rows, zero where not ``present`` (N,) (an item without a photo)."""
+    x = np.asarray(photo, dtype=np.float32) @ _projection(photo.shape[1])
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    if present is not None:
+        x[~np.asarray(present, bool)] = 0.0
+    return x
+
+
+def photo_rerank(
+    dense: np.ndarray, query_sketch: np.ndarray, item_sketches: np.ndarray
+) -> np.ndarray:
+    """Fused scores of one photo query's candidates: ``dense`` (n,) their dense scores,
+    ``query_sketch`` (SKETCH_DIM,), ``item_sketches`` (n, SKETCH_DIM) (zero rows: no photo)."""
+    return dense + PHOTO_WEIGHT * (item_sketches @ query_sketch)

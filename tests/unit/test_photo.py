@@ -1,0 +1,81 @@
+"""Shop by photo: the photo sketch, the re-ranking, the altered shots and the request's checks."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mrse.encoders.image import ImageDecodeError, ImageTooLarge, preprocess
+from mrse.evaluation.photo import alter_photo, evaluate_photo, rank_photos
+from mrse.evaluation.similar import SimilarCase
+from mrse.features.photo import PHOTO_WEIGHT, SKETCH_DIM, photo_rerank, photo_sketch
+from mrse.serving.validation import MAX_PHOTO_BYTES, InvalidRequest, TooLarge, validate_photo
+from mrse.v1 import search_pb2
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_the_sketch_is_fixed_short_unit_and_keeps_similarity():
+    rng = np.random.default_rng(0)
+    x = _unit(rng.normal(size=(200, 1280)).astype(np.float32))
+    near = _unit(x + 0.3 * _unit(rng.normal(size=x.shape).astype(np.float32)))
+    s, t = photo_sketch(x), photo_sketch(near)
+    assert s.shape == (200, SKETCH_DIM) and np.allclose(np.linalg.norm(s, axis=1), 1, atol=1e-5)
+    assert np.array_equal(s, photo_sketch(x))  # no state, no fitting: the same everywhere
+    # an item's own (slightly altered) photo is far nearer than any other item's
+    own, other = (s * t).sum(1), (s @ t.T)[~np.eye(200, dtype=bool)]
+    assert own.min() > np.quantile(other, 0.999)
+    absent = photo_sketch(x[:3], np.array([True, False, True]))
+    assert not absent[1].any() and absent[0].any()
+
+
+def test_rerank_adds_the_weighted_sketch_similarity():
+    dense = np.array([0.5, 0.4, 0.3], np.float32)
+    q = np.eye(SKETCH_DIM, dtype=np.float32)[0]
+    items = np.stack([np.zeros(SKETCH_DIM), np.eye(SKETCH_DIM)[0], np.eye(SKETCH_DIM)[1]])
+    assert np.allclose(photo_rerank(dense, q, items), [0.5, 0.4 + PHOTO_WEIGHT, 0.3])
+
+
+def test_rank_photos_re_ranks_only_the_towers_candidates():
+    items = _unit(np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]))
+    queries = _unit(np.array([[1.0, 0.05]]))
+    assert rank_photos(items, queries, k=3).tolist() == [[0, 1, 2]]
+    sk_items = np.stack([np.eye(SKETCH_DIM)[1], np.eye(SKETCH_DIM)[0], np.eye(SKETCH_DIM)[0]])
+    sk_query = np.eye(SKETCH_DIM, dtype=np.float32)[:1]
+    ranked = rank_photos(items, queries, k=3, sketches=(sk_items, sk_query))
+    assert ranked[0, :2].tolist() == [1, 2]  # the photo channel lifts the items like the photo
+    cases = [SimilarCase("q", "b", {"a": 1}, grade=2)]
+    m = evaluate_photo(cases, ["a", "b", "c"], ranked)
+    assert m["found@10"] == 1.0 and 0 < m["ndcg@10"] < 1
+
+
+def test_an_altered_shot_is_seeded_decodable_and_not_the_original(tmp_path):
+    path = tmp_path / "p.jpg"
+    arr = np.random.default_rng(0).integers(0, 255, size=(300, 200, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, format="JPEG")
+    a, b = alter_photo(path, random.Random(1)), alter_photo(path, random.Random(1))
+    assert a == b and a != path.read_bytes()
+    assert preprocess(a).shape == (3, 224, 224)
+    assert alter_photo(path, random.Random(2)) != a
+
+
+def test_photo_requests_and_photos_say_what_is_wrong():
+    with pytest.raises(InvalidRequest, match="empty"):
+        validate_photo(search_pb2.SearchByPhotoRequest())
+    with pytest.raises(TooLarge):
+        validate_photo(search_pb2.SearchByPhotoRequest(photo=b"x" * (MAX_PHOTO_BYTES + 1)))
+    ok = validate_photo(search_pb2.SearchByPhotoRequest(photo=b"abc", k=3, session_id="s"))
+    assert ok.photo_bytes == b"abc" and ok.k == 3 and ok.session_id == "s" and ok.query == ""
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")
+    with pytest.raises(ImageTooLarge):
+        preprocess(bomb.getvalue())
+    with pytest.raises(ImageDecodeError) as err:
+        preprocess(b"GIF89a but not really")
+    assert not isinstance(err.value, ImageTooLarge)
