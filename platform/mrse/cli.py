@@ -479,10 +479,12 @@ def _cmd_bench_serving(args: argparse.Namespace) -> int:
             workers=args.workers,
             ngram_run=Path(args.ngram_run) if args.ngram_run else None,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        )
+        ),
+        only_calls=args.only_calls,
     )
     _report(result, Path(args.out))
-    plot_serve_benchmark(result, Path(args.out).with_suffix(".png"))
+    if not args.only_calls:
+        plot_serve_benchmark(result, Path(args.out).with_suffix(".png"))
     return 0
 
 
@@ -826,6 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=2, help="also measure this many server processes (1: skip)"
     )
     p.add_argument("--ngram-run", help="also measure a run trained with `--model ngram-query`")
+    p.add_argument(
+        "--only-calls",
+        action="store_true",
+        help="only every call with one client: Search on a dense and a hybrid arm (in "
+        "alternation), SimilarItems, SearchByPhoto",
+    )
     p.add_argument("--work-dir", default="results/serve-bench")
     p.add_argument("--out", default="results/serve-bench.json")
     p.set_defaults(func=_cmd_bench_serving)

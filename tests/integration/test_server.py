@@ -472,6 +472,17 @@ def test_serving_benchmark_runs_and_reports_every_design(stack, sample_hm, tmp_p
     (sweep,) = result["concurrency"].values()
     assert [r["clients"] for r in sweep] == [1, 3] and all(r["errors"] == 0 for r in sweep)
     assert sweep[1]["server_stages"]["batch_size"]["mean"] >= 1.0
+    calls = {(r["call"], r["pass"]): r for r in result["calls"]["rows"]}
+    assert set(calls) == {
+        ("Search (dense)", 1),
+        ("Search (hybrid)", 1),
+        ("Search (dense)", 2),
+        ("Search (hybrid)", 2),
+        ("SimilarItems", 1),
+        ("SearchByPhoto", 1),
+    }
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in calls.values())
+    assert len(result["calls"]["hybrid_p99_ratio"]) == 2
     plot_serve_benchmark(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 0
 

@@ -115,8 +115,12 @@ def _stage_stats(records: list[dict[str, float]]) -> dict[str, dict[str, float]]
     return out
 
 
-def _measure(target: str, rec: _Recorder | None, requests, cfg, concurrency: int) -> dict:
-    result: LoadResult = run_load(target, requests, concurrency, cfg.duration_s, cfg.warmup_s)
+def _measure(
+    target: str, rec: _Recorder | None, requests, cfg, concurrency: int, method: str = "Search"
+) -> dict:
+    result: LoadResult = run_load(
+        target, requests, concurrency, cfg.duration_s, cfg.warmup_s, method
+    )
     n = len(result.latencies_ms)
     stages = rec.window(result.window_start, result.window_end) if rec is not None else []
     return {
@@ -187,13 +191,14 @@ def bench_serve_config(
     encoder: str = "minilm-int8",
     cache: int = 50_000,
     run: Path | None = None,
+    retrieval: str = "dense",
 ) -> ServeConfig:
     """The benchmark's server: one model (``cfg.run``, or ``run`` with its own index), one
     arm, the online profiles written by setup; the served default's query encoding unless
     ``encoder`` / ``cache`` say otherwise."""
     run = run or cfg.run
     version = _index_name(cfg, run)  # the index was built under this name
-    experiment = Experiment("bench", (Arm("mrse", 1.0, version, "mrse_v1", version),))
+    experiment = Experiment("bench", (Arm("mrse", 1.0, version, "mrse_v1", version, retrieval),))
     return ServeConfig(
         data=cfg.data,
         models={version: run},
@@ -210,10 +215,66 @@ def bench_serve_config(
 
 
 def bench_engine(
-    cfg: ServeBenchConfig, encoder: str, cache: int, run: Path | None = None
+    cfg: ServeBenchConfig,
+    encoder: str,
+    cache: int,
+    run: Path | None = None,
+    retrieval: str = "dense",
 ) -> SearchEngine:
     """The benchmark's engine, in this process (see :func:`bench_serve_config`)."""
-    return build_engine(bench_serve_config(cfg, encoder, cache, run))
+    return build_engine(bench_serve_config(cfg, encoder, cache, run, retrieval))
+
+
+def _call_requests(dataset, k: int, photos: int = 100) -> dict[str, list[bytes]]:
+    """More like this and shop by photo requests from the test queries: each query's seed item
+    (``mrse.evaluation.similar``) as the positive example, and (for the first ``photos``) its
+    photo altered as a shopper's (``mrse.evaluation.photo``)."""
+    import random
+
+    from mrse.evaluation.photo import alter_photo
+    from mrse.evaluation.similar import similar_cases
+
+    cases = similar_cases(dataset.qrels, dataset.items["item_id"])
+    photo = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
+    shots = [c for c in cases if photo.get(c.seed)][:photos]
+    return {
+        "SimilarItems": [search_pb2.SimilarItemsRequest(positive_ids=[c.seed], k=k)
+                         .SerializeToString() for c in cases],
+        "SearchByPhoto": [search_pb2.SearchByPhotoRequest(
+            photo=alter_photo(photo[c.seed], random.Random(c.query_id)), k=k,
+        ).SerializeToString() for c in shots],
+    }  # fmt: skip
+
+
+def _measure_calls(cfg: ServeBenchConfig, dataset, requests) -> dict:
+    """One client per call: Search on a dense arm and on a hybrid arm, in alternation (dense,
+    hybrid, dense, hybrid: their ratio from neighbouring runs), then SimilarItems and
+    SearchByPhoto on the dense arm's server."""
+    calls = _call_requests(dataset, cfg.k)
+    rows: list[dict] = []
+    for rep in range(2):
+        for retrieval in ("dense", "hybrid"):
+            engine = bench_engine(cfg, "minilm-int8", 50_000, retrieval=retrieval)
+            rec = _Recorder(engine)
+            try:
+                with BackgroundServer(rec, max_concurrency=cfg.max_concurrency) as server:  # type: ignore[arg-type]
+                    logger.info("Search (%s), pass %d: 1 client", retrieval, rep + 1)
+                    row = _measure(server.target, rec, requests, cfg, 1)
+                    rows.append({"call": f"Search ({retrieval})", "pass": rep + 1, **row})
+                    if retrieval == "dense" and rep == 1:
+                        for method, reqs in calls.items():
+                            logger.info("%s: 1 client", method)
+                            row = _measure(server.target, rec, reqs, cfg, 1, method)
+                            rows.append({"call": method, "pass": 1, **row})
+            finally:
+                engine.close()
+    by = {(r["call"], r["pass"]): r for r in rows}
+    pairs = [(by[("Search (dense)", p)], by[("Search (hybrid)", p)]) for p in (1, 2)]
+    return {
+        "rows": rows,
+        "hybrid_p99_ratio": [round(h["p99_ms"] / d["p99_ms"], 3) for d, h in pairs],
+        "hybrid_qps_ratio": [round(h["qps"] / d["qps"], 3) for d, h in pairs],
+    }
 
 
 def _index_name(cfg: ServeBenchConfig, run: Path) -> str:
@@ -241,10 +302,18 @@ def _setup(cfg: ServeBenchConfig, dataset) -> dict:
     return summary
 
 
-def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
+def run_serve_benchmark(cfg: ServeBenchConfig, only_calls: bool = False) -> dict:
+    """The designs, the concurrency sweeps and every call with one client (``only_calls``: the
+    calls alone)."""
     dataset = load_dataset(cfg.data)
     index_summary = _setup(cfg, dataset)
     requests = _requests(dataset, cfg.k)
+    calls = _measure_calls(cfg, dataset, requests)
+    if only_calls:
+        return {"date": date.today().isoformat(),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "dataset": dataset.name, "items": len(dataset.items), "run": str(cfg.run),
+                "k": cfg.k, "duration_s": cfg.duration_s, "calls": calls}  # fmt: skip
     designs, sweeps = [], {}
     designs_to_run = [
         (name, encoder, cache, sweep, None) for name, encoder, cache, sweep in DESIGNS
@@ -283,4 +352,5 @@ def run_serve_benchmark(cfg: ServeBenchConfig) -> dict:
         "index": index_summary,
         "designs": designs,
         "concurrency": sweeps,
+        "calls": calls,
     }

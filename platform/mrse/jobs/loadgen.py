@@ -21,14 +21,25 @@ class LoadResult:
     window_end: float
 
 
+# the calls the load can make: method -> its request message's name in mrse.v1.search_pb2
+METHODS = {"Search": "SearchRequest", "SimilarItems": "SimilarItemsRequest",
+           "SearchByPhoto": "SearchByPhotoRequest"}  # fmt: skip
+
+
 async def _load(
-    target: str, requests: list[bytes], concurrency: int, warmup_s: float, duration_s: float
+    target: str,
+    requests: list[bytes],
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    method: str = "Search",
 ):
     import grpc
 
     from mrse.v1 import search_pb2, search_pb2_grpc
 
-    reqs = [search_pb2.SearchRequest.FromString(r) for r in requests]
+    message = getattr(search_pb2, METHODS[method])
+    reqs = [message.FromString(r) for r in requests]
     latencies: list[float] = []
     errors = 0
     # one connection per client (as many backend instances would have): a private subchannel
@@ -38,7 +49,7 @@ async def _load(
         for _ in range(concurrency)
     ]
     try:
-        stubs = [search_pb2_grpc.SearchServiceStub(c) for c in channels]
+        calls = [getattr(search_pb2_grpc.SearchServiceStub(c), method) for c in channels]
         loop_start = time.perf_counter()
         start = loop_start + warmup_s
         end = start + duration_s
@@ -46,13 +57,13 @@ async def _load(
         async def client(i: int) -> None:
             nonlocal errors
             n = i
-            stub = stubs[i]
+            call = calls[i]
             while True:
                 t = time.perf_counter()
                 if t >= end:
                     return
                 try:
-                    await stub.Search(reqs[n % len(reqs)], timeout=10)
+                    await call(reqs[n % len(reqs)], timeout=10)
                 except grpc.RpcError:
                     if t >= start:
                         errors += 1
@@ -71,8 +82,8 @@ async def _load(
     return LoadResult(latencies, errors, wall0 + warmup_s, wall0 + warmup_s + duration_s)
 
 
-def _child(target, requests, concurrency, warmup_s, duration_s, queue) -> None:
-    queue.put(asyncio.run(_load(target, requests, concurrency, warmup_s, duration_s)))
+def _child(target, requests, concurrency, warmup_s, duration_s, method, queue) -> None:
+    queue.put(asyncio.run(_load(target, requests, concurrency, warmup_s, duration_s, method)))
 
 
 def run_load(
@@ -81,12 +92,16 @@ def run_load(
     concurrency: int,
     duration_s: float,
     warmup_s: float = 2.0,
+    method: str = "Search",
 ) -> LoadResult:
-    """``requests``: serialized ``SearchRequest`` messages, cycled."""
+    """``requests``: serialized request messages of ``method`` (``METHODS``), cycled."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(
-        target=_child, args=(target, requests, concurrency, warmup_s, duration_s, queue)
+        target=_child,
+        args=(target, requests, concurrency, warmup_s, duration_s, method, queue),
     )
     proc.start()
     deadline = time.monotonic() + warmup_s + duration_s + 120
