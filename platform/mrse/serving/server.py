@@ -274,12 +274,13 @@ async def start_server(
     batch_workers: int = 1,
     tls: TLSConfig | None = None,
     auth: AuthConfig | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> RunningServer:
     """Start serving ``engine`` (over TLS and with token authentication when ``tls`` and
     ``auth`` are given; see :mod:`mrse.serving.security`). Health is SERVING only
     here, after the engine (models, indexes, feature store client) is fully loaded and warmed
-    up by one query per model."""
-    metrics = ServerMetrics()
+    up by one query per model. ``metrics``: where the server counts (default: new ones)."""
+    metrics = metrics or ServerMetrics()
     authenticator = Authenticator(auth) if auth is not None else None
     interceptors = []
     if authenticator is not None:
