@@ -48,9 +48,18 @@ def test_demo_runs_end_to_end_on_a_bundled_sample(sample_hm, tmp_path, capsys):
     assert sum(s["ranks"]["mrse"] is not None for s in names) >= 0.9 * len(names)
     (new,) = [s for s in names if s["class"] == "new item"]
     assert new["ranks"]["mrse"] == 1 and new["found_by"]["mrse"] in ("lexical", "both")
+    # more like this and shop by photo through the MRSE arm; the text-only arm reads no photo
+    looks = serving["looks"]
+    assert [x["kind"] for x in looks] == ["more like this", "photo"] * 2
+    assert all(len(x["results"]) == 10 and x["seed"] not in x["results"]
+               for x in looks if x["kind"] == "more like this")  # fmt: skip
+    photos_found = [x["rank"] for x in looks if x["kind"] == "photo"]
+    assert sum(r is not None for r in photos_found) >= 1
+    assert all(x["refused"] == {"control": "FAILED_PRECONDITION"} for x in looks
+               if x["kind"] == "photo")  # fmt: skip
     ab = serving["ab_report"]
     assert sum(a["exposures"] for a in ab["arms"]) == n
-    assert ab["qa_exposures"] == 2 * n + 2 * len(names)
+    assert ab["qa_exposures"] == 2 * n + 2 * len(names) + len(looks)
     clicked = sum(a["clicked"] for a in ab["arms"])  # the interleaved step's clicks besides
     assert ab["clicks_read"] == clicked + serving["interleaved_clicks"] and clicked > 0
     for a in ab["arms"]:

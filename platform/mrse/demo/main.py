@@ -30,6 +30,7 @@ from mrse.demo.baselines import evaluate_baselines
 from mrse.demo.catalog import show_live_catalog
 from mrse.demo.interleaved import run_interleaved
 from mrse.demo.live import ArmModel, LiveStack
+from mrse.demo.looks import format_looks, show_looks
 from mrse.demo.names import format_name_searches, name_searches
 from mrse.demo.page import format_showcases, write_page
 from mrse.demo.searches import arm_means, run_searches
@@ -78,7 +79,7 @@ class DemoConfig:
     data: tuple[Path, ...]
     out: Path
     cache_dir: str | Path | None = None
-    serve: bool = True  # steps 2-7 (the live stack); False: baselines only
+    serve: bool = True  # steps 2-11 (the live stack); False: baselines only
     max_queries: int = 50  # example searches
     k: int = 10
 
@@ -113,7 +114,7 @@ def train_arms(data: Path, out: Path, cache_dir: Path | None) -> tuple[tuple[Arm
 
 
 def serve_and_search(config: DemoConfig, data: Path) -> dict:
-    """Steps 2-7 on one dataset; returns their part of the summary."""
+    """Steps 2-11 on one dataset; returns their part of the summary."""
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     dataset = load_dataset(data)
     live_dir = config.out / "live"
@@ -164,11 +165,16 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             names = name_searches(channel, dataset, tuple(a.arm for a in arms), EXPERIMENT,
                                   extra=new)  # fmt: skip
         print(format_name_searches(names, tuple(a.arm for a in arms)))
-        _step(9, "an interleaved experiment: the same shoppers, both arms merged by team draft")
+        _step(9, "more like this and shop by photo")
+        with grpc.insecure_channel(stack.server.target) as channel:
+            looks = show_looks(channel, dataset, tuple(a.arm for a in arms), EXPERIMENT)
+        titles = dict(zip(dataset.items["item_id"], dataset.items["title"], strict=True))
+        print(format_looks(looks, titles))
+        _step(10, "an interleaved experiment: the same shoppers, both arms merged by team draft")
         with grpc.insecure_channel(stack.server.target) as channel:
             il_clicks = run_interleaved(channel, queries, judged, stack.interleaved.name,
                                         stack.broker.bootstrap, config.k)  # fmt: skip
-        _step(10, "A/B and interleaving reports from the exposure and click topics; the pages")
+        _step(11, "A/B and interleaving reports from the exposure and click topics; the pages")
         stack.exposures.flush()
         ab = ab_report(stack.broker.bootstrap, EXPERIMENT, control="control")
         interleaved = ab_report(stack.broker.bootstrap, stack.interleaved.name)
@@ -180,7 +186,7 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
     means = arm_means(showcases)
     page = write_page(
         config.out / "search.html", dataset.name, dataset.items, showcases, means, reports,
-        models, names,
+        models, names, looks,
     )  # fmt: skip
     print(format_showcases(showcases, dataset.items))
     print(f"\nboth arms on the example queries (k={config.k}):")
@@ -202,6 +208,17 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             {"class": s.cls, "query": s.query, "ranks": s.ranks, "found_by": s.found_by}
             for s in names
         ],
+        "looks": [
+            {
+                "kind": x.kind,
+                "seed": x.seed,
+                "results": list(x.results),
+                "relevant": x.relevant,
+                "rank": x.rank,
+                "refused": x.refused,
+            }
+            for x in looks
+        ],  # fmt: skip
         "arms": means,
         "ab_report": ab,
         "interleaved_report": interleaved,

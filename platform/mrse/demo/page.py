@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrse.demo.looks import Look
 from mrse.demo.names import NameSearch
 from mrse.demo.searches import ArmResult, Showcase, Shown
 from mrse.experiments.report import ArmReport
@@ -112,6 +113,31 @@ def _names_section(names, arms: list[str], titles, images, out: Path) -> list[st
     ]
 
 
+def _looks_section(looks, titles, images, out: Path) -> list[str]:
+    """More like this and shop by photo: the example, then the MRSE arm's first five."""
+    if not looks:
+        return []
+    rows = []
+    for look in looks:
+
+        def pic(i: str, mark: bool = False) -> str:
+            url = _photo(i, images, out)
+            style = "height:64px" + (";outline:3px solid #1a8f3a" if mark else "")
+            return f'<img src="{url}" style="{style}" title="{html.escape(titles.get(i, i))}">'
+
+        note = f"{look.relevant}/{len(look.results)} relevant to its query"
+        if look.kind == "photo":
+            note = ("not in the top 10" if look.rank is None else f"found at rank {look.rank}") + (
+                f"; {note}")  # fmt: skip
+        rows.append([html.escape(look.kind), pic(look.seed), html.escape(note),
+                     " ".join(pic(r, r == look.seed) for r in look.results[:5])])  # fmt: skip
+    return [
+        "<h3>More like this and shop by photo (the MRSE arm; a photo request sends the "
+        "example's photo cropped, mirrored and recompressed)</h3>",
+        _table(["request", "example", "", "first five results"], rows),
+    ]
+
+
 def write_page(
     path: Path,
     dataset: str,
@@ -121,6 +147,7 @@ def write_page(
     ab: list[ArmReport],
     models: dict[str, dict],
     names: list[NameSearch] = (),  # type: ignore[assignment]
+    looks: list[Look] = (),  # type: ignore[assignment]
 ) -> Path:
     """Write the HTML page (photos copied into ``images/`` beside it)."""
     out = path.parent
@@ -162,6 +189,7 @@ def write_page(
         "<h3>A/B report (assigned arm per shopper; simulated clicks)</h3>",
         ab_table,
         *_names_section(names, list(models), titles, images, out),
+        *_looks_section(looks, titles, images, out),
         '<div class="legend">score explanation:<span style="background:#4a78c2"></span>text'
         '<span style="background:#e0943a"></span>image<span style="background:#9b59b6"></span>'
         "profile (hover a card for the numbers)</div>",

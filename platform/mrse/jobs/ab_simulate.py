@@ -64,6 +64,7 @@ class SimulateConfig:
     aa_units: int = 5_000
     peek_every: int = 100
     max_units: int = 50_000  # an A/B test that has not decided by then counts as this many
+    detect_every: int = 10  # units between looks when counting units until detection (both)
     srm_units: int = 10_000
     seed: int = 0
     work_dir: Path | None = None
@@ -230,7 +231,7 @@ def simulate(served: Served, cfg: SimulateConfig) -> dict:
         arms = _assign(cfg.max_units, 50_000 + rep)
         clicked = ab_units(pop, served, arms, rng)
         found = cfg.max_units
-        for n in range(cfg.peek_every, cfg.max_units + 1, cfg.peek_every):
+        for n in range(cfg.detect_every, cfg.max_units + 1, cfg.detect_every):
             t = _ctr_per_unit_test(clicked[:n], pop.searches[:n], pop.pre_clicks[:n],
                                    arms[:n], tau2)  # fmt: skip
             if t is not None and t.low > 0:
@@ -253,7 +254,7 @@ def simulate(served: Served, cfg: SimulateConfig) -> dict:
 
 def _interleaving_units(served: Served, rng: np.random.Generator, cfg: SimulateConfig) -> int:
     """Units until an interleaved experiment prefers the treatment (always valid, 95%),
-    looking after every 10 units."""
+    looking after every ``detect_every`` units (as the A/B count does)."""
     n_max = cfg.max_units
     pop = Population(served, rng, n_max)
     lists = rng.integers(0, served.mixed.shape[1], (n_max, int(pop.searches.max())))
@@ -265,7 +266,7 @@ def _interleaving_units(served: Served, rng: np.random.Generator, cfg: SimulateC
         p = np.minimum(1, click_probabilities(grades) * pop.propensity[:, None])
         clicks = rng.random(p.shape) < p
         credit += active * ((clicks & (teams == 1)).sum(1) - (clicks & (teams == 0)).sum(1))
-    for n in range(10, n_max + 1, 10):
+    for n in range(cfg.detect_every, n_max + 1, cfg.detect_every):
         if preference(credit[:n], tau2=0.01).delta.low > 0:
             return n
     return n_max

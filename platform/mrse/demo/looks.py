@@ -1,0 +1,94 @@
+"""Demo step: more like this and shop by photo, through the same server and arms.
+
+More like this: a product a shopper bought for a judged query is the example; the MRSE arm
+answers with the items most like it, and the page shows how many of them the query's judgements
+call relevant too. Shop by photo: the same product's photo, altered as a shopper's photo would
+be (``mrse.evaluation.photo.alter_photo``), finds the product and the items like it; the
+text-only arm reads no photos and says so (``FAILED_PRECONDITION``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import grpc
+
+from mrse.data.dataset import Dataset
+from mrse.evaluation.photo import alter_photo
+from mrse.evaluation.similar import similar_cases
+from mrse.v1 import search_pb2, search_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One more-like-this or photo request and its answer."""
+
+    kind: str  # "more like this" or "photo"
+    seed: str  # the example item (for a photo: the item photographed)
+    results: tuple[str, ...]
+    relevant: int  # of the results, how many the seed's query judges relevant
+    rank: int | None  # photo: the photographed item's rank (None: not in the results)
+    refused: dict[str, str]  # arm -> status code of an arm that cannot answer
+
+
+def show_looks(
+    channel: grpc.Channel,
+    dataset: Dataset,
+    arms: tuple[str, ...],
+    experiment: str,
+    n: int = 2,
+    k: int = 10,
+) -> list[Look]:
+    """``n`` more-like-this and ``n`` photo requests through the MRSE arm (QA override); each
+    photo also through the other arms, which may refuse it."""
+    stub = search_pb2_grpc.SearchServiceStub(channel)
+    images = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
+    cases = [
+        c for c in similar_cases(dataset.qrels, dataset.items["item_id"]) if images.get(c.seed)
+    ]
+    out = []
+    for i, case in enumerate(cases[:n]):
+        req = search_pb2.SimilarItemsRequest(
+            positive_ids=[case.seed], k=k, experiment=experiment, arm_override="mrse",
+            request_id=f"like:{i}",
+        )  # fmt: skip
+        got = tuple(r.item_id for r in stub.SimilarItems(req, timeout=30).results)
+        out.append(Look("more like this", case.seed, got,
+                        sum(g in case.targets for g in got), None, {}))  # fmt: skip
+        photo = alter_photo(images[case.seed], random.Random(i))
+        refused, got = {}, ()
+        for arm in arms:
+            req = search_pb2.SearchByPhotoRequest(
+                photo=photo, k=k, experiment=experiment, arm_override=arm,
+                request_id=f"photo:{i}:{arm}",
+            )  # fmt: skip
+            try:
+                answer = tuple(r.item_id for r in stub.SearchByPhoto(req, timeout=60).results)
+            except grpc.RpcError as exc:
+                refused[arm] = exc.code().name
+                continue
+            if arm == "mrse":
+                got = answer
+        rank = got.index(case.seed) + 1 if case.seed in got else None
+        out.append(Look("photo", case.seed, got, sum(g in case.targets for g in got), rank,
+                        refused))  # fmt: skip
+    return out
+
+
+def format_looks(looks: list[Look], titles: dict[str, str]) -> str:
+    """The console lines: each request's example, what came back, and how much of it fits."""
+    lines = ["\nmore like this and shop by photo (the MRSE arm):"]
+    for look in looks:
+        seed = titles.get(look.seed, look.seed) or look.seed
+        head = f"  {look.kind:<14} {seed[:40]!r:<43}"
+        if look.kind == "photo":
+            where = "not in the top 10" if look.rank is None else f"found at rank {look.rank}"
+            refused = "; ".join(f"{a}: {c}" for a, c in look.refused.items())
+            head += f" {where}" + (f" ({refused})" if refused else "")
+        tops = ", ".join(repr((titles.get(r, r) or r)[:28]) for r in look.results[:3])
+        lines.append(f"{head}; {look.relevant}/{len(look.results)} relevant to its query; {tops}")
+    return "\n".join(lines)
