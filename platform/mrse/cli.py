@@ -183,6 +183,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             retrain=args.retrain,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             jobs=args.jobs,
+            train=not args.no_train,
         )
     )
     return 0
@@ -625,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML overrides applied to every variant")
     p.add_argument("--retrain", action="store_true", help="retrain even if a complete run exists")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="evaluate the complete runs there are and train nothing (missing ones are left out)",
+    )
     p.add_argument(
         "--jobs",
         type=int,

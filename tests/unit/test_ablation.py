@@ -49,6 +49,17 @@ def test_ablation_trains_evaluates_and_writes_table(sample_myntra, tmp_path):
     assert "| myntra | text-tower |" in text and "| 1.00 |" in text
     assert (doc.parent / "img" / "ablation.png").exists()
     assert len(json.loads((tmp_path / "out" / "ablation.json").read_text())) == 3
+    # train nothing: the complete runs are evaluated again, a missing variant is named
+    again = run_ablation(
+        AblationConfig(
+            datasets=(sample_myntra,), variants=("text-tower", "no-image"), baselines=(),
+            runs_dir=tmp_path / "runs", out=tmp_path / "out2", doc=doc, config=config,
+            cache_dir=tmp_path / "cache", train=False,
+        )
+    )  # fmt: skip
+    assert [r["model"] for r in again] == ["text-tower"]
+    assert not (tmp_path / "runs" / "myntra-no-image").exists()
+    assert "left out here: myntra no-image" in doc.read_text()
 
 
 def test_ablation_reports_slices_modality_and_missing_modalities(sample_hm, tmp_path):

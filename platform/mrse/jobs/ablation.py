@@ -22,6 +22,7 @@ from mrse.encoders.features import encode_items
 from mrse.evaluation.harness import EvalResult, evaluate
 from mrse.evaluation.report import format_table, write_json
 from mrse.jobs.ablation_reports import (
+    complete_run,
     mix_section,
     modality_section,
     robustness_section,
@@ -55,11 +56,7 @@ class AblationConfig:
     retrain: bool = False
     cache_dir: Path | None = None
     jobs: int = 1  # trainings run side by side (each stops by epochs, so load cannot change it)
-
-
-def _done(path: Path) -> bool:
-    info = path / "run.json"
-    return info.exists() and "training" in json.loads(info.read_text())
+    train: bool = True  # False: evaluate the complete runs there are, train nothing
 
 
 def train_all(cfg: AblationConfig) -> None:
@@ -70,7 +67,7 @@ def train_all(cfg: AblationConfig) -> None:
         (data, variant)
         for data in cfg.datasets
         for variant in cfg.variants
-        if cfg.retrain or not _done(run_dir(cfg.runs_dir, Path(data).name, variant))
+        if cfg.retrain or not complete_run(run_dir(cfg.runs_dir, Path(data).name, variant))
     ]
     if not todo:
         return
@@ -99,8 +96,11 @@ def train_all(cfg: AblationConfig) -> None:
 
 
 def run_ablation(cfg: AblationConfig) -> list[dict]:
-    """Every (dataset, model) row: metrics, plus training time for trained models."""
-    train_all(cfg)
+    """Every (dataset, model) row: metrics, plus training time for trained models. Without
+    ``cfg.train``, variants without a complete run are left out (and the section says so)."""
+    if cfg.train:
+        train_all(cfg)
+    missing: list[str] = []
     rows: list[dict] = []
     results: list[EvalResult] = []
     datasets = []
@@ -117,6 +117,10 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
                 results.append(r)
                 rows.append({**r.to_json(), "train_seconds": None, "examples_per_s": None})
         for variant in cfg.variants:
+            if not complete_run(run_dir(cfg.runs_dir, dataset.name, variant)):
+                logger.warning("%s %s: no complete run, left out", dataset.name, variant)
+                missing.append(f"{dataset.name} {variant}")
+                continue
             run = load_run(run_dir(cfg.runs_dir, dataset.name, variant))
             with FeatureCache.open_default(cfg.cache_dir) as cache:
                 r = evaluate(dataset, ModelRetriever(run, dataset, cache))
@@ -151,6 +155,9 @@ def run_ablation(cfg: AblationConfig) -> list[dict]:
     print(format_table(results))
     if cfg.doc is not None:
         body = markdown(rows, plot_path.relative_to(cfg.doc.parent))
+        if missing:
+            body += ("\n\nNot trained in this run, so left out here: " + ", ".join(missing)
+                     + " (`make ablation` trains them).")  # fmt: skip
         write_doc_section(cfg.doc, "\n\n".join([body, *(s for s in sections if s)]))
     return rows
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -41,6 +42,13 @@ from mrse.retrieval.model import ModelRetriever
 from mrse.training.checkpoint import load_run
 
 logger = logging.getLogger(__name__)
+
+
+def complete_run(path: Path) -> bool:
+    """Whether ``path`` holds a finished training (``run.json`` with its training summary)."""
+    info = path / "run.json"
+    return info.exists() and "training" in json.loads(info.read_text())
+
 
 # The models the modality and robustness tables compare (when the ablation trained them).
 COMPARED = ("mrse", "no-profile", "text-tower", "no-image")
@@ -152,7 +160,7 @@ def robustness_section(datasets: Sequence[Dataset], runs_dir: Path, cache: Featu
     for dataset in datasets:
         for model in ROBUSTNESS_COMPARED:
             path = run_dir(runs_dir, dataset.name, model)
-            if not (path / "run.json").exists():
+            if not complete_run(path):
                 continue
             run = load_run(path)
             for label, hide in HIDDEN:
@@ -196,7 +204,7 @@ def mix_section(datasets: Sequence[Dataset], runs_dir: Path, cache: FeatureCache
                 retriever = build_baseline(name, dataset, cache)
             else:
                 path = run_dir(runs_dir, dataset.name, name.replace("+lexical", ""))
-                if not (path / "run.json").exists():
+                if not complete_run(path):
                     continue
                 retriever = ModelRetriever(load_run(path), dataset, cache)
                 if name.endswith("+lexical"):
