@@ -299,6 +299,7 @@ def test_serve_command_starts_answers_and_stops_gracefully(stack, sample_hm, tmp
     )
     try:
         wait_for_port(port, 120)
+        wait_for_port(metrics_port, 120)  # opened once the server is SERVING
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = search_pb2_grpc.SearchServiceStub(ch)
             resp = stub.Search(search_pb2.SearchRequest(query="top", k=3, user_id="u1"))

@@ -16,7 +16,6 @@ from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
 from mrse.index.hybrid import HybridOptions
 from mrse.serving.engine import SearchEngine, load_bundle
-from mrse.serving.metrics import ServerMetrics
 from mrse.serving.query_encoding import QUERY_ENCODERS, build_query_vectors
 from mrse.serving.security import AuthConfig, TLSConfig
 from mrse.serving.server import start_server
@@ -203,19 +202,18 @@ async def serve(cfg: ServeConfig, on_ready: Callable[[], None] | None = None) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     engine = build_engine(cfg)
-    metrics = ServerMetrics()
+    running = await start_server(
+        engine, cfg.address, cfg.max_concurrency, cfg.batch_workers, cfg.tls, cfg.auth
+    )
+    port, metrics = running.port, running.metrics
     metrics_server = None
-    if cfg.metrics_port is not None:  # up before the API port: scrapers see the start too
+    if cfg.metrics_port is not None:  # once SERVING (a worker's metrics port says it is up)
         from mrse.metrics_http import serve_metrics
 
         host = cfg.address.rsplit(":", 1)[0] or "127.0.0.1"  # where the API listens
         # with TLS: the API's certificate; scrapers need one if metrics_client_ca
         tls = cfg.tls.metrics_tls(cfg.metrics_client_ca) if cfg.tls is not None else None
         metrics_server = serve_metrics(metrics.registry, cfg.metrics_port, host, tls)
-    running = await start_server(
-        engine, cfg.address, cfg.max_concurrency, cfg.batch_workers, cfg.tls, cfg.auth, metrics
-    )
-    port = running.port
     print(f"serving mrse.v1.SearchService on port {port}", flush=True)
     if on_ready is not None:
         on_ready()
