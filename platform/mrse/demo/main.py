@@ -71,7 +71,7 @@ ARMS = (
     ("mrse", "mrse", "mrse-v1", "mrse_v1", "hybrid"),
 )
 EXPERIMENT = "search-demo"
-STEPS = 10
+STEPS = 11
 
 
 @dataclass(frozen=True)
