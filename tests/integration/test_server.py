@@ -1097,3 +1097,40 @@ def test_search_by_photo_finds_the_item_in_any_format_and_refuses_bad_photos(sta
             stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=photo, k=5), timeout=60)
         assert err.value.code() == code and words in err.value.details(), words
     assert len(stub.Search(search_pb2.SearchRequest(query="top", k=2)).results) == 2
+
+
+def test_photos_are_decoded_two_at_a_time_whatever_the_clients_send(stack, monkeypatch):
+    """Eight clients sending photos at once: at most PHOTO_DECODES photos are decoded at the
+    same time (a decoded 40-megapixel photo is 120 MB), and every request is answered."""
+    import io
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    import mrse.serving.server as server_module
+
+    _, _, stub, _, _ = stack
+    real, lock = server_module.preprocess, threading.Lock()
+    now, most = [0], [0]
+
+    def slow(data):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            time.sleep(0.2)
+            return real(data)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(server_module, "preprocess", slow)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 400), (200, 30, 30)).save(buf, format="JPEG")
+    req = search_pb2.SearchByPhotoRequest(photo=buf.getvalue(), k=5)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: stub.SearchByPhoto(req, timeout=60), range(8)))
+    assert all(len(a.results) == 5 for a in answers)
+    assert most[0] == server_module.PHOTO_DECODES

@@ -40,6 +40,7 @@ from mrse.v1 import search_pb2
 logger = logging.getLogger(__name__)
 SERVICE = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 MAX_BATCH = 64
+PHOTO_DECODES = 2  # photos decoded at the same time (SearchByPhoto)
 
 
 def to_proto(o: SearchOutcome) -> search_pb2.SearchResponse:
@@ -108,6 +109,9 @@ class SearchServicer:
             engine, max_concurrency, batch_workers, on_batch=metrics.batch_size.observe
         )
         self.slots = asyncio.Semaphore(max_concurrency)
+        # photos decoded at once: a 40-megapixel photo decodes to 120 MB of pixels, so a flood
+        # of large photos waits here instead of holding gigabytes
+        self.photo_slots = asyncio.Semaphore(PHOTO_DECODES)
 
     async def _fail(self, context, code: grpc.StatusCode, message: str):
         self.metrics.errors.labels(code.name).inc()
@@ -135,7 +139,8 @@ class SearchServicer:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if req.photo_bytes:  # decoded off the event loop, before it takes a batch's place
             try:
-                pixels = await asyncio.to_thread(preprocess, req.photo_bytes)
+                async with self.photo_slots:
+                    pixels = await asyncio.to_thread(preprocess, req.photo_bytes)
             except ImageTooLarge as exc:
                 await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"photo: {exc}")
             except ImageDecodeError:
