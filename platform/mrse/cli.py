@@ -108,13 +108,11 @@ def _photo(args: argparse.Namespace, dataset, cache) -> dict:
 
     from mrse.encoders.features import encode_items
     from mrse.encoders.image import ImageEncoder, preprocess
-    from mrse.evaluation.photo import alter_photo, evaluate_photo, rank_photos
-    from mrse.evaluation.similar import peer_vectors, similar_cases
+    from mrse.evaluation.photo import alter_photo, evaluate_photo, photo_cases, rank_photos
+    from mrse.evaluation.similar import peer_vectors
     from mrse.features.catalog import FeatureStats, centre_unit
 
-    photo = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
-    ids = dataset.items["item_id"].to_numpy(dtype=object)
-    cases = [c for c in similar_cases(dataset.qrels, ids, seed=args.seed) if photo.get(c.seed)]
+    cases, photo = photo_cases(dataset, seed=args.seed)
     encoder = ImageEncoder()
     features = []
     for s in range(0, len(cases), 32):

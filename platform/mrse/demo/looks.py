@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from mrse.data.dataset import Dataset
-from mrse.evaluation.photo import alter_photo
-from mrse.evaluation.similar import similar_cases
+from mrse.evaluation.photo import alter_photo, photo_cases
 from mrse.v1 import search_pb2, search_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -46,10 +45,7 @@ def show_looks(
     """``n`` more-like-this and ``n`` photo requests through the MRSE arm (QA override); each
     photo also through the other arms, which may refuse it."""
     stub = search_pb2_grpc.SearchServiceStub(channel)
-    images = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
-    cases = [
-        c for c in similar_cases(dataset.qrels, dataset.items["item_id"]) if images.get(c.seed)
-    ]
+    cases, images = photo_cases(dataset)
     out = []
     for i, case in enumerate(cases[:n]):
         req = search_pb2.SimilarItemsRequest(

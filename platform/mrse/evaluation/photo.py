@@ -22,11 +22,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mrse.evaluation.similar import SimilarCase
+from mrse.data.dataset import Dataset
+from mrse.evaluation.similar import SimilarCase, similar_cases
 from mrse.features.photo import PHOTO_CANDIDATES, photo_rerank
 from mrse.metrics.ranking import hit_rate_at_k, ndcg_at_k
 
 PHOTO_METRICS = ("found@10", "ndcg@10")
+
+
+def photo_cases(dataset: Dataset, seed: int = 0) -> tuple[list[SimilarCase], dict[str, str]]:
+    """``dataset``'s more-like-this cases (``similar_cases``, drawn by ``seed``) whose seed item
+    has a photo, and every item's photo path by id ("" for none)."""
+    photos = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
+    cases = similar_cases(dataset.qrels, dataset.items["item_id"], seed=seed)
+    return [c for c in cases if photos.get(c.seed)], photos
 
 
 def alter_photo(path: str | Path, rng: random.Random) -> bytes:

@@ -172,6 +172,22 @@ class Hit:
     found_by: str = "dense"
 
 
+def dense_part(vector) -> list[float]:
+    """The dense part of a point's vector as either backend reads it back (a dict with the
+    lexical terms, or the vector alone)."""
+    return vector[""] if isinstance(vector, dict) else vector
+
+
+def point_hit(p, with_terms: bool) -> Hit:
+    """A scored point of either backend (``score``, ``payload``, ``vector``) as a ``Hit``, with
+    its lexical terms when ``with_terms`` (empty when it has none)."""
+    terms = None
+    if with_terms:
+        sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
+        terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
+    return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms)
+
+
 @dataclass(frozen=True)
 class Fetch:
     """One request to a backend's engine: the best ``limit`` items by the dense ``vector`` or

@@ -15,6 +15,8 @@ from mrse.index.base import (
     FetchingIndex,
     Hit,
     SearchFilter,
+    dense_part,
+    point_hit,
     point_id,
     prepare_points,
 )
@@ -50,19 +52,6 @@ def _client_filter(
             models.FieldCondition(key="price", range=models.Range(gte=f.price_min, lte=f.price_max))
         )
     return models.Filter(must=must or None, must_not=must_not or None)
-
-
-def _dense(vector) -> list[float]:
-    """The dense part of a point's vector as read back (a dict with the lexical terms)."""
-    return vector[""] if isinstance(vector, dict) else vector
-
-
-def _hit(p, with_terms: bool) -> Hit:
-    terms = None
-    if with_terms:
-        sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
-        terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
-    return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms)
 
 
 class ClientIndex(FetchingIndex):
@@ -158,7 +147,7 @@ class ClientIndex(FetchingIndex):
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
-            r.payload["item_id"]: np.asarray(_dense(r.vector), dtype=np.float32)
+            r.payload["item_id"]: np.asarray(dense_part(r.vector), dtype=np.float32)
             for r in self._existing(item_ids, with_vector=True)
         }
 
@@ -190,7 +179,8 @@ class ClientIndex(FetchingIndex):
         reqs = [self._request(f) for f in requests]
         res = self.client.query_batch_points(self.collection_name, requests=reqs)
         return [
-            [_hit(p, f.with_terms) for p in r.points] for f, r in zip(requests, res, strict=True)
+            [point_hit(p, f.with_terms) for p in r.points]
+            for f, r in zip(requests, res, strict=True)
         ]
 
     def count(self) -> int:

@@ -17,6 +17,8 @@ from mrse.index.base import (
     FetchingIndex,
     Hit,
     SearchFilter,
+    dense_part,
+    point_hit,
     point_id,
     prepare_points,
 )
@@ -82,19 +84,6 @@ def _search_params(
     if o.quantization != "none":
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=o.oversampling)
     return qe.SearchParams(hnsw_ef=o.ef_for(query_filter, limit), exact=exact, quantization=quant)
-
-
-def _dense(vector) -> list[float]:
-    """The dense part of a point's vector as read back (a dict with the lexical terms)."""
-    return vector[""] if isinstance(vector, dict) else vector
-
-
-def _hit(p, with_terms: bool) -> Hit:
-    terms = None
-    if with_terms:
-        sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
-        terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
-    return Hit(p.payload["item_id"], float(p.score), p.payload, terms)
 
 
 class EdgeIndex(FetchingIndex):
@@ -179,7 +168,7 @@ class EdgeIndex(FetchingIndex):
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
-            r.payload["item_id"]: np.asarray(_dense(r.vector), dtype=np.float32)
+            r.payload["item_id"]: np.asarray(dense_part(r.vector), dtype=np.float32)
             for r in self._existing(item_ids, with_vector=True)
         }
 
@@ -210,7 +199,7 @@ class EdgeIndex(FetchingIndex):
             return []
         batch = qe.QueryBatchRequest([self._request(f) for f in requests])
         return [
-            [_hit(p, f.with_terms) for p in points]
+            [point_hit(p, f.with_terms) for p in points]
             for f, points in zip(requests, self._shard.query_batch(batch), strict=True)
         ]
 

@@ -231,12 +231,12 @@ def _call_requests(dataset, k: int, photos: int = 100) -> dict[str, list[bytes]]
     photo altered as a shopper's (``mrse.evaluation.photo``)."""
     import random
 
-    from mrse.evaluation.photo import alter_photo
+    from mrse.evaluation.photo import alter_photo, photo_cases
     from mrse.evaluation.similar import similar_cases
 
     cases = similar_cases(dataset.qrels, dataset.items["item_id"])
-    photo = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
-    shots = [c for c in cases if photo.get(c.seed)][:photos]
+    shots, photo = photo_cases(dataset)
+    shots = shots[:photos]
     return {
         "SimilarItems": [search_pb2.SimilarItemsRequest(positive_ids=[c.seed], k=k)
                          .SerializeToString() for c in cases],

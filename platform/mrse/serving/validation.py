@@ -68,16 +68,20 @@ def validate(req) -> ValidRequest:
         raise InvalidRequest("query is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidRequest(f"query longer than {MAX_QUERY_CHARS} characters ({len(query)})")
-    return ValidRequest(
-        query=query,
-        user_id=_text_id(req.user_id, "user_id"),
-        k=_k(req.k),
-        filter=_filter(req.filters),
-        experiment=_text_id(req.experiment, "experiment"),
-        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
-        arm_override=_text_id(req.arm_override, "arm_override"),
-        session_id=_text_id(getattr(req, "session_id", ""), "session_id"),
-    )
+    return ValidRequest(query=query, **_common(req))
+
+
+def _common(req) -> dict:
+    """The fields every request has (who asks, k, filters, routing), checked."""
+    return {
+        "user_id": _text_id(req.user_id, "user_id"),
+        "k": _k(req.k),
+        "filter": _filter(req.filters),
+        "experiment": _text_id(req.experiment, "experiment"),
+        "request_id": _text_id(req.request_id, "request_id") or uuid.uuid4().hex,
+        "arm_override": _text_id(req.arm_override, "arm_override"),
+        "session_id": _text_id(getattr(req, "session_id", ""), "session_id"),
+    }
 
 
 def validate_similar(req) -> ValidRequest:
@@ -92,18 +96,7 @@ def validate_similar(req) -> ValidRequest:
     both = sorted(set(positives) & set(negatives))
     if both:
         raise InvalidRequest(f"item {both[0]!r} is in both positive_ids and negative_ids")
-    return ValidRequest(
-        query="",
-        user_id=_text_id(req.user_id, "user_id"),
-        k=_k(req.k),
-        filter=_filter(req.filters),
-        experiment=_text_id(req.experiment, "experiment"),
-        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
-        arm_override=_text_id(req.arm_override, "arm_override"),
-        session_id=_text_id(req.session_id, "session_id"),
-        positives=positives,
-        negatives=negatives,
-    )
+    return ValidRequest(query="", positives=positives, negatives=negatives, **_common(req))
 
 
 def validate_photo(req) -> ValidRequest:
@@ -112,17 +105,7 @@ def validate_photo(req) -> ValidRequest:
         raise InvalidRequest("photo is empty: send the image's bytes (JPEG, PNG or WebP)")
     if len(req.photo) > MAX_PHOTO_BYTES:
         raise TooLarge(f"photo of {len(req.photo):,} bytes: at most {MAX_PHOTO_BYTES:,}")
-    return ValidRequest(
-        query="",
-        user_id=_text_id(req.user_id, "user_id"),
-        k=_k(req.k),
-        filter=_filter(req.filters),
-        experiment=_text_id(req.experiment, "experiment"),
-        request_id=_text_id(req.request_id, "request_id") or uuid.uuid4().hex,
-        arm_override=_text_id(req.arm_override, "arm_override"),
-        session_id=_text_id(req.session_id, "session_id"),
-        photo_bytes=bytes(req.photo),
-    )
+    return ValidRequest(query="", photo_bytes=bytes(req.photo), **_common(req))
 
 
 def _ids(values, name: str) -> tuple[str, ...]:
