@@ -155,17 +155,6 @@ def _reference(ids, vecs, payloads, lex, q, qt, k, opts, f=None):
     return [(x.item_id, round(x.score, 4), x.found_by) for x in fused]
 
 
-@pytest.fixture(params=["edge", "client"])
-def index(request, tmp_path):
-    idx = (
-        EdgeIndex(tmp_path / "edge", DIM)
-        if request.param == "edge"
-        else ClientIndex(QdrantClient(":memory:"), "items_v1", DIM)
-    )
-    yield idx
-    idx.close()
-
-
 def test_hybrid_search_finds_a_named_item_the_dense_channel_misses_on_both_backends(index):
     ids, vecs, payloads, lex = _catalog()
     index.upsert(ids, vecs, payloads, lex)

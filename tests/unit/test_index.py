@@ -14,17 +14,6 @@ from mrse.index.edge import EdgeIndex
 DIM = 16
 
 
-@pytest.fixture(params=["edge", "client"])
-def index(request, tmp_path):
-    idx = (
-        EdgeIndex(tmp_path / "edge", DIM)
-        if request.param == "edge"
-        else ClientIndex(QdrantClient(":memory:"), "items_v1", DIM)
-    )
-    yield idx
-    idx.close()
-
-
 def _catalog(n=300, seed=0):
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(n, DIM)).astype(np.float32)
