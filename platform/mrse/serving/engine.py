@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -333,10 +334,8 @@ class SearchEngine:
         request naming an item the index does not hold gets NotFound."""
         t = time.perf_counter()
         wanted = list(dict.fromkeys(i for r in reqs for i in (*r.positives, *r.negatives)))
-        try:
+        with _index_failure(bundle):
             found = bundle.index.vectors(wanted)
-        except Exception as exc:
-            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
         live, queries = [], []
         for n, r in enumerate(reqs):
@@ -354,14 +353,12 @@ class SearchEngine:
             return out
         t = time.perf_counter()
         vectors = np.stack(queries)
-        try:
+        with _index_failure(bundle):
             hits = bundle.index.search_many(
                 vectors,
                 [reqs[n].k + len(reqs[n].positives) + len(reqs[n].negatives) for n in live],
                 [reqs[n].filter for n in live],
             )
-        except Exception as exc:
-            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         kept = []
         for n, hs in zip(live, hits, strict=True):
             examples = {*reqs[n].positives, *reqs[n].negatives}
@@ -390,12 +387,10 @@ class SearchEngine:
         sketches = photo_sketch(centre_unit(features, stats.image_mean))
         _add(timings, "encode", t)
         t = time.perf_counter()
-        try:
+        with _index_failure(bundle):
             hits = bundle.index.search_many(
                 queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], [r.filter for r in reqs]
             )
-        except Exception as exc:
-            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         kept: list[list[tuple[Hit, float, float]]] = []  # (hit, fused score, photo's gain)
         for r, hs, sketch in zip(reqs, hits, sketches, strict=True):
             dense = np.array([h.score for h in hs], np.float32)
@@ -467,14 +462,12 @@ class SearchEngine:
             lexical_terms_for(lexical_query(r.query), taught, self.hybrid) if h else ()
             for r, h in zip(reqs, hybrid, strict=True)
         ]
-        try:
+        with _index_failure(bundle):
             hits = bundle.index.search_many(
                 vectors, [r.k for r in reqs], [r.filter for r in reqs],
                 lexical=lexical if any(hybrid) else None,
                 hybrid=self.hybrid if any(hybrid) else None,
             )  # fmt: skip
-        except Exception as exc:
-            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         _add(timings, "search", t)
         t = time.perf_counter()
         explanations = self._explain(bundle, q_out, hits)
@@ -494,10 +487,8 @@ class SearchEngine:
         wanted = list(dict.fromkeys(i for s in states for i in s.recent_items[-k:]))
         if not wanted or not bundle.run.config.model.use_profile:
             return {}, torch.zeros(0, bundle.run.config.model.dim)
-        try:
+        with _index_failure(bundle):
             found = bundle.index.vectors(wanted)
-        except Exception as exc:
-            raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
         if not found:
             return {}, torch.zeros(0, bundle.run.config.model.dim)
         return {i: r for r, i in enumerate(found)}, torch.from_numpy(np.stack(list(found.values())))
@@ -557,6 +548,15 @@ class SearchEngine:
         for (o, h), share in zip(flat, shares, strict=True):
             out[o][h.item_id] = Explanation(*share, lexical=h.lexical)
         return out
+
+
+@contextmanager
+def _index_failure(bundle: ModelBundle) -> Iterator[None]:
+    """A failing call to ``bundle``'s index raises Unavailable (answered UNAVAILABLE)."""
+    try:
+        yield
+    except Exception as exc:
+        raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
 
 
 def _add(timings: dict[str, float], stage: str, since: float) -> None:
