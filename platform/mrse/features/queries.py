@@ -21,6 +21,11 @@ from mrse.features.profile import (
     update_profile,
 )
 
+# What a feed request (no query: the home feed, ``Recommend``) types. The query tower learns
+# feeds from it (``mrse.training.examples.next_item_examples``): it has no n-grams, so the
+# profile is never hidden from it in training.
+FEED_QUERY = ""
+
 
 def to_seconds(ts: pd.Timestamp | np.datetime64) -> float:
     """Unix seconds of a timestamp."""

@@ -394,7 +394,8 @@ class QueryTower(nn.Module):
             has_profile = has_history
             if self.training and c.profile_dropout > 0:
                 keep = torch.rand(has_history.shape, device=has_history.device) >= c.profile_dropout
-                has_profile = has_profile & keep
+                # nothing typed (a feed request): the profile is all there is, never hidden
+                has_profile = has_profile & (keep | ~has_ngrams)
         else:
             profile = torch.zeros_like(q_text)
             has_profile = torch.zeros_like(has_history)

@@ -5,7 +5,8 @@ Layout: ``run.json`` (config, dataset, metrics), ``model.pt`` (a plain state dic
 ``taught.npy`` (the term ids of the query log the run learnt from: the hybrid search leaves
 queries of only those words to the towers, ``mrse.index.hybrid``; absent in runs saved before),
 ``query_log.json`` (the log's most frequent queries and their counts: a server warms its query
-cache from them, with no dataset directory),
+cache from them, with no dataset directory), ``popular.json`` (the items of the training data
+with the highest recent popularity, item id -> score: the feed of a shopper with no history),
 ``train_state.pt`` (optimizer and progress, for ``--resume``).
 """
 
@@ -26,6 +27,7 @@ from mrse.training.config import TrainConfig, config_from_dict
 
 QUERY_LOG = "query_log.json"
 QUERY_LOG_SIZE = 50_000  # the most frequent queries a run keeps for serving's query cache
+POPULAR = "popular.json"
 
 
 def run_query_log(path: str | Path) -> dict[str, int]:
@@ -49,6 +51,8 @@ class Run:
     stats: FeatureStats
     info: dict[str, Any]
     taught: frozenset[int] = frozenset()  # the words of the query log it learnt from
+    # the feed of a shopper with no history: item ids, most popular first (empty: none kept)
+    popular: tuple[str, ...] = ()
 
     @property
     def featurizer(self) -> Featurizer:
@@ -65,14 +69,16 @@ def save_run(
     info: dict[str, Any],
     taught: np.ndarray | None = None,
     query_log: dict[str, int] | None = None,
+    popular: dict[str, float] | None = None,
 ) -> None:
     """Write (atomically per file) everything needed to reload the model; ``taught``: the
     term ids of its training query log (``mrse.features.lexical.vocabulary``); ``query_log``:
-    its most frequent queries, query -> count."""
+    its most frequent queries, query -> count; ``popular``: item id -> recent popularity."""
     path.mkdir(parents=True, exist_ok=True)
-    if query_log is not None:
-        (path / "query_log.json.tmp").write_text(json.dumps(query_log))
-        (path / "query_log.json.tmp").replace(path / QUERY_LOG)
+    for file, value in ((QUERY_LOG, query_log), (POPULAR, popular)):
+        if value is not None:
+            (path / f"{file}.tmp").write_text(json.dumps(value))
+            (path / f"{file}.tmp").replace(path / file)
     if taught is not None:
         with (path / "taught.npy.tmp").open("wb") as f:
             np.save(f, np.asarray(taught, dtype=np.uint32), allow_pickle=False)
@@ -106,6 +112,7 @@ def load_run(path: str | Path) -> Run:
     taught: frozenset[int] = frozenset()
     if (path / "taught.npy").exists():
         taught = frozenset(int(t) for t in np.load(path / "taught.npy", allow_pickle=False))
+    popular = json.loads((path / POPULAR).read_text()) if (path / POPULAR).exists() else {}
     return Run(
         path=path,
         name=info.get("name", path.name),
@@ -114,4 +121,5 @@ def load_run(path: str | Path) -> Run:
         stats=stats,
         info=info,
         taught=taught,
+        popular=tuple(popular),
     )

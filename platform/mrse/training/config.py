@@ -102,6 +102,12 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     shop_queries: ShopQueriesConfig = field(default_factory=ShopQueriesConfig)
+    # The share of the log's purchases without a query trained on as feed examples (no text,
+    # the shopper's profile -> the item bought; mrse.training.examples.next_item_examples).
+    # Off: on hm all of them cost search 4% and the query tower's feed vector generalised
+    # badly; the served feed takes the shopper's items as interests instead (docs/model.md,
+    # "The home feed").
+    feed_examples: float = 0.0
     epochs: int = 30
     batch_size: int = 256
     lr: float = 2e-3
@@ -122,6 +128,8 @@ class TrainConfig:
             raise ValueError("val_fraction must be in (0, 0.5)")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if not 0.0 <= self.feed_examples <= 1.0:
+            raise ValueError("feed_examples must be in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,4 +201,5 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     values["model"].setdefault("photo_dropout", 0.0)
     values["loss"] = {"distill_weight": 0.0, **values.get("loss", {})}
     values.setdefault("shop_queries", {"ratio": 0.0})
+    values.setdefault("feed_examples", 0.0)  # before the feed (2026-12-02): search only
     return from_dict(TrainConfig, values)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mrse.data.dataset import Dataset
 from mrse.data.shop_queries import generate_queries
+from mrse.features.queries import FEED_QUERY
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,36 @@ def build_examples(dataset: Dataset) -> Examples:
         user_ids=ev["user_id"].to_numpy(dtype=object),
         ts=ev["ts"].to_numpy(dtype="datetime64[ns]"),
         item_rows=np.array([index[i] for i in ev["item_id"]], dtype=np.int64),
+    )
+
+
+def next_item_examples(dataset: Dataset, examples: Examples, ratio: float, seed: int) -> Examples:
+    """``examples`` followed by the log's purchases that carry no query, as feed examples: no
+    text, the shopper and the time (their profile before it) -> the item bought. ``ratio``: the
+    share of them drawn (seeded; 0: ``examples`` as they are). Training only, like the
+    generated queries: validation stays the log's searches."""
+    ev = dataset.events
+    index = dataset.item_index
+    bare = ev["query"].isna() | (ev["query"].fillna("").str.strip() == "")
+    ev = ev[bare & ev["user_id"].notna() & ev["ts"].notna() & ev["item_id"].isin(index.keys())]
+    n = int(round(min(ratio, 1.0) * len(ev)))
+    if n <= 0:
+        return examples
+    pick = np.sort(np.random.default_rng(seed).choice(len(ev), size=n, replace=False))
+    logger.info("feed examples: %d of the %d purchases without a query", n, len(ev))
+    ev = ev.iloc[pick]
+    base_generated = (
+        examples.generated if examples.generated is not None else np.zeros(len(examples), bool)
+    )
+    return Examples(
+        texts=np.concatenate([examples.texts, np.full(n, FEED_QUERY, dtype=object)]),
+        user_ids=np.concatenate([examples.user_ids, ev["user_id"].to_numpy(dtype=object)]),
+        ts=np.concatenate([examples.ts, ev["ts"].to_numpy(dtype="datetime64[ns]")]),
+        item_rows=np.concatenate(
+            [examples.item_rows, np.array([index[i] for i in ev["item_id"]], np.int64)]
+        ),
+        generated=np.concatenate([base_generated, np.ones(n, bool)]),
+        relevant=examples.relevant,
     )
 
 

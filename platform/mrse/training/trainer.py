@@ -26,6 +26,7 @@ from mrse.encoders.features import encode_query_texts
 from mrse.features.catalog import CatalogFeatures, FeatureStats
 from mrse.features.featurizer import Featurizer
 from mrse.features.lexical import vocabulary
+from mrse.features.popularity import popular_items
 from mrse.features.queries import QueryFeatures, snapshot_profiles
 from mrse.losses.hybrid import HybridLoss, LossBatch
 from mrse.metrics.ranking import mean_metrics, query_metrics
@@ -47,6 +48,7 @@ from mrse.training.distributed import (
 from mrse.training.examples import (
     Examples,
     build_examples,
+    next_item_examples,
     shop_examples,
     split_examples,
     validation_qrels,
@@ -88,6 +90,7 @@ def prepare(
         catalog = featurizer.catalog(dataset, cache)
     sq = config.shop_queries
     examples = shop_examples(dataset, build_examples(dataset), sq.ratio, sq.classes, config.seed)
+    examples = next_item_examples(dataset, examples, config.feed_examples, config.seed)
     queries = example_queries(featurizer, dataset.events, catalog, examples, config, cache)
     return PreparedData(dataset, featurizer.stats, catalog, examples, queries)
 
@@ -204,7 +207,8 @@ def train(
                 info = {"dataset": str(data), "best_epoch": progress.best_epoch, "val": val}
                 taught = taught_terms(prep.examples)
                 save_run(out, name, config, state, prep.stats, info, taught,
-                         frequent_log_queries(prep.dataset.events))  # fmt: skip
+                         frequent_log_queries(prep.dataset.events),
+                         popular_items(prep.dataset.events))  # fmt: skip
         progress.next_epoch = epoch + 1
         if not parallel.sharded:
             _save_progress(out / "train_state.pt", model, opt, gen, progress, memory)
@@ -287,7 +291,8 @@ def split_data(prep: PreparedData, config: TrainConfig) -> Split:
     reps, rels = validation_qrels(ex, val_idx)
     known: dict[str, set[int]] = {t: set(r) for t, r in (ex.relevant or {}).items()}
     for i in train_idx:
-        known.setdefault(ex.texts[i], set()).add(int(ex.item_rows[i]))
+        if ex.texts[i]:  # a feed example (no text) is one shopper's: nothing shared by text
+            known.setdefault(ex.texts[i], set()).add(int(ex.item_rows[i]))
     log_q = popularity_log_q(ex.item_rows[train_idx], len(prep.catalog))
     return Split(train_idx, val_idx, reps, rels, known, log_q)
 
