@@ -35,3 +35,28 @@ def test_similar_task_measures_a_run_and_every_peer(sample_hm, small_run, tmp_pa
     # a search baseline is no more-like-this peer: a usage error, exit code 2
     assert main(["eval", "--task", "similar", "--data", str(sample_hm), "--model", "bm25",
                  "--out", str(tmp_path / "x.json")]) == 2  # fmt: skip
+
+
+def test_recommend_task_measures_a_run_beside_every_peer(sample_hm, sample_myntra, small_run,
+                                                         tmp_path):  # fmt: skip
+    out = tmp_path / "rec.json"
+    assert main(["eval", "--task", "recommend", "--data", str(sample_hm), "--run",
+                 str(small_run), "--out", str(out)]) == 0  # fmt: skip
+    got = json.loads(out.read_text())
+    assert got["task"] == "recommend" and got["cases"] > 10
+    assert set(got["models"]) == {"mrse", "popularity", "recent-popularity", "repurchase",
+                                  "item-knn", "als", "bpr", "vbpr"}  # fmt: skip
+    for result in got["models"].values():
+        assert set(result["metrics"]) == {"map@12", "hr@12", "recall@100"}
+        assert all(0.0 <= v <= 1.0 for v in result["metrics"].values())
+        assert sum(s["cases"] for s in result["slices"].values()) == got["cases"]
+    assert got["metrics"] == got["models"]["mrse"]["metrics"]
+    assert out.with_suffix(".png").stat().st_size > 0
+    # the query tower's one vector, and a single peer
+    assert main(["eval", "--task", "recommend", "--data", str(sample_hm), "--run",
+                 str(small_run), "--feed", "vector", "--model", "repurchase",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert set(json.loads(out.read_text())["models"]) == {"mrse (vector)", "repurchase"}
+    # a catalog whose test queries have no shopper has no feed to measure: a usage error
+    assert main(["eval", "--task", "recommend", "--data", str(sample_myntra),
+                 "--out", str(out)]) == 2  # fmt: skip

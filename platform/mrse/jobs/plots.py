@@ -189,3 +189,20 @@ def plot_modality(joined, path: str | Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def plot_recommend(result: dict, path: str | Path) -> None:
+    """``mrse eval --task recommend``: one group per metric, one bar per model, MRSE marked."""
+    plt = _pyplot()
+    models = sorted(result["models"], key=lambda m: -result["models"][m]["metrics"]["map@12"])
+    metrics = list(next(iter(result["models"].values()))["metrics"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 4))
+    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
+        values = [result["models"][m]["metrics"][metric] for m in models]
+        colours = ["#1a8f3a" if "mrse" in m else "#7f8c8d" for m in models]
+        ax.barh(range(len(models)), values, color=colours)
+        ax.set_yticks(range(len(models)), models)
+        ax.invert_yaxis()
+        ax.set_title(metric)
+    fig.suptitle(f"home feed on {result['dataset']} ({result['cases']} shoppers at their time)")
+    _save(fig, path)

@@ -121,3 +121,20 @@ def slice_metrics(
         if members:
             out[name].update({m: float(np.mean([q[m] for q in members])) for m in SLICE_METRICS})
     return out
+
+
+def average_precision_at_k(
+    ranked: Sequence[str], targets: set[str] | Mapping[str, int], k: int
+) -> float:
+    """The H&M competition's AP@k: the mean over the first ``k`` positions of precision at each
+    position that holds a target, divided by ``min(k, number of targets)``; 0.0 without targets.
+    With one target at rank r <= k it is 1 / r."""
+    wanted = {t for t in targets if not isinstance(targets, Mapping) or targets[t] > 0}
+    if not wanted:
+        return 0.0
+    hits, total = 0, 0.0
+    for i, item in enumerate(ranked[:k]):
+        if item in wanted:
+            hits += 1
+            total += hits / (i + 1)
+    return total / min(k, len(wanted))
