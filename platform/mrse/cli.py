@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mrse.logs import setup_logging
+from mrse.retrieval.recommenders import RECOMMEND_PEERS
 from mrse.training.config import PRESETS, VARIANTS
 
 logger = logging.getLogger("mrse")
@@ -35,19 +36,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mrse.jobs.plots import plot_results
     from mrse.retrieval.baselines import build_baseline
 
-    if (args.model is None) == (args.run is None):
+    if args.task == "recommend" and args.model is None:
+        args.model = "all"  # every peer, beside the run if there is one
+    if (args.model is None) == (args.run is None) and args.task != "recommend":
         raise UsageError("give exactly one of --model (a baseline) and --run (a trained run)")
     if (args.hide or args.retrieval != "dense") and args.run is None:
         raise UsageError("--hide and --retrieval apply to a trained run (--run)")
     peers = {"similar": ("text-encoder", "photo-encoder", "both-encoders"),
-             "photo": ("photo-encoder",)}.get(args.task, ("bm25", "dense"))  # fmt: skip
-    if args.model is not None and args.model not in peers:
+             "photo": ("photo-encoder",),
+             "recommend": RECOMMEND_PEERS}.get(args.task, ("bm25", "dense"))  # fmt: skip
+    if args.model is not None and args.model not in (
+        *peers,
+        *(("all",) if args.task == "recommend" else ()),
+    ):
         raise UsageError(f"--task {args.task} compares --run with --model {' or '.join(peers)}")
     dataset = load_dataset(args.data)
     with FeatureCache.open_default(args.cache_dir) as cache:
-        if args.task in ("similar", "photo"):
-            task = _similar if args.task == "similar" else _photo
-            _report(task(args, dataset, cache), Path(args.out))
+        if args.task in ("similar", "photo", "recommend"):
+            task = {"similar": _similar, "photo": _photo, "recommend": _recommend}[args.task]
+            result = task(args, dataset, cache)
+            _report(result, Path(args.out))
+            if args.task == "recommend":
+                from mrse.jobs.plots import plot_recommend
+
+                plot_recommend(result, Path(args.out).with_suffix(".png"))
             return 0
         if args.run is not None:
             from mrse.retrieval.model import ModelRetriever
@@ -97,6 +109,49 @@ def _similar(args: argparse.Namespace, dataset, cache) -> dict:
     logger.info("%s similar (%d seeds): %s", name, len(cases), metrics)
     return {"dataset": dataset.name, "model": name, "task": "similar", "cases": len(cases),
             "metrics": metrics}  # fmt: skip
+
+
+def _recommend(args: argparse.Namespace, dataset, cache) -> dict:
+    """``mrse eval --task recommend``: the home feed (``mrse.evaluation.recommend``), MRSE
+    (``--run``) and the peers (``--model``, ``all`` by default) on the same cases, one table."""
+    from mrse.evaluation.recommend import (
+        evaluate_recommend,
+        fit_events,
+        format_recommend,
+        recommend_cases,
+    )
+    from mrse.retrieval.recommenders import Interactions, peer_rankings
+
+    cases = recommend_cases(dataset)
+    if not cases:
+        raise UsageError(
+            f"{dataset.root}: no test query has a shopper and a time, so there is no feed to "
+            "measure (--task recommend needs queries.parquet's user_id and ts)"
+        )
+    inter = Interactions.build(fit_events(dataset.events, cases), dataset.items["item_id"])
+    requests = [(c.user_id, c.ts) for c in cases]
+    results: dict[str, dict] = {}
+    if args.run is not None:
+        from mrse.retrieval.feed import FeedRetriever
+        from mrse.training.checkpoint import load_run
+
+        feed = FeedRetriever(load_run(args.run), dataset, cache, hide=args.hide, mode=args.feed)
+        results[feed.name] = evaluate_recommend(cases, feed.rank(inter, requests))
+    peers = [] if args.model is None else RECOMMEND_PEERS if args.model == "all" else [args.model]
+    photos = None
+    if "vbpr" in peers:
+        from mrse.encoders.features import encode_items
+
+        photos = encode_items(dataset, cache)[0].image
+    for name in peers:
+        results[name] = evaluate_recommend(
+            cases, peer_rankings(name, inter, requests, photo_features=photos)
+        )
+        logger.info("%s recommend: %s", name, results[name]["metrics"])
+    print(format_recommend(results))
+    return {"dataset": dataset.name, "task": "recommend", "cases": len(cases),
+            "models": results,
+            "metrics": next(iter(results.values()))["metrics"]}  # fmt: skip
 
 
 def _photo(args: argparse.Namespace, dataset, cache) -> dict:
@@ -234,12 +289,14 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from mrse.catalog.listen import CatalogListener
     from mrse.settings import describe, load
     from mrse.streaming.service import StreamServiceConfig, build_worker
 
     cfg = load(StreamServiceConfig, args.config, "MRSE_STREAM", overrides=_stream_flags(args))
     logger.info("stream worker config: %s", describe(cfg))
-    worker = build_worker(cfg)
+    # clicks on items the catalog adds later are folded in (the catalog topic tells which)
+    worker = build_worker(cfg, CatalogListener(cfg.worker.bootstrap))
     if cfg.metrics_port is not None:
         from mrse.metrics_http import serve_metrics
         from mrse.streaming.metrics import worker_registry
@@ -334,6 +391,21 @@ def _cmd_stream_bench(args: argparse.Namespace) -> int:
             rate=args.rate,
             steady_events=args.events,
         )
+    )
+    _report(result, Path(args.out))
+    return 0
+
+
+def _cmd_bench_feed(args: argparse.Namespace) -> int:
+    from mrse.jobs.bench_feed import FeedBenchConfig, run_feed_benchmark
+
+    result = run_feed_benchmark(
+        FeedBenchConfig(
+            data=Path(args.data),
+            run=Path(args.run),
+            work_dir=Path(args.work_dir),
+            shoppers=args.shoppers,
+        )  # fmt: skip
     )
     _report(result, Path(args.out))
     return 0
@@ -562,8 +634,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory in the benchmark layout")
     p.add_argument(
         "--model",
-        choices=["bm25", "dense", "text-encoder", "photo-encoder", "both-encoders"],
-        help="a baseline (search, mix) or a frozen-encoder peer (similar, photo)",
+        choices=[
+            "bm25",
+            "dense",
+            "text-encoder",
+            "photo-encoder",
+            "both-encoders",
+            *RECOMMEND_PEERS,
+            "all",
+        ],
+        help="a baseline (search, mix), a frozen-encoder peer (similar, photo) or a "
+        "recommender (recommend; default there: all of them, beside --run if given)",
     )
     p.add_argument("--run", help="a run directory written by `mrse train`")
     p.add_argument(
@@ -580,12 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=["search", "mix", "similar", "photo"],
+        choices=["search", "mix", "similar", "photo", "recommend"],
         default="search",
         help="search: the dataset's test queries; mix: also names, fragments, misspellings, "
         "brand + type and descriptions generated from the catalog, metrics per class; "
         "similar: more like this, one relevant item of a test query in, the others wanted; "
-        "photo: that item's photo, altered as a shopper's would be, in",
+        "photo: that item's photo, altered as a shopper's would be, in; "
+        "recommend: the home feed, each test query's shopper at its time with no query",
     )
     p.add_argument(
         "--retrieval",
@@ -594,6 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="for --run: the towers alone, or fused with the lexical channel as served",
     )
     p.add_argument("--per-class", type=int, default=400, help="--task mix: queries per class")
+    p.add_argument(
+        "--feed",
+        choices=["interests", "vector"],
+        default="interests",
+        help="--task recommend with --run: the served feed (the shopper's recent items as "
+        "interests) or the query tower's one vector for nothing typed",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="--task mix / similar: which queries / seeds are drawn"
     )
@@ -806,6 +895,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst-patches", type=int, default=20_000)
     p.add_argument("--burst-new", type=int, default=100)
     p.set_defaults(func=_cmd_bench_catalog)
+    p = sub.add_parser("bench-feed", help="a click through Kafka -> the feed that reflects it")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True, help="the served model's run directory")
+    p.add_argument("--out", default="results/feed-bench.json")
+    p.add_argument("--work-dir", default="results/feed-bench")
+    p.add_argument("--shoppers", type=int, default=200, help="shoppers timed, one at a time")
+    p.set_defaults(func=_cmd_bench_feed)
     p = sub.add_parser("bench-scale", help="cost curves on synthetic catalogs of N items")
     p.add_argument("--data", required=True, help="the real dataset the catalogs grow from")
     p.add_argument("--run", required=True, help="the model run that indexes and serves")

@@ -481,6 +481,7 @@ def test_serving_benchmark_runs_and_reports_every_design(stack, sample_hm, tmp_p
         ("Search (hybrid)", 2),
         ("SimilarItems", 1),
         ("SearchByPhoto", 1),
+        ("Recommend", 1),
     }
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in calls.values())
     assert len(result["calls"]["hybrid_p99_ratio"]) == 2
@@ -811,7 +812,7 @@ def test_graceful_stop_of_one_of_two_processes_fails_no_request(stack, sample_hm
             st.binary(max_size=60),
         ),
     ),
-    method=st.sampled_from(["Search", "BatchSearch", "SimilarItems", "SearchByPhoto"]),
+    method=st.sampled_from(["Search", "BatchSearch", "SimilarItems", "SearchByPhoto", "Recommend"]),
 )
 def test_arbitrary_bytes_never_get_unknown_or_internal(stack, raw, method):
     """Whatever bytes a client sends as a request: an answer, INVALID_ARGUMENT or NOT_FOUND."""
@@ -1134,3 +1135,80 @@ def test_photos_are_decoded_two_at_a_time_whatever_the_clients_send(stack, monke
         answers = list(pool.map(lambda _: stub.SearchByPhoto(req, timeout=60), range(8)))
     assert all(len(a.results) == 5 for a in answers)
     assert most[0] == server_module.PHOTO_DECODES
+
+
+# ---- the home feed ----
+
+
+def test_recommend_answers_shoppers_guests_and_strangers(stack, sample_hm):
+    """Recommend over gRPC and grpcurl: a shopper's feed is personal and can leave out what
+    they bought, a guest's follows the items viewed, a stranger gets the run's popular items
+    (personalized false); filters apply, explanations add up to the score, an exposure is
+    logged; bad input gets the right code."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mrse.data import load_dataset
+
+    engine, server, stub, _, events = stack
+    items = load_dataset(sample_hm).items
+    shopper = max({e.user_id for e in events}, key=lambda u: sum(e.user_id == u for e in events))
+    bought = set(engine.profiles.read([shopper])[shopper].state.recent_items)
+    logged: list = []
+    old, engine.log_exposure = engine.log_exposure, logged.append
+    try:
+        feed = stub.Recommend(search_pb2.RecommendRequest(user_id=shopper, k=20))
+    finally:
+        engine.log_exposure = old
+    assert feed.personalized and len(feed.results) == 20 and not feed.degraded
+    scores = [r.score for r in feed.results]
+    assert scores == sorted(scores, reverse=True)
+    for r in feed.results:
+        e = r.explanation
+        assert e.text + e.image + e.profile == pytest.approx(r.score, abs=2e-3)
+    (exposure,) = logged
+    assert exposure.user_id == shopper and exposure.item_ids == tuple(
+        r.item_id for r in feed.results
+    )
+    fresh = stub.Recommend(search_pb2.RecommendRequest(user_id=shopper, k=20,
+                                                       exclude_purchased=True))  # fmt: skip
+    assert len(fresh.results) == 20 and not bought & {r.item_id for r in fresh.results}
+    # a guest: the items viewed shape the feed, and two different sessions differ
+    ids = list(items["item_id"])
+    guest_a = stub.Recommend(search_pb2.RecommendRequest(viewed_ids=ids[:2], k=10))
+    guest_b = stub.Recommend(search_pb2.RecommendRequest(viewed_ids=ids[-2:], k=10))
+    assert guest_a.personalized and guest_b.personalized
+    assert [r.item_id for r in guest_a.results] != [r.item_id for r in guest_b.results]
+    # a stranger: the run's recent popularity, most popular first
+    cold = stub.Recommend(search_pb2.RecommendRequest(user_id="never-seen", k=5))
+    popular = [i for i in engine.bundles["mrse-v1"].run.popular if i in set(ids)]
+    assert not cold.personalized and [r.item_id for r in cold.results] == popular[:5]
+    category = items["category"].value_counts().index[0]
+    f = [search_pb2.FieldFilter(field="category", any=[category])]
+    for req in (search_pb2.RecommendRequest(user_id=shopper, k=5, filters=f),
+                search_pb2.RecommendRequest(user_id="never-seen", k=5, filters=f)):  # fmt: skip
+        got = stub.Recommend(req).results
+        assert got and all(r.category == category for r in got)
+    bad = [
+        ({"viewed_ids": [""]}, grpc.StatusCode.INVALID_ARGUMENT, "empty id"),
+        ({"viewed_ids": [str(i) for i in range(65)]}, grpc.StatusCode.INVALID_ARGUMENT,
+         "at most 64"),
+        ({"user_id": shopper, "k": -1}, grpc.StatusCode.INVALID_ARGUMENT, "k must be"),
+        ({"viewed_ids": ["no-such-item"]}, grpc.StatusCode.NOT_FOUND, "'no-such-item'"),
+        ({"user_id": shopper, "experiment": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
+    ]  # fmt: skip
+    for kwargs, code, words in bad:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recommend(search_pb2.RecommendRequest(**kwargs))
+        assert err.value.code() == code and words in err.value.details(), kwargs
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    body = json.dumps({"userId": shopper, "k": 3})
+    out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",
+                          "mrse.v1.SearchService/Recommend"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["personalized"] and len(got["results"]) == 3

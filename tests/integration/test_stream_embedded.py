@@ -100,3 +100,54 @@ def test_replay_builds_the_offline_profiles_and_is_idempotent(catalog, tmp_path)
         np.testing.assert_allclose(got.text_sum, want.text_sum, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(got.image_sum, want.image_sum, rtol=1e-6, atol=1e-9)
         assert got.count == want.count and got.recent_items == want.recent_items
+
+
+def test_a_click_on_an_item_the_catalog_added_later_is_folded_in(catalog, tmp_path):
+    """The worker's catalog snapshot lacks the new item; the catalog topic announces it (after
+    the worker started), so a click on it reaches the profile. A click on an item nobody
+    announced is still dead-lettered as unknown_item."""
+    import time
+
+    from kafka import KafkaProducer
+
+    from mrse.catalog.events import CatalogEvent, ItemContent
+    from mrse.catalog.listen import CatalogListener
+    from mrse.catalog.publish import publish
+    from mrse.streaming.events import Event
+    from mrse.streaming.topics import CATALOG, CLICKS
+
+    ds, cat = catalog
+    store = ProfileStore(FeatureStoreConfig(data_dir=tmp_path / "feast"))
+    store.apply()
+    old = str(ds.items["item_id"].iloc[0])
+    with EmbeddedBroker() as broker:
+        listener = CatalogListener(broker.bootstrap)
+        worker = StreamWorker(
+            WorkerConfig(bootstrap=broker.bootstrap, group_id="t-new", session_timeout_ms=2000),
+            ProfileUpdater(store, cat, ProfileConfig()),
+            new_items=listener,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
+        assert worker.ready.wait(60)
+        now = time.time()
+        content = ItemContent("Linen shirt", "", "Demo", "Shirt", "")
+        publish(broker.bootstrap, CATALOG,
+                [CatalogEvent("c-1", "brand-new", 1, now, "upsert", content,
+                              {"price": 10.0, "in_stock": True})])  # fmt: skip
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        for n, item in enumerate([old, "brand-new", "never-announced"]):
+            click = Event(f"e-{n}", "shopper", item, "click", now + n, None)
+            producer.send(CLICKS, key=b"shopper", value=click.to_json())
+        producer.flush()
+        producer.close()
+        deadline = time.time() + 30
+        while time.time() < deadline and worker.stats.consumed < 3:
+            time.sleep(0.05)
+        stop.set()
+        thread.join(30)
+        listener.close()
+    assert worker.stats.applied == 2 and dict(worker.stats.dead_lettered) == {"unknown_item": 1}
+    state = store.read(["shopper"])["shopper"].state
+    assert state.recent_items == (old, "brand-new") and state.recent_categories[-1] == "Shirt"

@@ -42,12 +42,10 @@ from mrse.streaming.dead_letters import (
     parse_or_letter,
     record_letter,
 )
-from mrse.streaming.topics import ensure_topics
+from mrse.streaming.topics import CATALOG, CATALOG_DLQ, ensure_topics
 
 logger = logging.getLogger(__name__)
 
-CATALOG = "mrse.catalog"
-CATALOG_DLQ = "mrse.catalog.dlq"
 CATALOG_INDEX = "mrse.catalog.index"
 
 

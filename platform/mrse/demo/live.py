@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mrse.catalog.listen import CatalogListener
 from mrse.catalog.service import CatalogFollow, CatalogServiceConfig, build_catalog_worker
 from mrse.catalog.worker import CatalogWorkerSettings
 from mrse.experiments.assignment import Arm, Experiment
@@ -85,7 +86,8 @@ class LiveStack:
                 store=store,
                 run=self.profile_run,
                 cache_dir=self.cache_dir,
-            )
+            ),
+            CatalogListener(self.broker.bootstrap),
         )
         self._worker_thread = threading.Thread(
             target=self.worker.run, args=(self._stop,), name="stream-worker", daemon=True

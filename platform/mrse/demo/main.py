@@ -28,6 +28,7 @@ import grpc
 from mrse.data import load_dataset
 from mrse.demo.baselines import evaluate_baselines
 from mrse.demo.catalog import show_live_catalog
+from mrse.demo.feed import format_feed, show_feed
 from mrse.demo.interleaved import run_interleaved
 from mrse.demo.live import ArmModel, LiveStack
 from mrse.demo.looks import format_looks, show_looks
@@ -71,7 +72,7 @@ ARMS = (
     ("mrse", "mrse", "mrse-v1", "mrse_v1", "hybrid"),
 )
 EXPERIMENT = "search-demo"
-STEPS = 11
+STEPS = 12
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class DemoConfig:
     data: tuple[Path, ...]
     out: Path
     cache_dir: str | Path | None = None
-    serve: bool = True  # steps 2-11 (the live stack); False: baselines only
+    serve: bool = True  # steps 2-12 (the live stack); False: baselines only
     max_queries: int = 50  # example searches
     k: int = 10
 
@@ -114,7 +115,7 @@ def train_arms(data: Path, out: Path, cache_dir: Path | None) -> tuple[tuple[Arm
 
 
 def serve_and_search(config: DemoConfig, data: Path) -> dict:
-    """Steps 2-11 on one dataset; returns their part of the summary."""
+    """Steps 2-12 on one dataset; returns their part of the summary."""
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     dataset = load_dataset(data)
     live_dir = config.out / "live"
@@ -170,11 +171,15 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             looks = show_looks(channel, dataset, tuple(a.arm for a in arms), EXPERIMENT)
         titles = dict(zip(dataset.items["item_id"], dataset.items["title"], strict=True))
         print(format_looks(looks, titles))
-        _step(10, "an interleaved experiment: the same shoppers, both arms merged by team draft")
+        _step(10, "a shopper's home feed, then a few clicks through Kafka, then the feed again")
+        with grpc.insecure_channel(stack.server.target) as channel:
+            feed = show_feed(channel, stack.broker.bootstrap, dataset, EXPERIMENT)
+        print(format_feed(feed))
+        _step(11, "an interleaved experiment: the same shoppers, both arms merged by team draft")
         with grpc.insecure_channel(stack.server.target) as channel:
             il_clicks = run_interleaved(channel, queries, judged, stack.interleaved.name,
                                         stack.broker.bootstrap, config.k)  # fmt: skip
-        _step(11, "A/B and interleaving reports from the exposure and click topics; the pages")
+        _step(12, "A/B and interleaving reports from the exposure and click topics; the pages")
         stack.exposures.flush()
         ab = ab_report(stack.broker.bootstrap, EXPERIMENT, control="control")
         interleaved = ab_report(stack.broker.bootstrap, stack.interleaved.name)
@@ -186,7 +191,7 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
     means = arm_means(showcases)
     page = write_page(
         config.out / "search.html", dataset.name, dataset.items, showcases, means, reports,
-        models, names, looks,
+        models, names, looks, feed,
     )  # fmt: skip
     print(format_showcases(showcases, dataset.items))
     print(f"\nboth arms on the example queries (k={config.k}):")
@@ -219,6 +224,16 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             }
             for x in looks
         ],  # fmt: skip
+        "feed": {
+            "user_id": feed.user_id,
+            "kind": feed.kind,
+            "clicked": list(feed.clicked),
+            "before": list(feed.before),
+            "after": list(feed.after),
+            "seconds": feed.seconds,
+            "share_before": feed.share_before,
+            "share_after": feed.share_after,
+        },
         "arms": means,
         "ab_report": ab,
         "interleaved_report": interleaved,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrse.demo.feed import FeedShow
 from mrse.demo.looks import Look
 from mrse.demo.names import NameSearch
 from mrse.demo.searches import ArmResult, Showcase, Shown
@@ -138,6 +139,31 @@ def _looks_section(looks, titles, images, out: Path) -> list[str]:
     ]
 
 
+def _feed_section(feed, titles, images, out: Path) -> list[str]:
+    """The home feed before and after the shopper's clicks, with the clicked items."""
+    if feed is None:
+        return []
+
+    def pics(ids) -> str:
+        return " ".join(
+            f'<img src="{_photo(i, images, out)}" style="height:64px" '
+            f'title="{html.escape(titles.get(i, i))}">'
+            for i in ids[:8]
+        )
+
+    waited = "never changed" if feed.seconds is None else f"{feed.seconds * 1000:.0f} ms"
+    rows = [
+        ["before", f"{feed.share_before:.0%} {html.escape(feed.kind)}", pics(feed.before)],
+        ["clicked", f"{len(feed.clicked)} items", pics(feed.clicked)],
+        ["after", f"{feed.share_after:.0%} {html.escape(feed.kind)} ({waited})", pics(feed.after)],
+    ]
+    return [
+        f"<h3>Home feed (Recommend, the MRSE arm) of shopper {html.escape(feed.user_id[:12])}, "
+        "before and after a few clicks sent through Kafka</h3>",
+        _table(["feed", "", "first eight"], rows),
+    ]
+
+
 def write_page(
     path: Path,
     dataset: str,
@@ -148,6 +174,7 @@ def write_page(
     models: dict[str, dict],
     names: list[NameSearch] = (),  # type: ignore[assignment]
     looks: list[Look] = (),  # type: ignore[assignment]
+    feed: FeedShow | None = None,
 ) -> Path:
     """Write the HTML page (photos copied into ``images/`` beside it)."""
     out = path.parent
@@ -190,6 +217,7 @@ def write_page(
         ab_table,
         *_names_section(names, list(models), titles, images, out),
         *_looks_section(looks, titles, images, out),
+        *_feed_section(feed, titles, images, out),
         '<div class="legend">score explanation:<span style="background:#4a78c2"></span>text'
         '<span style="background:#e0943a"></span>image<span style="background:#9b59b6"></span>'
         "profile (hover a card for the numbers)</div>",

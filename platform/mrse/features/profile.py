@@ -12,7 +12,7 @@ rounding) and an update costs O(D), never a replay of the history.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -92,6 +92,16 @@ def empty_profile(text_dim: int, image_dim: int) -> ProfileState:
         recent_ts=(),
         recent_categories=(),
     )
+
+
+def viewed_profile(cold: ProfileState, item_ids: Sequence[str], now: float) -> ProfileState:
+    """A guest's profile from the items they just viewed (newest last), all at ``now`` (Unix
+    seconds): what the late-fused query tower reads (the recent items, a history) and no
+    pooled vectors (the server holds none for them: the modality features say "no
+    preference")."""
+    ids = tuple(item_ids)
+    return replace(cold, ref_ts=now, count=len(ids), recent_items=ids,
+                   recent_ts=(now,) * len(ids), recent_categories=("",) * len(ids))  # fmt: skip
 
 
 def update_profile(state: ProfileState, event: ProfileEvent, config: ProfileConfig) -> ProfileState:

@@ -339,6 +339,7 @@ class FetchingIndex:
     request carries lexical terms and the index holds the lexical channel."""
 
     has_lexical: bool = False
+    dim: int
 
     def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
         raise NotImplementedError
@@ -360,6 +361,18 @@ class FetchingIndex:
             np.asarray(query)[None], [limit], [query_filter], exact, lexical, hybrid
         )
         return hits
+
+    def among(self, item_ids: Sequence[str], query_filter: SearchFilter | None = None) -> list[Hit]:
+        """The items of ``item_ids`` that exist and ``query_filter`` keeps (None: in stock), in
+        the order of ``item_ids``, with their payloads (scores mean nothing)."""
+        if not item_ids:
+            return []
+        probe = np.full(self.dim, 1.0 / np.sqrt(self.dim), np.float32)  # any unit vector
+        (hits,) = self._fetch(
+            [Fetch(len(item_ids), probe, filter=query_filter, ids=tuple(item_ids), exact=True)]
+        )
+        by_id = {h.item_id: h for h in hits}
+        return [by_id[i] for i in item_ids if i in by_id]
 
     def search_many(
         self,
@@ -405,6 +418,10 @@ class VectorIndex(Protocol):
 
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored (dim,) vectors of the items that exist, by item id."""
+        ...
+
+    def among(self, item_ids: Sequence[str], query_filter: SearchFilter | None = None) -> list[Hit]:
+        """The items of ``item_ids`` that exist and ``query_filter`` keeps, in that order."""
         ...
 
     def search(

@@ -226,9 +226,10 @@ def bench_engine(
 
 
 def _call_requests(dataset, k: int, photos: int = 100) -> dict[str, list[bytes]]:
-    """More like this and shop by photo requests from the test queries: each query's seed item
-    (``mrse.evaluation.similar``) as the positive example, and (for the first ``photos``) its
-    photo altered as a shopper's (``mrse.evaluation.photo``)."""
+    """More like this, shop by photo and feed requests from the test queries: each query's seed
+    item (``mrse.evaluation.similar``) as the positive example, (for the first ``photos``) its
+    photo altered as a shopper's (``mrse.evaluation.photo``), and each query's shopper's feed
+    (their online profile, written by setup)."""
     import random
 
     from mrse.evaluation.photo import alter_photo, photo_cases
@@ -243,13 +244,15 @@ def _call_requests(dataset, k: int, photos: int = 100) -> dict[str, list[bytes]]
         "SearchByPhoto": [search_pb2.SearchByPhotoRequest(
             photo=alter_photo(photo[c.seed], random.Random(c.query_id)), k=k,
         ).SerializeToString() for c in shots],
+        "Recommend": [search_pb2.RecommendRequest(user_id=u, k=k).SerializeToString()
+                      for u in dataset.queries["user_id"].dropna()],
     }  # fmt: skip
 
 
 def _measure_calls(cfg: ServeBenchConfig, dataset, requests) -> dict:
     """One client per call: Search on a dense arm and on a hybrid arm, in alternation (dense,
-    hybrid, dense, hybrid: their ratio from neighbouring runs), then SimilarItems and
-    SearchByPhoto on the dense arm's server."""
+    hybrid, dense, hybrid: their ratio from neighbouring runs), then SimilarItems,
+    SearchByPhoto and Recommend on the dense arm's server."""
     calls = _call_requests(dataset, cfg.k)
     rows: list[dict] = []
     for rep in range(2):

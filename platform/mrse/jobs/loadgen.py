@@ -23,7 +23,7 @@ class LoadResult:
 
 # the calls the load can make: method -> its request message's name in mrse.v1.search_pb2
 METHODS = {"Search": "SearchRequest", "SimilarItems": "SimilarItemsRequest",
-           "SearchByPhoto": "SearchByPhotoRequest"}  # fmt: skip
+           "SearchByPhoto": "SearchByPhotoRequest", "Recommend": "RecommendRequest"}  # fmt: skip
 
 
 async def _load(

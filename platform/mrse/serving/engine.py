@@ -25,11 +25,12 @@ from mrse.experiments.report import Exposure
 from mrse.features.catalog import centre_unit
 from mrse.features.lexical import lexical_query
 from mrse.features.photo import PHOTO_CANDIDATES, photo_rerank, photo_sketch
-from mrse.features.profile import ProfileState
+from mrse.features.profile import ProfileState, viewed_profile
+from mrse.features.queries import FEED_QUERY
 from mrse.features.store import ProfileStore
 from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
-from mrse.index.examples import average_vector
+from mrse.index.examples import average_vector, feed_interests, interest_weights, merge_best
 from mrse.index.hybrid import HybridOptions, lexical_terms_for
 from mrse.index.points import EXPLAIN_KEY, explain_outputs, photo_sketches
 from mrse.models.photo import photo_query_vectors
@@ -237,14 +238,17 @@ class SearchEngine:
             bundle = jobs[js[0]][2]  # the version routed to: it serves the request through
             batch = [reqs[jobs[j][0]] for j in js]
             t = time.perf_counter()
-            # more like this is not personalised: no profile read for it
-            users = [None if r.positives or r.photo is not None else r.user_id for r in batch]
+            # more like this is not personalised, a guest's feed reads their viewed items: no
+            # profile read for them
+            users = [None if r.positives or r.photo is not None or r.viewed else r.user_id
+                     for r in batch]  # fmt: skip
             states, personalized, degraded = self._profiles(bundle, users)
             timings = {"features": time.perf_counter() - t}
             try:
                 results = self._retrieve(
-                    bundle, batch, states, timings, [jobs[j][1].retrieval for j in js]
-                )
+                    bundle, batch, states, timings, [jobs[j][1].retrieval for j in js],
+                    personalized,
+                )  # fmt: skip
             except Unavailable as exc:
                 done.update({j: exc for j in js})
                 continue
@@ -305,15 +309,25 @@ class SearchEngine:
         states: list[ProfileState],
         timings: dict[str, float],
         retrievals: list[str] | None = None,
+        personalized: list[bool] | None = None,
     ) -> list[list[ResultItem] | Exception]:
         """Per request, its results (or its NotFound): typed queries through the query tower,
-        more-like-this requests by their examples' vectors; adds the stage timings (seconds)
-        to ``timings``."""
+        more-like-this requests by their examples' vectors, feeds by the shopper's profile
+        (``_retrieve_feeds`` sets their entries of ``personalized``); adds the stage timings
+        (seconds) to ``timings``."""
         retrievals = retrievals or ["dense"] * len(reqs)
+        personalized = personalized if personalized is not None else [False] * len(reqs)
         out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
         photos = [n for n, r in enumerate(reqs) if r.photo is not None]
         made = [n for n, r in enumerate(reqs) if r.positives]
-        typed = [n for n in range(len(reqs)) if n not in {*photos, *made}]
+        feeds = [n for n, r in enumerate(reqs) if r.feed]
+        typed = [n for n in range(len(reqs)) if n not in {*photos, *made, *feeds}]
+        if feeds:
+            mine = [False] * len(feeds)
+            answers = self._retrieve_feeds(bundle, [reqs[n] for n in feeds],
+                                           [states[n] for n in feeds], timings, mine)  # fmt: skip
+            for n, res, p in zip(feeds, answers, mine, strict=True):
+                out[n], personalized[n] = res, p
         for part, answer in (
             (typed, lambda ns: self._retrieve_typed(bundle, [reqs[n] for n in ns],
                                                     [states[n] for n in ns], timings,
@@ -369,6 +383,138 @@ class SearchEngine:
         _add(timings, "explain", t)
         for n, hs, ex in zip(live, kept, explanations, strict=True):
             out[n] = [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id)) for h in hs]
+        return out
+
+    def _retrieve_feeds(
+        self,
+        bundle: ModelBundle,
+        reqs: list[ValidRequest],
+        states: list[ProfileState],
+        timings: dict[str, float],
+        personalized: list[bool],
+    ) -> list[list[ResultItem] | Exception]:
+        """Home feeds: the shopper's profile (a guest's: their viewed items, which must be in
+        the index) through the query tower with nothing typed, one search for the batch; a
+        shopper with no history gets the run's recent popularity (``_popular``). Sets
+        ``personalized[n]`` for the feeds a history shaped."""
+        out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
+        viewed = list(dict.fromkeys(i for r in reqs for i in r.viewed))
+        found: dict[str, np.ndarray] = {}
+        if viewed:
+            with _index_failure(bundle):
+                found = bundle.index.vectors(viewed)
+        cold = bundle.run.featurizer.cold_profile()
+        now = time.time()
+        live, cold_ones, live_states = [], [], []
+        for n, (r, state) in enumerate(zip(reqs, states, strict=True)):
+            missing = [i for i in r.viewed if i not in found]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                out[n] = NotFound(f"no item {missing[0]!r} in the catalog{more}")
+                continue
+            if r.viewed:
+                state = viewed_profile(cold, r.viewed, now)
+            if state.recent_items and bundle.run.config.model.use_profile:
+                live.append(n)
+                live_states.append(state)
+            else:
+                cold_ones.append(n)
+        if live:
+            feeds = self._interest_feeds(bundle, [reqs[n] for n in live], live_states, timings)
+            for n, items in zip(live, feeds, strict=True):
+                out[n] = items
+                personalized[n] = True
+        if cold_ones:
+            popular = self._popular(bundle, [reqs[n] for n in cold_ones], timings)
+            for n, items in zip(cold_ones, popular, strict=True):
+                out[n] = items
+        return out
+
+    def _interest_feeds(
+        self,
+        bundle: ModelBundle,
+        reqs: list[ValidRequest],
+        states: list[ProfileState],
+        timings: dict[str, float],
+    ) -> list[list[ResultItem]]:
+        """Personal feeds (``mrse.index.examples``): each of the shopper's newest
+        ``FEED_INTERESTS`` distinct items is an interest, weighted by its age (the profile's
+        half-life); one search per interest, in one batch, merged by best weighted score.
+        Explanations: the item's own experts' split of its similarity to the interest that gave
+        its score (``text``, ``image``), times that interest's weight."""
+        t = time.perf_counter()
+        now = time.time()
+        half_life = bundle.run.config.profile.half_life_days
+        picked = [feed_interests(s.recent_items, s.recent_ts) for s in states]
+        wanted = list(dict.fromkeys(i for p in picked for i, _ in p))
+        with _index_failure(bundle):
+            found = bundle.index.vectors(wanted) if wanted else {}
+        queries, owners, weights = [], [], []
+        for n, p in enumerate(picked):
+            for item, ts in p:
+                if item in found:
+                    queries.append(found[item])
+                    owners.append(n)
+                    weights.append(float(interest_weights(np.array([(now - ts) / 86400.0]),
+                                                          half_life)[0]))  # fmt: skip
+        seen = [set(s.recent_items) if r.exclude_seen else set()
+                for r, s in zip(reqs, states, strict=True)]  # fmt: skip
+        _add(timings, "encode", t)
+        if not queries:  # none of the recent items is in the index any more
+            return self._popular(bundle, reqs, timings)
+        t = time.perf_counter()
+        vectors = np.stack(queries)
+        with _index_failure(bundle):
+            hits = bundle.index.search_many(vectors, [reqs[o].k + len(seen[o]) for o in owners],
+                                            [reqs[o].filter for o in owners])  # fmt: skip
+        lists: list[list[list[Hit]]] = [[] for _ in reqs]
+        marks: list[list[int]] = [[] for _ in reqs]  # each list's row in ``hits``
+        for row, o in enumerate(owners):
+            lists[o].append(hits[row])
+            marks[o].append(row)
+        own_weights: list[list[float]] = [[] for _ in reqs]
+        for o, w in zip(owners, weights, strict=True):
+            own_weights[o].append(w)
+        merged = [merge_best(ls, ws) for ls, ws in zip(lists, own_weights, strict=True)]
+        _add(timings, "search", t)
+        t = time.perf_counter()
+        explained = self._explain_examples(bundle, vectors, hits)
+        _add(timings, "explain", t)
+        out = []
+        for n, (r, m, x) in enumerate(zip(reqs, merged, seen, strict=True)):
+            items = []
+            for h, score, source in m:
+                if h.item_id in x:
+                    continue
+                e = explained[marks[n][source]].get(h.item_id)
+                w = own_weights[n][source]
+                e = None if e is None else Explanation(w * e.text, w * e.image, 0.0)
+                items.append(ResultItem(h.item_id, score, h.payload, e))
+                if len(items) == r.k:
+                    break
+            out.append(items)
+        return out
+
+    def _popular(
+        self, bundle: ModelBundle, reqs: list[ValidRequest], timings: dict[str, float]
+    ) -> list[list[ResultItem]]:
+        """The feed of a shopper with no history: the run's most popular items that the
+        request's filter keeps, most popular first, scored 1 / rank. A run that kept no
+        popularity answers with its query tower's vector for nothing typed and no profile."""
+        popular = bundle.run.popular
+        if not popular:
+            cold = bundle.run.featurizer.cold_profile()
+            asked = [replace(r, query=FEED_QUERY) for r in reqs]
+            return self._retrieve_typed(bundle, asked, [cold] * len(reqs), timings,
+                                        ["dense"] * len(reqs))  # fmt: skip
+        t = time.perf_counter()
+        out = []
+        for r in reqs:
+            with _index_failure(bundle):
+                hits = bundle.index.among(popular, r.filter)[: r.k]
+            out.append([ResultItem(h.item_id, 1.0 / (rank + 1), h.payload, None)
+                        for rank, h in enumerate(hits)])  # fmt: skip
+        _add(timings, "search", t)
         return out
 
     def _retrieve_photos(
@@ -443,16 +589,7 @@ class SearchEngine:
         with the lexical channel for the requests whose arm's ``retrievals`` entry is
         ``hybrid``), explain the hits; adds the stage timings (seconds) to ``timings``."""
         t = time.perf_counter()
-        cfg = bundle.run.config.model
-        texts = [r.query for r in reqs]
-        if cfg.use_query_text:
-            raw = self.query_vectors.many(texts)
-        else:  # the n-gram path: the model never reads a text vector, so none is computed
-            raw = np.zeros((len(reqs), cfg.text_dim), dtype=np.float32)
-        rows, recent = self._recent_items(bundle, states)
-        qf = bundle.run.featurizer.queries(texts, raw, states, rows)
-        with torch.no_grad():
-            q_out = bundle.run.model.encode_queries(qf.inputs(np.arange(len(reqs))), recent)
+        q_out = self._encode(bundle, [r.query for r in reqs], states)
         vectors = q_out.embedding.numpy()
         _add(timings, "encode", t)
         t = time.perf_counter()
@@ -476,6 +613,20 @@ class SearchEngine:
             [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id), h.found_by) for h in hs]
             for hs, ex in zip(hits, explanations, strict=True)
         ]
+
+    def _encode(
+        self, bundle: ModelBundle, texts: list[str], states: list[ProfileState]
+    ) -> TowerOutput:
+        """The query tower's output for ``texts`` typed by shoppers with ``states``."""
+        cfg = bundle.run.config.model
+        if cfg.use_query_text:
+            raw = self.query_vectors.many(texts)
+        else:  # the n-gram path: the model never reads a text vector, so none is computed
+            raw = np.zeros((len(texts), cfg.text_dim), dtype=np.float32)
+        rows, recent = self._recent_items(bundle, states)
+        qf = bundle.run.featurizer.queries(texts, raw, states, rows)
+        with torch.no_grad():
+            return bundle.run.model.encode_queries(qf.inputs(np.arange(len(texts))), recent)
 
     @staticmethod
     def _recent_items(

@@ -33,6 +33,7 @@ from mrse.serving.validation import (
     TooLarge,
     validate,
     validate_photo,
+    validate_recommend,
     validate_similar,
 )
 from mrse.v1 import search_pb2
@@ -90,8 +91,8 @@ def decode(message_type, raw: bytes):
 
 
 class SearchServicer:
-    """``Search``, ``BatchSearch``, ``SimilarItems`` and ``SearchByPhoto`` over serialized
-    requests (see the module docstring)."""
+    """``Search``, ``BatchSearch``, ``SimilarItems``, ``SearchByPhoto`` and ``Recommend`` over
+    serialized requests (see the module docstring)."""
 
     def __init__(
         self,
@@ -195,6 +196,9 @@ class SearchServicer:
     async def SearchByPhoto(self, raw: bytes, context):  # noqa: N802
         return await self._guarded(self._search_by_photo, raw, context)
 
+    async def Recommend(self, raw: bytes, context):  # noqa: N802
+        return await self._guarded(self._recommend, raw, context)
+
     async def _decode(self, message_type, raw: bytes, context):
         try:
             return decode(message_type, raw)
@@ -212,6 +216,10 @@ class SearchServicer:
     async def _search_by_photo(self, raw: bytes, context):
         request = await self._decode(search_pb2.SearchByPhotoRequest, raw, context)
         return await self._run(request, context, validate_photo)
+
+    async def _recommend(self, raw: bytes, context):
+        request = await self._decode(search_pb2.RecommendRequest, raw, context)
+        return await self._run(request, context, validate_recommend)
 
     async def _batch_search(self, raw: bytes, context):
         request = await self._decode(search_pb2.BatchSearchRequest, raw, context)
@@ -245,7 +253,7 @@ def add_search_service(servicer: SearchServicer, server: grpc.aio.Server) -> Non
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name), request_deserializer=None, response_serializer=_serialize
         )
-        for name in ("Search", "BatchSearch", "SimilarItems", "SearchByPhoto")
+        for name in ("Search", "BatchSearch", "SimilarItems", "SearchByPhoto", "Recommend")
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 

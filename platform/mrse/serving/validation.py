@@ -44,6 +44,12 @@ class ValidRequest:
     # (3, 224, 224) once the server has decoded them off the event loop
     photo_bytes: bytes = field(default=b"", repr=False)
     photo: object = field(default=None, compare=False, repr=False)
+    # the home feed (``validate_recommend``): ``query`` is then empty; a guest's viewed items
+    # (newest last) stand in for a stored profile; ``exclude_seen``: leave out what the
+    # shopper's profile (or the viewed items) holds
+    feed: bool = False
+    viewed: tuple[str, ...] = ()
+    exclude_seen: bool = False
 
 
 def _no_nul(value: str, name: str) -> None:
@@ -108,14 +114,26 @@ def validate_photo(req) -> ValidRequest:
     return ValidRequest(query="", photo_bytes=bytes(req.photo), **_common(req))
 
 
-def _ids(values, name: str) -> tuple[str, ...]:
-    """Item ids, stripped, each non-empty and within the id limits, duplicates dropped."""
+def validate_recommend(req) -> ValidRequest:
+    """Check a ``mrse.v1.RecommendRequest`` (or anything with its fields)."""
+    if len(req.viewed_ids) > MAX_EXAMPLES:
+        raise InvalidRequest(f"at most {MAX_EXAMPLES} viewed_ids, got {len(req.viewed_ids)}")
+    viewed = _ids(req.viewed_ids, "viewed_ids", keep_last=True)
+    return ValidRequest(query="", feed=True, viewed=viewed,
+                        exclude_seen=bool(req.exclude_purchased), **_common(req))  # fmt: skip
+
+
+def _ids(values, name: str, keep_last: bool = False) -> tuple[str, ...]:
+    """Item ids, stripped, each non-empty and within the id limits, duplicates dropped (the
+    first kept, or the last with ``keep_last``)."""
     out = []
     for v in values:
         item = _text_id(v, f"an id of {name}")
         if item is None:
             raise InvalidRequest(f"{name} holds an empty id")
         out.append(item)
+    if keep_last:  # a list in time order: a repeated id counts where it was seen last
+        return tuple(reversed(dict.fromkeys(reversed(out))))
     return tuple(dict.fromkeys(out))
 
 

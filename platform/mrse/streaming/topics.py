@@ -11,6 +11,8 @@ logger = logging.getLogger(__name__)
 CLICKS = "mrse.clicks"
 DEAD_LETTER = "mrse.clicks.dlq"
 EXPOSURES = "mrse.exposures"
+CATALOG = "mrse.catalog"  # catalog events (mrse.catalog.worker)
+CATALOG_DLQ = "mrse.catalog.dlq"
 
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> None:

@@ -13,11 +13,11 @@ it on every consumer-group rebalance.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mrse.features.catalog import CatalogFeatures
-from mrse.features.profile import ProfileConfig, update_profile
+from mrse.features.profile import ProfileConfig, ProfileEvent, update_profile
 from mrse.features.queries import profile_event
 from mrse.features.store import ProfileStore, StoredProfile
 from mrse.streaming.events import Event
@@ -49,6 +49,17 @@ class ProfileUpdater:
         self.window = window
         self.cache_users = cache_users
         self._cache: OrderedDict[str, StoredProfile] = OrderedDict()
+        # items added to the catalog after this worker's snapshot: item id -> category
+        self.added: dict[str, str] = {}
+
+    def add_items(self, items: Mapping[str, str]) -> None:
+        """Make items the catalog added since the snapshot known (item id -> category): their
+        events fold in by id and category (what the late-fused profile reads); the pooled
+        text and photo sums skip them until a snapshot with their vectors."""
+        self.added.update(items)
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self.catalog.index or item_id in self.added
 
     def clear_cache(self) -> None:
         """Forget cached profiles (another worker may write them from now on)."""
@@ -70,10 +81,6 @@ class ProfileUpdater:
         while len(self._cache) > self.cache_users:
             self._cache.popitem(last=False)
 
-    @property
-    def known_items(self) -> dict[str, int]:
-        return self.catalog.index
-
     def apply(self, events: Sequence[Event]) -> ApplyResult:
         """Fold ``events`` (in the given order) into their users' profiles and write them."""
         if not events:
@@ -93,8 +100,13 @@ class ProfileUpdater:
             if e.event_id in ids:
                 result.duplicates += 1
                 continue
-            row = self.catalog.index[e.item_id]
-            state = update_profile(p.state, profile_event(self.catalog, row, e.ts), self.profile)
+            row = self.catalog.index.get(e.item_id)
+            event = (
+                profile_event(self.catalog, row, e.ts)
+                if row is not None
+                else ProfileEvent(e.item_id, e.ts, self.added.get(e.item_id, ""), None, None)
+            )
+            state = update_profile(p.state, event, self.profile)
             applied = (p.applied_event_ids + [e.event_id])[-self.window :]
             ids.add(e.event_id)
             if len(ids) > 2 * self.window:  # keep the lookup set bounded too

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener
@@ -76,6 +76,33 @@ class _ClearCacheOnRebalance(ConsumerRebalanceListener):
         self.updater.clear_cache()
 
 
+class _KnownItems:
+    """The items a batch's events may name: the updater's, and, on the first miss of a batch,
+    the items the catalog added meanwhile (one wait of ``NEW_ITEM_WAIT_S`` at most per batch:
+    a click may overtake its item's catalog event)."""
+
+    def __init__(
+        self, updater: ProfileUpdater, new_items: Callable[[float], Mapping[str, str]] | None
+    ) -> None:
+        self.updater = updater
+        self.new_items = new_items
+        if new_items is not None:
+            updater.add_items(new_items(0.0))
+
+    def __contains__(self, item_id: object) -> bool:
+        if not isinstance(item_id, str):
+            return False
+        if self.updater.knows(item_id):
+            return True
+        if self.new_items is not None:
+            self.updater.add_items(self.new_items(NEW_ITEM_WAIT_S))
+            self.new_items = None  # waited once this batch
+        return self.updater.knows(item_id)
+
+
+NEW_ITEM_WAIT_S = 1.0
+
+
 class StreamWorker:
     """Consumes ``config.topic`` until ``stop`` is set (or ``idle_exit_s`` pass with no data)."""
 
@@ -84,11 +111,16 @@ class StreamWorker:
         config: WorkerConfig,
         updater: ProfileUpdater,
         on_written: Callable[[list[Event], float], None] | None = None,
+        new_items: Callable[[float], Mapping[str, str]] | None = None,
     ) -> None:
-        """``on_written(events, t)`` is called after each batch's push (for freshness metrics)."""
+        """``on_written(events, t)`` is called after each batch's push (for freshness metrics);
+        ``new_items(wait_s)``: the items the catalog added since the last call (item id ->
+        category, waiting at most ``wait_s`` for them; ``mrse.catalog.listen``), so a click on
+        a new item is folded in, not dead-lettered as ``unknown_item``."""
         self.config = config
         self.updater = updater
         self.on_written = on_written
+        self.new_items = new_items
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once partitions are assigned
 
@@ -146,8 +178,9 @@ class StreamWorker:
     def _process(self, records: list, dlq: DeadLetterWriter, stop: threading.Event) -> bool:
         """Validate, apply, dead-letter; False when stopped before the dead letters landed."""
         now = time.time()
+        known = _KnownItems(self.updater, self.new_items)
         parsed, letters = parse_or_letter(
-            records, lambda v: parse_event(v, self.updater.known_items, now), EventError,
+            records, lambda v: parse_event(v, known, now), EventError,
             self.config.dead_letter_max_payload_bytes, self.stats.dead_lettered,
         )  # fmt: skip
         events = [e for e, _ in parsed]

@@ -143,3 +143,25 @@ class SearchByPhotoRequest(_message.Message):
     user_id: str
     session_id: str
     def __init__(self, photo: _Optional[bytes] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("user_id", "viewed_ids", "k", "filters", "exclude_purchased", "experiment", "request_id", "arm_override", "session_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWED_IDS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PURCHASED_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    viewed_ids: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    filters: _containers.RepeatedCompositeFieldContainer[FieldFilter]
+    exclude_purchased: bool
+    experiment: str
+    request_id: str
+    arm_override: str
+    session_id: str
+    def __init__(self, user_id: _Optional[str] = ..., viewed_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FieldFilter, _Mapping]]] = ..., exclude_purchased: _Optional[bool] = ..., experiment: _Optional[str] = ..., request_id: _Optional[str] = ..., arm_override: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class SearchServiceStub:
                 request_serializer=mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.SerializeToString,
                 response_deserializer=mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/mrse.v1.SearchService/Recommend',
+                request_serializer=mrse_dot_v1_dot_search__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -86,6 +91,15 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recommend(self, request, context):
+        """Answered like Search (explanations: `text` and `image` split each result's score by its
+        own experts, as SimilarItems; none for popularity); `personalized` says whether the
+        shopper's history shaped the feed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +121,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
             'SearchByPhoto': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchByPhoto,
                     request_deserializer=mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.FromString,
+                    response_serializer=mrse_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=mrse_dot_v1_dot_search__pb2.RecommendRequest.FromString,
                     response_serializer=mrse_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
     }
@@ -217,6 +236,33 @@ class SearchService:
             target,
             '/mrse.v1.SearchService/SearchByPhoto',
             mrse_dot_v1_dot_search__pb2.SearchByPhotoRequest.SerializeToString,
+            mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mrse.v1.SearchService/Recommend',
+            mrse_dot_v1_dot_search__pb2.RecommendRequest.SerializeToString,
             mrse_dot_v1_dot_search__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
