@@ -932,7 +932,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only-calls",
         action="store_true",
         help="only every call with one client: Search on a dense and a hybrid arm (in "
-        "alternation), SimilarItems, SearchByPhoto",
+        "alternation), SimilarItems, SearchByPhoto, Recommend",
     )
     p.add_argument("--work-dir", default="results/serve-bench")
     p.add_argument("--out", default="results/serve-bench.json")

@@ -236,16 +236,20 @@ Fetcher = Callable[[list[Fetch]], list[list[Hit]]]
 
 
 def search_settled(
-    fetch: Fetcher, requests: Sequence[Request], exact: bool = False, with_terms: bool = False
+    fetch: Fetcher,
+    requests: Sequence[Request],
+    exact: bool = False,
+    with_terms: bool = False,
+    payload: bool = True,
 ) -> list[list[Hit]]:
     """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's engine, one
     batched call, ties in any order): one call asking ``limit + TIE_MARGIN`` for every
     request, then one more for a request whose run of ties reaches past its window, 4x wider
-    each time."""
+    each time. ``payload`` False: hits carry their item id only (cheaper to read)."""
     if not requests:
         return []
-    first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms)
-             for q, k, f in requests]  # fmt: skip
+    first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms,
+                   payload=payload) for q, k, f in requests]  # fmt: skip
     out = []
     for (_, k, _), request, hits in zip(requests, first, fetch(first), strict=True):
         asked = request.limit
@@ -382,10 +386,11 @@ class FetchingIndex:
         exact: bool = False,
         lexical: Sequence[Sequence[QueryTerm]] | None = None,
         hybrid: HybridOptions | None = None,
+        payload: bool = True,
     ) -> list[list[Hit]]:
         requests = list(zip(queries, limits, filters, strict=True))
         if lexical is None or hybrid is None or not self.has_lexical:
-            return search_settled(self._fetch, requests, exact)
+            return search_settled(self._fetch, requests, exact, payload=payload)
         if len(lexical) != len(requests):
             raise ValueError(f"{len(lexical)} lexical queries for {len(requests)} requests")
         return search_hybrid(self._fetch, self.count, requests, lexical, hybrid, exact)
@@ -445,10 +450,12 @@ class VectorIndex(Protocol):
         exact: bool = False,
         lexical: Sequence[Sequence[QueryTerm]] | None = None,
         hybrid: HybridOptions | None = None,
+        payload: bool = True,
     ) -> list[list[Hit]]:
         """One search per row of ``queries`` (B, dim), planned together; results in order;
         ``lexical``: each request's query terms (``mrse.features.lexical.lexical_query``;
-        fused when ``hybrid`` is given)."""
+        fused when ``hybrid`` is given); ``payload`` False: dense hits with their item id only
+        (a caller that keeps few of many hits reads the payloads of those with ``among``)."""
         ...
 
     def count(self) -> int: ...

@@ -464,35 +464,41 @@ class SearchEngine:
             return self._popular(bundle, reqs, timings)
         t = time.perf_counter()
         vectors = np.stack(queries)
-        with _index_failure(bundle):
+        with _index_failure(bundle):  # ids and scores only: payloads are read for the chosen
             hits = bundle.index.search_many(vectors, [reqs[o].k + len(seen[o]) for o in owners],
-                                            [reqs[o].filter for o in owners])  # fmt: skip
+                                            [reqs[o].filter for o in owners],
+                                            payload=False)  # fmt: skip
         lists: list[list[list[Hit]]] = [[] for _ in reqs]
-        marks: list[list[int]] = [[] for _ in reqs]  # each list's row in ``hits``
-        for row, o in enumerate(owners):
+        rows: list[list[int]] = [[] for _ in reqs]  # each list's row in ``hits``/``vectors``
+        ws: list[list[float]] = [[] for _ in reqs]
+        for row, (o, w) in enumerate(zip(owners, weights, strict=True)):
             lists[o].append(hits[row])
-            marks[o].append(row)
-        own_weights: list[list[float]] = [[] for _ in reqs]
-        for o, w in zip(owners, weights, strict=True):
-            own_weights[o].append(w)
-        merged = [merge_best(ls, ws) for ls, ws in zip(lists, own_weights, strict=True)]
+            rows[o].append(row)
+            ws[o].append(w)
+        chosen = []  # per request: (hit, score, row of its interest), best first, k at most
+        for r, ls, w, rs, x in zip(reqs, lists, ws, rows, seen, strict=True):
+            best = [(h, sc, rs[n]) for h, sc, n in merge_best(ls, w) if h.item_id not in x]
+            chosen.append(best[: r.k])
+        with _index_failure(bundle):
+            stored = [{h.item_id: h for h in bundle.index.among([c[0].item_id for c in cs],
+                                                                 r.filter)}
+                      for r, cs in zip(reqs, chosen, strict=True)]  # fmt: skip
         _add(timings, "search", t)
         t = time.perf_counter()
-        explained = self._explain_examples(bundle, vectors, hits)
+        # one explanation pass: each chosen item against the interest that gave its score
+        flat = [(n, c) for n, cs in enumerate(chosen) for c in cs if c[0].item_id in stored[n]]
+        parts = self._explain_examples(
+            bundle,
+            vectors[[c[2] for _, c in flat]] if flat else vectors[:0],
+            [[stored[n][c[0].item_id]] for n, c in flat],
+        )
         _add(timings, "explain", t)
-        out = []
-        for n, (r, m, x) in enumerate(zip(reqs, merged, seen, strict=True)):
-            items = []
-            for h, score, source in m:
-                if h.item_id in x:
-                    continue
-                e = explained[marks[n][source]].get(h.item_id)
-                w = own_weights[n][source]
-                e = None if e is None else Explanation(w * e.text, w * e.image, 0.0)
-                items.append(ResultItem(h.item_id, score, h.payload, e))
-                if len(items) == r.k:
-                    break
-            out.append(items)
+        out: list[list[ResultItem]] = [[] for _ in reqs]
+        for (n, (h, score, row)), part in zip(flat, parts, strict=True):
+            e = part.get(h.item_id)
+            w = weights[row]
+            e = None if e is None else Explanation(w * e.text, w * e.image, 0.0)
+            out[n].append(ResultItem(h.item_id, score, stored[n][h.item_id].payload, e))
         return out
 
     def _popular(
