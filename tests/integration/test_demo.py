@@ -59,9 +59,13 @@ def test_demo_runs_end_to_end_on_a_bundled_sample(sample_hm, tmp_path, capsys):
                if x["kind"] == "photo")  # fmt: skip
     ab = serving["ab_report"]
     assert sum(a["exposures"] for a in ab["arms"]) == n
-    assert ab["qa_exposures"] == 2 * n + 2 * len(names) + len(looks)
+    feed = serving["feed"]
+    assert feed["personalized"] and feed["seconds"] is not None and feed["seconds"] < 10
+    assert len(feed["clicked"]) == 3 and feed["share_after"] > feed["share_before"]
+    assert ab["qa_exposures"] == 2 * n + 2 * len(names) + len(looks) + feed["requests"]
     clicked = sum(a["clicked"] for a in ab["arms"])  # the interleaved step's clicks besides
-    assert ab["clicks_read"] == clicked + serving["interleaved_clicks"] and clicked > 0
+    assert ab["clicks_read"] == clicked + serving["interleaved_clicks"] + len(feed["clicked"])
+    assert clicked > 0
     for a in ab["arms"]:
         assert a["ci_low"] <= a["ctr"] <= a["ci_high"]
     # per shopper, with a decision line; and one interleaved experiment, credited by team

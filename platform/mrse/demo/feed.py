@@ -38,6 +38,7 @@ class FeedShow:
     share_before: float  # of the feed, the share in ``kind``
     share_after: float
     personalized: bool
+    requests: int  # Recommend calls made (each an exposure of the QA override)
 
 
 def show_feed(
@@ -50,8 +51,8 @@ def show_feed(
     timeout_s: float = 10.0,
 ) -> FeedShow:
     """The feed of the shopper with the most events, then ``clicks`` clicks on items of the
-    catalog's most common category they have not bought, then the feed again (see the module
-    docstring)."""
+    catalog's most common (named) category they have not bought, then the feed again (see the
+    module docstring)."""
     from kafka import KafkaProducer
 
     stub = search_pb2_grpc.SearchServiceStub(channel)
@@ -60,12 +61,18 @@ def show_feed(
     items = dataset.items
     category_of = dict(zip(items["item_id"], items["category"], strict=True))
     bought = set(ev.loc[ev["user_id"] == user, "item_id"])
-    kinds = items[~items["category"].isin({category_of.get(i) for i in bought})]["category"]
-    kind = str((kinds if len(kinds) else items["category"]).value_counts().index[0])
+    named = items[items["category"].fillna("").str.strip() != ""]  # a kind has a name
+    named = named if len(named) else items
+    kinds = named[~named["category"].isin({category_of.get(i) for i in bought})]["category"]
+    kind = str((kinds if len(kinds) else named["category"]).value_counts().index[0])
     picks = items[(items["category"] == kind) & ~items["item_id"].isin(bought)]
     clicked = tuple(picks["item_id"].head(clicks))
 
+    calls = 0
+
     def feed() -> search_pb2.SearchResponse:
+        nonlocal calls
+        calls += 1
         req = search_pb2.RecommendRequest(user_id=user, k=k, experiment=experiment,
                                           arm_override="mrse")  # fmt: skip
         return stub.Recommend(req, timeout=30)
@@ -94,7 +101,7 @@ def show_feed(
         return sum(category_of.get(i) == kind for i in ids) / max(len(ids), 1)
 
     return FeedShow(user, kind, clicked, before, after, seconds, share(before), share(after),
-                    first.personalized)  # fmt: skip
+                    first.personalized, calls)  # fmt: skip
 
 
 def format_feed(show: FeedShow) -> str:

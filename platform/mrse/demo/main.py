@@ -233,6 +233,8 @@ def serve_and_search(config: DemoConfig, data: Path) -> dict:
             "seconds": feed.seconds,
             "share_before": feed.share_before,
             "share_after": feed.share_after,
+            "personalized": feed.personalized,
+            "requests": feed.requests,
         },
         "arms": means,
         "ab_report": ab,
