@@ -255,3 +255,30 @@ def test_qdrant_server_backend_sends_the_api_key_from_a_secret(tmp_path, monkeyp
         assert seen[-1] is None
     finally:
         server.shutdown()
+
+
+def test_among_returns_the_named_items_that_pass_the_filter_in_their_order(index):
+    ids, vecs, payloads = _catalog(30)
+    index.upsert(ids, vecs, payloads)
+    wanted = [ids[5], "not-there", ids[2], ids[9]]
+    got = index.among(wanted)
+    assert [h.item_id for h in got] == [ids[5], ids[2], ids[9]]
+    assert all(h.payload["category"] == payloads[ids.index(h.item_id)]["category"] for h in got)
+    cat = payloads[5]["category"]
+    only = index.among(wanted, SearchFilter(categories=(cat,)))
+    assert [h.item_id for h in only] == [i for i in (ids[5], ids[2], ids[9])
+                                         if payloads[ids.index(i)]["category"] == cat]  # fmt: skip
+    assert index.among([]) == []
+
+
+def test_a_search_may_read_the_item_ids_alone_or_a_few_payload_keys(index):
+    ids, vecs, payloads = _catalog(30)
+    index.upsert(ids, vecs, payloads)
+    q = vecs[0]
+    full = index.search_many(q[None], [5], [None])[0]
+    bare = index.search_many(q[None], [5], [None], payload=False)[0]
+    some = index.search_many(q[None], [5], [None], payload=("category",))[0]
+    assert [h.item_id for h in bare] == [h.item_id for h in full] == [h.item_id for h in some]
+    assert all(set(h.payload) == {"item_id"} for h in bare)
+    assert all(set(h.payload) == {"item_id", "category"} for h in some)
+    assert all(len(h.payload) > 2 for h in full)

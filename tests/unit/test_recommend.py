@@ -178,3 +178,13 @@ def test_interests_are_the_newest_distinct_items_and_merge_by_best_score():
     ]  # fmt: skip
     with pytest.raises(ValueError):
         merge_best(lists, [1.0])
+
+
+def test_each_interest_searches_twice_its_share_of_the_feed():
+    from mrse.index.examples import interest_depth
+
+    assert interest_depth(100, 8) == 25
+    assert interest_depth(100, 1) == 100  # one interest: exact
+    assert interest_depth(10, 8) == 10  # never deeper than the feed
+    assert interest_depth(100, 20) == 20  # at least 20
+    assert interest_depth(5, 0) == 5

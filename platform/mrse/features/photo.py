@@ -22,7 +22,7 @@ import numpy as np
 SKETCH_DIM = 128
 SKETCH_SEED = 20261202
 PHOTO_WEIGHT = 2.25  # what a photo identical to the item's own adds, in cosine units
-PHOTO_CANDIDATES = 400  # the towers' candidates re-ranked per photo query
+PHOTO_CANDIDATES = 1000  # the towers' candidates re-ranked per photo query
 
 
 @functools.lru_cache(maxsize=4)

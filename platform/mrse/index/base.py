@@ -79,10 +79,13 @@ class EdgeOptions:
         if self.oversampling < 1.0:
             raise ValueError("oversampling must be >= 1")
 
-    def ef_for(self, query_filter: SearchFilter | None, limit: int) -> int:
+    def ef_for(self, query_filter: SearchFilter | None, limit: int, ef: int | None = None) -> int:
         """Search-time candidates for one request: ``hnsw_ef_filtered`` when it filters on
-        category, brand or price, else ``hnsw_ef``; at least ``limit``."""
+        category, brand or price, else ``hnsw_ef`` (or the caller's ``ef``, scaled the same
+        way for a filter); at least ``limit``."""
         selective = query_filter is not None and query_filter.selective
+        if ef is not None:
+            return max(ef * self.hnsw_ef_filtered // self.hnsw_ef if selective else ef, limit)
         return max(self.hnsw_ef_filtered if selective else self.hnsw_ef, limit)
 
 
@@ -202,8 +205,9 @@ class Fetch:
     ids: tuple[str, ...] | None = None
     exact: bool = False
     with_terms: bool = False
-    payload: bool = True
+    payload: bool | tuple[str, ...] = True  # False / a tuple: the item id (and those keys) only
     stock_default: bool = True  # False: no filter at all when ``filter`` is None (IDF probes)
+    ef: int | None = None  # search-time candidates, when not the index's default
 
 
 # Equal scores are real (variants of one product under a text-only model share a vector), and
@@ -240,16 +244,18 @@ def search_settled(
     requests: Sequence[Request],
     exact: bool = False,
     with_terms: bool = False,
-    payload: bool = True,
+    payload: bool | tuple[str, ...] = True,
+    ef: int | None = None,
 ) -> list[list[Hit]]:
     """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's engine, one
     batched call, ties in any order): one call asking ``limit + TIE_MARGIN`` for every
     request, then one more for a request whose run of ties reaches past its window, 4x wider
-    each time. ``payload`` False: hits carry their item id only (cheaper to read)."""
+    each time. ``payload`` False: hits carry their item id only (cheaper to read); a tuple
+    of keys: the item id and those."""
     if not requests:
         return []
     first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms,
-                   payload=payload) for q, k, f in requests]  # fmt: skip
+                   payload=payload, ef=ef) for q, k, f in requests]  # fmt: skip
     out = []
     for (_, k, _), request, hits in zip(requests, first, fetch(first), strict=True):
         asked = request.limit
@@ -386,11 +392,12 @@ class FetchingIndex:
         exact: bool = False,
         lexical: Sequence[Sequence[QueryTerm]] | None = None,
         hybrid: HybridOptions | None = None,
-        payload: bool = True,
+        payload: bool | tuple[str, ...] = True,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
         requests = list(zip(queries, limits, filters, strict=True))
         if lexical is None or hybrid is None or not self.has_lexical:
-            return search_settled(self._fetch, requests, exact, payload=payload)
+            return search_settled(self._fetch, requests, exact, payload=payload, ef=ef)
         if len(lexical) != len(requests):
             raise ValueError(f"{len(lexical)} lexical queries for {len(requests)} requests")
         return search_hybrid(self._fetch, self.count, requests, lexical, hybrid, exact)
@@ -450,12 +457,15 @@ class VectorIndex(Protocol):
         exact: bool = False,
         lexical: Sequence[Sequence[QueryTerm]] | None = None,
         hybrid: HybridOptions | None = None,
-        payload: bool = True,
+        payload: bool | tuple[str, ...] = True,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
         """One search per row of ``queries`` (B, dim), planned together; results in order;
         ``lexical``: each request's query terms (``mrse.features.lexical.lexical_query``;
-        fused when ``hybrid`` is given); ``payload`` False: dense hits with their item id only
-        (a caller that keeps few of many hits reads the payloads of those with ``among``)."""
+        fused when ``hybrid`` is given); ``payload`` False: dense hits with their item id only,
+        a tuple of keys: and those (a caller that keeps few of many hits reads the payloads of
+        those with ``among``); ``ef``: the HNSW candidates of each dense search, when not the
+        index's own (``EdgeOptions.ef_for``)."""
         ...
 
     def count(self) -> int: ...

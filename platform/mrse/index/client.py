@@ -156,7 +156,7 @@ class ClientIndex(FetchingIndex):
             query = np.asarray(f.vector, dtype=np.float32).tolist()
             using = None
             params = models.SearchParams(
-                hnsw_ef=self.options.ef_for(f.filter, f.limit), exact=f.exact
+                hnsw_ef=self.options.ef_for(f.filter, f.limit, f.ef), exact=f.exact
             )
         else:
             terms = sorted(set(f.terms or ()))
@@ -167,7 +167,7 @@ class ClientIndex(FetchingIndex):
             using=using,
             filter=_client_filter(f.filter, f.ids, f.stock_default),
             limit=f.limit,
-            with_payload=True if f.payload else ["item_id"],
+            with_payload=True if f.payload is True else ["item_id", *(f.payload or ())],
             with_vector=[LEXICAL] if f.with_terms and self.has_lexical else False,
             params=params,
         )

@@ -78,12 +78,17 @@ def _edge_config(o: EdgeOptions, dim: int, lexical: bool = True) -> qe.EdgeConfi
 
 
 def _search_params(
-    o: EdgeOptions, limit: int, query_filter: SearchFilter | None, exact: bool
+    o: EdgeOptions,
+    limit: int,
+    query_filter: SearchFilter | None,
+    exact: bool,
+    ef: int | None = None,
 ) -> qe.SearchParams:
     quant = None
     if o.quantization != "none":
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=o.oversampling)
-    return qe.SearchParams(hnsw_ef=o.ef_for(query_filter, limit), exact=exact, quantization=quant)
+    return qe.SearchParams(hnsw_ef=o.ef_for(query_filter, limit, ef), exact=exact,
+                           quantization=quant)  # fmt: skip
 
 
 class EdgeIndex(FetchingIndex):
@@ -179,7 +184,7 @@ class EdgeIndex(FetchingIndex):
     def _request(self, f: Fetch) -> qe.QueryRequest:
         if f.vector is not None:
             query = qe.Query.Nearest(np.asarray(f.vector, dtype=np.float32).tolist())
-            params = _search_params(self.options, f.limit, f.filter, f.exact)
+            params = _search_params(self.options, f.limit, f.filter, f.exact, f.ef)
         else:
             terms = sorted(set(f.terms or ()))
             sparse = qe.SparseVector(indices=terms, values=[1.0] * len(terms))
@@ -188,7 +193,9 @@ class EdgeIndex(FetchingIndex):
             limit=f.limit,
             query=query,
             filter=_edge_filter(f.filter, f.ids, f.stock_default),
-            with_payload=True if f.payload else qe.PayloadSelector.Include(["item_id"]),
+            with_payload=True
+            if f.payload is True
+            else qe.PayloadSelector.Include(["item_id", *(f.payload or ())]),
             with_vector=[LEXICAL] if f.with_terms and self.has_lexical else False,
             params=params,
         )

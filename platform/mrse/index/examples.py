@@ -60,6 +60,13 @@ def feed_interests(
     return list(out.items())
 
 
+def interest_depth(k: int, interests: int) -> int:
+    """How many results each interest's search asks for when a feed wants ``k``: twice its
+    share of them, at least 20 and at most ``k``. An item below that depth in every interest's
+    list is not found (the merge is approximate there; exact with depth ``k``)."""
+    return min(k, max(20, -(-2 * k // max(interests, 1))))
+
+
 def interest_weights(ages_days: np.ndarray, half_life_days: float) -> np.ndarray:
     """How much each of a shopper's interests (a recent item, ``ages_days`` (H,) old) counts:
     ``0.5 ** (age / half_life)``, an age below 0 (clock skew) counted as 0. Returns (H,)."""

@@ -22,7 +22,13 @@ from mrse.data.history import EMPTY_HISTORY
 from mrse.encoders.cache import FeatureCache
 from mrse.features.popularity import top_rows
 from mrse.features.queries import FEED_QUERY, snapshot_profiles
-from mrse.index.examples import FEED_INTERESTS, best_score, feed_interests, interest_weights
+from mrse.index.examples import (
+    FEED_INTERESTS,
+    best_score,
+    feed_interests,
+    interest_depth,
+    interest_weights,
+)
 from mrse.retrieval.base import QueryContext
 from mrse.retrieval.model import ModelRetriever
 from mrse.retrieval.recommenders import Interactions, recent_popular, seconds
@@ -76,14 +82,14 @@ class FeedRetriever:
                                              self.retriever.run.config.profile)  # fmt: skip
             for n, (user, ts) in enumerate(part):
                 at = seconds(ts)
-                row = rows[n] if self.mode == "vector" else self._interests(profiles[n], at)
+                row = rows[n] if self.mode == "vector" else self._interests(profiles[n], at, k)
                 if not len(inter.history(user, at)) or row is None:
                     out.append(list(inter.item_ids[recent_popular(inter, at, k)]))
                     continue
                 out.append(list(inter.item_ids[to_inter[top_rows(row, k)]]))
         return out
 
-    def _interests(self, profile, at: float) -> np.ndarray | None:
+    def _interests(self, profile, at: float, k: int) -> np.ndarray | None:
         """(N,) the catalog's best weighted similarity to one of the shopper's interests (None
         when none of their recent items is in the catalog)."""
         index = self.retriever.catalog.index
@@ -94,6 +100,11 @@ class FeedRetriever:
         items = self.retriever.items.numpy()
         rows = np.array([r for r, _ in recent], np.int64)
         sims = items[rows] @ items.T  # (H, N)
+        # each interest's list as deep as the server's search asks (interest_depth)
+        depth = interest_depth(k, len(rows))
+        if depth < sims.shape[1]:
+            cut = np.partition(sims, -depth, axis=1)[:, -depth][:, None]
+            sims = np.where(sims >= cut, sims, -np.inf)
         weights = interest_weights(np.array([(at - t) / 86400.0 for _, t in recent]),
                                    self.retriever.run.config.profile.half_life_days)  # fmt: skip
         return best_score(sims, weights)

@@ -30,9 +30,15 @@ from mrse.features.queries import FEED_QUERY
 from mrse.features.store import ProfileStore
 from mrse.index.base import Hit, SearchFilter, VectorIndex
 from mrse.index.build import IndexConfig, open_index
-from mrse.index.examples import average_vector, feed_interests, interest_weights, merge_best
+from mrse.index.examples import (
+    average_vector,
+    feed_interests,
+    interest_depth,
+    interest_weights,
+    merge_best,
+)
 from mrse.index.hybrid import HybridOptions, lexical_terms_for
-from mrse.index.points import EXPLAIN_KEY, explain_outputs, photo_sketches
+from mrse.index.points import EXPLAIN_KEY, PHOTO_KEY, explain_outputs, photo_sketches
 from mrse.models.photo import photo_query_vectors
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain, explain_items
@@ -42,6 +48,8 @@ from mrse.serving.validation import ValidRequest
 from mrse.training.checkpoint import Run, load_run
 
 logger = logging.getLogger(__name__)
+
+FEED_EF = 4  # a feed's interest searches ask for this many HNSW candidates per result
 
 
 @dataclass(frozen=True)
@@ -465,9 +473,11 @@ class SearchEngine:
         t = time.perf_counter()
         vectors = np.stack(queries)
         with _index_failure(bundle):  # ids and scores only: payloads are read for the chosen
-            hits = bundle.index.search_many(vectors, [reqs[o].k + len(seen[o]) for o in owners],
-                                            [reqs[o].filter for o in owners],
-                                            payload=False)  # fmt: skip
+            depth = [interest_depth(reqs[o].k, owners.count(o)) + len(seen[o]) for o in owners]
+            # shallow searches need fewer HNSW candidates: 4x the depth kept recall@25 at 0.99
+            # on hm, as the default 200 does (docs/benchmarks.md, "Recommendations")
+            hits = bundle.index.search_many(vectors, depth, [reqs[o].filter for o in owners],
+                                            payload=False, ef=FEED_EF * max(depth))  # fmt: skip
         lists: list[list[list[Hit]]] = [[] for _ in reqs]
         rows: list[list[int]] = [[] for _ in reqs]  # each list's row in ``hits``/``vectors``
         ws: list[list[float]] = [[] for _ in reqs]
@@ -539,16 +549,21 @@ class SearchEngine:
         sketches = photo_sketch(centre_unit(features, stats.image_mean))
         _add(timings, "encode", t)
         t = time.perf_counter()
-        with _index_failure(bundle):
+        with _index_failure(bundle):  # the candidates' sketches only; full payloads for the k
             hits = bundle.index.search_many(
-                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], [r.filter for r in reqs]
-            )
+                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], [r.filter for r in reqs],
+                payload=(PHOTO_KEY,),
+            )  # fmt: skip
         kept: list[list[tuple[Hit, float, float]]] = []  # (hit, fused score, photo's gain)
         for r, hs, sketch in zip(reqs, hits, sketches, strict=True):
             dense = np.array([h.score for h in hs], np.float32)
             fused = photo_rerank(dense, sketch, photo_sketches([h.payload for h in hs]))
             order = np.argsort(-fused, kind="stable")[: r.k]
-            kept.append([(hs[i], float(fused[i]), float(fused[i] - dense[i])) for i in order])
+            with _index_failure(bundle):
+                stored = {h.item_id: h for h in bundle.index.among([hs[i].item_id for i in order],
+                                                                   r.filter)}  # fmt: skip
+            kept.append([(stored[hs[i].item_id], float(fused[i]), float(fused[i] - dense[i]))
+                         for i in order if hs[i].item_id in stored])  # fmt: skip
         _add(timings, "search", t)
         t = time.perf_counter()
         explanations = self._explain_examples(bundle, queries, [[h for h, _, _ in k] for k in kept])
