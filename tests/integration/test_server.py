@@ -1204,6 +1204,19 @@ def test_recommend_answers_shoppers_guests_and_strangers(stack, sample_hm):
         with pytest.raises(grpc.RpcError) as err:
             stub.Recommend(search_pb2.RecommendRequest(**kwargs))
         assert err.value.code() == code and words in err.value.details(), kwargs
+    # an interleaving experiment merges two arms' feeds and credits each item to its arm
+    experiments = engine.experiments
+    engine.experiments = {**experiments, "il-feed": Experiment("il-feed", (
+        Arm("x", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+        Arm("y", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
+    ), kind="interleave")}  # fmt: skip
+    try:
+        il = stub.Recommend(search_pb2.RecommendRequest(user_id=shopper, k=10,
+                                                        experiment="il-feed"))  # fmt: skip
+    finally:
+        engine.experiments = experiments
+    assert il.arm == "interleaved" and len(il.results) == 10 and il.personalized
+    assert {r.team for r in il.results} <= {"x", "y"} and all(r.team for r in il.results)
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     body = json.dumps({"userId": shopper, "k": 3})
     out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",
