@@ -58,11 +58,12 @@ def test_popular_items_rank_recent_purchases_first():
 
 def test_best_score_takes_each_candidate_s_best_weighted_interest():
     scores = np.array([[0.9, 0.1, -np.inf], [0.2, 0.8, 0.5]], np.float32)
-    weights = interest_weights(np.array([0.0, 60.0]), half_life_days=60)
+    now = 100 * DAY
+    weights = interest_weights([now, now - 60 * DAY], now, half_life_days=60)
     assert weights == pytest.approx([1.0, 0.5])
     got = best_score(scores, weights)
     assert got == pytest.approx([0.9, 0.4, 0.25])
-    assert interest_weights(np.array([-5.0]), 60) == pytest.approx([1.0])  # clock skew
+    assert interest_weights([now + 5 * DAY], now, 60) == pytest.approx([1.0])  # clock skew
     assert np.isneginf(best_score(np.zeros((0, 3)), np.zeros(0))).all()
     with pytest.raises(ValueError):
         best_score(scores, weights[:1])
@@ -77,6 +78,7 @@ def shop() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         "item_id": ["a", "b", "c", "d", "e", "f", "a"],
         "ts": pd.to_datetime(["2020-01-01", "2020-01-05", "2020-01-02", "2020-01-03",
                               "2020-03-01", "2020-02-20", "2020-01-01"]),
+        "event": ["purchase"] * 7,
     })  # fmt: skip
     queries = pd.DataFrame({"qid": ["q1", "q2"], "user_id": ["u1", None],
                             "ts": pd.to_datetime(["2020-02-01", "2020-02-01"])})  # fmt: skip

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from mrse.data.dataset import Dataset
+from mrse.jobs.bench_feed import until_changed
 from mrse.kafka_client import client_options
 from mrse.streaming.events import Event
 from mrse.streaming.topics import CLICKS
@@ -82,20 +83,15 @@ def show_feed(
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
                              **client_options())  # fmt: skip
     try:
-        start = time.time()
+        start = time.perf_counter()
         for n, item in enumerate(clicked):
             click = Event(f"demo-feed-click:{n}", user, item, "click", time.time(), None)
             producer.send(CLICKS, key=user.encode(), value=click.to_json())
         producer.flush()
     finally:
         producer.close()
-    seconds, after = None, before
-    while time.time() - start < timeout_s:
-        after = tuple(r.item_id for r in feed().results)
-        if after != before:
-            seconds = time.time() - start
-            break
-        time.sleep(0.02)
+    seconds, after = until_changed(lambda: tuple(r.item_id for r in feed().results), before,
+                                   start, timeout_s, poll_s=0.02)  # fmt: skip
 
     def share(ids: tuple[str, ...]) -> float:
         return sum(category_of.get(i) == kind for i in ids) / max(len(ids), 1)

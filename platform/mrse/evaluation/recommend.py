@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mrse.data.dataset import Dataset
+from mrse.data.history import HistoryIndex
 from mrse.metrics.ranking import HISTORY_SLICES, average_precision_at_k, history_slice
 
 RECOMMEND_METRICS = ("map@12", "hr@12", "recall@100")
@@ -49,14 +50,13 @@ def recommend_cases(dataset: Dataset) -> list[RecommendCase]:
     qrels = dataset.qrels[(dataset.qrels["relevance"] > 0) & dataset.qrels["item_id"].isin(known)]
     top = qrels[qrels["relevance"] == qrels.groupby("qid")["relevance"].transform("max")]
     targets = top.groupby("qid")["item_id"].agg(lambda s: frozenset(map(str, s)))
-    events = dataset.events[dataset.events["user_id"].notna() & dataset.events["ts"].notna()]
-    times = {u: g.to_numpy(dtype="datetime64[ns]") for u, g in events.groupby("user_id")["ts"]}
+    history = HistoryIndex(dataset.events)
     out = []
     for qid, user, ts in zip(queries["qid"], queries["user_id"], queries["ts"], strict=True):
         if qid not in targets.index:
             continue
         t = np.datetime64(pd.Timestamp(ts), "ns")
-        before = int((times.get(user, np.array([], "datetime64[ns]")) < t).sum())
+        before = len(history.before(str(user), t))
         out.append(RecommendCase(str(qid), str(user), t, targets[qid], before))
     return sorted(out, key=lambda c: (c.ts, c.query_id))
 

@@ -14,6 +14,13 @@ RECENT_HALF_LIFE_DAYS = 14.0
 DAY = 86400.0
 
 
+def unix_seconds(ts) -> np.ndarray:
+    """A column of times (anything ``pandas.to_datetime`` reads) as (E,) Unix seconds."""
+    import pandas as pd
+
+    return pd.to_datetime(ts).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
+
+
 def decayed_counts(
     item_rows: np.ndarray,
     ts: np.ndarray,
@@ -49,12 +56,11 @@ def popular_items(events, k: int = POPULAR_SIZE) -> dict[str, float]:
     """The ``k`` items of ``events`` (``item_id``, ``ts``) with the highest time-decayed count
     just after the newest event, best first: item id -> score. Events without a time are left
     out (nothing without a time: an empty dict)."""
-    import pandas as pd
 
     timed = events[events["ts"].notna()]
     if timed.empty:
         return {}
     ids, rows = np.unique(timed["item_id"].astype(str).to_numpy(), return_inverse=True)
-    ts = pd.to_datetime(timed["ts"]).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
+    ts = unix_seconds(timed["ts"])
     scores = decayed_counts(rows, ts, float(ts.max()) + 1.0, len(ids))
     return {str(ids[r]): round(float(scores[r]), 6) for r in top_rows(scores, k)}

@@ -67,12 +67,14 @@ def interest_depth(k: int, interests: int) -> int:
     return min(k, max(20, -(-2 * k // max(interests, 1))))
 
 
-def interest_weights(ages_days: np.ndarray, half_life_days: float) -> np.ndarray:
-    """How much each of a shopper's interests (a recent item, ``ages_days`` (H,) old) counts:
-    ``0.5 ** (age / half_life)``, an age below 0 (clock skew) counted as 0. Returns (H,)."""
+def interest_weights(ts: Sequence[float], now: float, half_life_days: float) -> np.ndarray:
+    """How much each of a shopper's interests (a recent item seen at ``ts`` (H,), Unix
+    seconds) counts at ``now``: ``0.5 ** (age / half_life)``, an age below 0 (clock skew)
+    counted as 0. Returns (H,) float32."""
     if half_life_days <= 0:
         raise ValueError("half_life_days must be > 0")
-    return (0.5 ** (np.maximum(ages_days, 0.0) / half_life_days)).astype(np.float32)
+    ages_days = np.maximum(now - np.asarray(ts, np.float64), 0.0) / 86400.0
+    return (0.5 ** (ages_days / half_life_days)).astype(np.float32)
 
 
 def best_score(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -43,6 +44,25 @@ from mrse.streaming.worker import StreamWorker, WorkerConfig
 from mrse.v1 import search_pb2, search_pb2_grpc
 
 logger = logging.getLogger(__name__)
+
+
+def until_changed(
+    feed: Callable[[], tuple[str, ...]],
+    before: tuple[str, ...],
+    start: float,
+    timeout_s: float,
+    poll_s: float,
+) -> tuple[float | None, tuple[str, ...]]:
+    """Ask ``feed`` every ``poll_s`` until its answer differs from ``before``: (seconds since
+    ``start``, a ``time.perf_counter`` reading, and the changed answer), or (None, the last
+    answer) once ``timeout_s`` have passed since ``start``."""
+    after = before
+    while time.perf_counter() - start < timeout_s:
+        after = feed()
+        if after != before:
+            return time.perf_counter() - start, after
+        time.sleep(poll_s)
+    return None, after
 
 
 @dataclass(frozen=True)
@@ -110,13 +130,12 @@ def run_feed_benchmark(cfg: FeedBenchConfig) -> dict:
                     click = Event(f"bench-feed:{n}", user, item, "click", time.time(), None)
                     producer.send(CLICKS, key=user.encode(), value=click.to_json())
                     producer.flush()
-                    while time.perf_counter() - start < cfg.timeout_s:
-                        if feed(user) != before:
-                            latencies.append(time.perf_counter() - start)
-                            break
-                        time.sleep(cfg.poll_ms / 1000)
-                    else:
+                    took, _ = until_changed(lambda u=user: feed(u), before, start,
+                                            cfg.timeout_s, cfg.poll_ms / 1000)  # fmt: skip
+                    if took is None:
                         misses += 1
+                    else:
+                        latencies.append(took)
         finally:
             producer.close()
             stop.set()

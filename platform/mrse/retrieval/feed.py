@@ -21,7 +21,7 @@ from mrse.data.dataset import Dataset
 from mrse.data.history import EMPTY_HISTORY
 from mrse.encoders.cache import FeatureCache
 from mrse.features.popularity import top_rows
-from mrse.features.queries import FEED_QUERY, snapshot_profiles
+from mrse.features.queries import FEED_QUERY, snapshot_profiles, to_seconds
 from mrse.index.examples import (
     FEED_INTERESTS,
     best_score,
@@ -31,7 +31,7 @@ from mrse.index.examples import (
 )
 from mrse.retrieval.base import QueryContext
 from mrse.retrieval.model import ModelRetriever
-from mrse.retrieval.recommenders import Interactions, recent_popular, seconds
+from mrse.retrieval.recommenders import Interactions, recent_popular
 from mrse.training.checkpoint import Run
 
 FEED_MODES = ("interests", "vector")
@@ -81,7 +81,7 @@ class FeedRetriever:
                                              self.retriever.catalog, part,
                                              self.retriever.run.config.profile)  # fmt: skip
             for n, (user, ts) in enumerate(part):
-                at = seconds(ts)
+                at = to_seconds(ts)
                 row = rows[n] if self.mode == "vector" else self._interests(profiles[n], at, k)
                 if not len(inter.history(user, at)) or row is None:
                     out.append(list(inter.item_ids[recent_popular(inter, at, k)]))
@@ -105,6 +105,6 @@ class FeedRetriever:
         if depth < sims.shape[1]:
             cut = np.partition(sims, -depth, axis=1)[:, -depth][:, None]
             sims = np.where(sims >= cut, sims, -np.inf)
-        weights = interest_weights(np.array([(at - t) / 86400.0 for _, t in recent]),
+        weights = interest_weights([t for _, t in recent], at,
                                    self.retriever.run.config.profile.half_life_days)  # fmt: skip
         return best_score(sims, weights)

@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
-from mrse.features.popularity import RECENT_HALF_LIFE_DAYS, decayed_counts, top_rows
+from mrse.features.popularity import (
+    RECENT_HALF_LIFE_DAYS,
+    decayed_counts,
+    top_rows,
+    unix_seconds,
+)
+from mrse.features.queries import to_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class Interactions:
             users=users,
             user_rows=ev["user_id"].astype(str).map(users).to_numpy(np.int64),
             item_rows=ev["item_id"].map(index).to_numpy(np.int64),
-            ts=pd.to_datetime(ev["ts"]).to_numpy("datetime64[ns]").astype(np.int64) / 1e9,
+            ts=unix_seconds(ev["ts"]),
         )
 
     def matrix(self) -> csr_matrix:
@@ -78,10 +84,6 @@ class Interactions:
         mine = (self.user_rows == u) & (self.ts < at)
         order = np.argsort(-self.ts[mine], kind="stable")
         return self.item_rows[mine][order]
-
-
-def seconds(ts: np.datetime64) -> float:
-    return float(np.datetime64(ts, "ns").astype(np.int64)) / 1e9
 
 
 def fill(first: Sequence[int], fallback: np.ndarray, k: int) -> np.ndarray:
@@ -116,7 +118,7 @@ def peer_rankings(
     if name not in RECOMMEND_PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(RECOMMEND_PEERS)}")
     n = len(inter.item_ids)
-    at = [seconds(ts) for _, ts in requests]
+    at = [to_seconds(ts) for _, ts in requests]
     fallback = [
         top_rows(decayed_counts(inter.item_rows, inter.ts, t, n, half_life_days), k) for t in at
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -361,10 +362,9 @@ class SearchEngine:
         out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
         live, queries = [], []
         for n, r in enumerate(reqs):
-            missing = [i for i in (*r.positives, *r.negatives) if i not in found]
-            if missing:
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                out[n] = NotFound(f"no item {missing[0]!r} in the catalog{more}")
+            lacking = _not_in_index((*r.positives, *r.negatives), found)
+            if lacking is not None:
+                out[n] = lacking
                 continue
             negatives = [found[i] for i in r.negatives]
             queries.append(average_vector(np.stack([found[i] for i in r.positives]),
@@ -402,9 +402,9 @@ class SearchEngine:
         personalized: list[bool],
     ) -> list[list[ResultItem] | Exception]:
         """Home feeds: the shopper's profile (a guest's: their viewed items, which must be in
-        the index) through the query tower with nothing typed, one search for the batch; a
-        shopper with no history gets the run's recent popularity (``_popular``). Sets
-        ``personalized[n]`` for the feeds a history shaped."""
+        the index) as interests (``_interest_feeds``); a shopper with no history gets the run's
+        recent popularity (``_popular``). Sets ``personalized[n]`` for the feeds a history
+        shaped."""
         out: list[list[ResultItem] | Exception] = [[] for _ in reqs]
         viewed = list(dict.fromkeys(i for r in reqs for i in r.viewed))
         found: dict[str, np.ndarray] = {}
@@ -415,10 +415,9 @@ class SearchEngine:
         now = time.time()
         live, cold_ones, live_states = [], [], []
         for n, (r, state) in enumerate(zip(reqs, states, strict=True)):
-            missing = [i for i in r.viewed if i not in found]
-            if missing:
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                out[n] = NotFound(f"no item {missing[0]!r} in the catalog{more}")
+            lacking = _not_in_index(r.viewed, found)
+            if lacking is not None:
+                out[n] = lacking
                 continue
             if r.viewed:
                 state = viewed_profile(cold, r.viewed, now)
@@ -457,37 +456,30 @@ class SearchEngine:
         wanted = list(dict.fromkeys(i for p in picked for i, _ in p))
         with _index_failure(bundle):
             found = bundle.index.vectors(wanted) if wanted else {}
-        queries, owners, weights = [], [], []
-        for n, p in enumerate(picked):
-            for item, ts in p:
-                if item in found:
-                    queries.append(found[item])
-                    owners.append(n)
-                    weights.append(float(interest_weights(np.array([(now - ts) / 86400.0]),
-                                                          half_life)[0]))  # fmt: skip
+        live = [(n, item, ts) for n, p in enumerate(picked) for item, ts in p if item in found]
         seen = [set(s.recent_items) if r.exclude_seen else set()
                 for r, s in zip(reqs, states, strict=True)]  # fmt: skip
         _add(timings, "encode", t)
-        if not queries:  # none of the recent items is in the index any more
+        if not live:  # none of the recent items is in the index any more
             return self._popular(bundle, reqs, timings)
         t = time.perf_counter()
-        vectors = np.stack(queries)
+        owners = [n for n, _, _ in live]  # row -> its request
+        vectors = np.stack([found[item] for _, item, _ in live])  # (rows, D)
+        weights = interest_weights([ts for _, _, ts in live], now, half_life)  # (rows,)
+        per = Counter(owners)
+        depth = [interest_depth(reqs[o].k, per[o]) + len(seen[o]) for o in owners]
         with _index_failure(bundle):  # ids and scores only: payloads are read for the chosen
-            depth = [interest_depth(reqs[o].k, owners.count(o)) + len(seen[o]) for o in owners]
             # shallow searches need fewer HNSW candidates: 4x the depth kept recall@25 at 0.99
             # on hm, as the default 200 does (docs/benchmarks.md, "Recommendations")
             hits = bundle.index.search_many(vectors, depth, [reqs[o].filter for o in owners],
                                             payload=False, ef=FEED_EF * max(depth))  # fmt: skip
-        lists: list[list[list[Hit]]] = [[] for _ in reqs]
-        rows: list[list[int]] = [[] for _ in reqs]  # each list's row in ``hits``/``vectors``
-        ws: list[list[float]] = [[] for _ in reqs]
-        for row, (o, w) in enumerate(zip(owners, weights, strict=True)):
-            lists[o].append(hits[row])
+        rows: list[list[int]] = [[] for _ in reqs]  # each request's rows in ``hits``
+        for row, o in enumerate(owners):
             rows[o].append(row)
-            ws[o].append(w)
         chosen = []  # per request: (hit, score, row of its interest), best first, k at most
-        for r, ls, w, rs, x in zip(reqs, lists, ws, rows, seen, strict=True):
-            best = [(h, sc, rs[n]) for h, sc, n in merge_best(ls, w) if h.item_id not in x]
+        for r, rs, x in zip(reqs, rows, seen, strict=True):
+            merged = merge_best([hits[row] for row in rs], [float(weights[row]) for row in rs])
+            best = [(h, sc, rs[n]) for h, sc, n in merged if h.item_id not in x]
             chosen.append(best[: r.k])
         with _index_failure(bundle):
             stored = [{h.item_id: h for h in bundle.index.among([c[0].item_id for c in cs],
@@ -506,7 +498,7 @@ class SearchEngine:
         out: list[list[ResultItem]] = [[] for _ in reqs]
         for (n, (h, score, row)), part in zip(flat, parts, strict=True):
             e = part.get(h.item_id)
-            w = weights[row]
+            w = float(weights[row])
             e = None if e is None else Explanation(w * e.text, w * e.image, 0.0)
             out[n].append(ResultItem(h.item_id, score, stored[n][h.item_id].payload, e))
         return out
@@ -610,7 +602,16 @@ class SearchEngine:
         with the lexical channel for the requests whose arm's ``retrievals`` entry is
         ``hybrid``), explain the hits; adds the stage timings (seconds) to ``timings``."""
         t = time.perf_counter()
-        q_out = self._encode(bundle, [r.query for r in reqs], states)
+        cfg = bundle.run.config.model
+        texts = [r.query for r in reqs]
+        if cfg.use_query_text:
+            raw = self.query_vectors.many(texts)
+        else:  # the n-gram path: the model never reads a text vector, so none is computed
+            raw = np.zeros((len(reqs), cfg.text_dim), dtype=np.float32)
+        rows, recent = self._recent_items(bundle, states)
+        qf = bundle.run.featurizer.queries(texts, raw, states, rows)
+        with torch.no_grad():
+            q_out = bundle.run.model.encode_queries(qf.inputs(np.arange(len(reqs))), recent)
         vectors = q_out.embedding.numpy()
         _add(timings, "encode", t)
         t = time.perf_counter()
@@ -634,20 +635,6 @@ class SearchEngine:
             [ResultItem(h.item_id, h.score, h.payload, ex.get(h.item_id), h.found_by) for h in hs]
             for hs, ex in zip(hits, explanations, strict=True)
         ]
-
-    def _encode(
-        self, bundle: ModelBundle, texts: list[str], states: list[ProfileState]
-    ) -> TowerOutput:
-        """The query tower's output for ``texts`` typed by shoppers with ``states``."""
-        cfg = bundle.run.config.model
-        if cfg.use_query_text:
-            raw = self.query_vectors.many(texts)
-        else:  # the n-gram path: the model never reads a text vector, so none is computed
-            raw = np.zeros((len(texts), cfg.text_dim), dtype=np.float32)
-        rows, recent = self._recent_items(bundle, states)
-        qf = bundle.run.featurizer.queries(texts, raw, states, rows)
-        with torch.no_grad():
-            return bundle.run.model.encode_queries(qf.inputs(np.arange(len(texts))), recent)
 
     @staticmethod
     def _recent_items(
@@ -720,6 +707,15 @@ class SearchEngine:
         for (o, h), share in zip(flat, shares, strict=True):
             out[o][h.item_id] = Explanation(*share, lexical=h.lexical)
         return out
+
+
+def _not_in_index(item_ids: tuple[str, ...], found: dict) -> NotFound | None:
+    """NotFound naming the first of ``item_ids`` that ``found`` (the index's answer) lacks."""
+    missing = [i for i in item_ids if i not in found]
+    if not missing:
+        return None
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return NotFound(f"no item {missing[0]!r} in the catalog{more}")
 
 
 @contextmanager
