@@ -295,9 +295,8 @@ def _cmd_stream_worker(args: argparse.Namespace) -> int:
 
     cfg = load(StreamServiceConfig, args.config, "MRSE_STREAM", overrides=_stream_flags(args))
     logger.info("stream worker config: %s", describe(cfg))
-    worker = build_worker(cfg)  # the feature store's credentials are checked here, first
-    # clicks on items the catalog adds later are folded in (the catalog topic tells which)
-    worker.new_items = CatalogListener(cfg.worker.bootstrap)
+    worker = build_worker(cfg)
+    worker.new_items = CatalogListener(cfg.worker.bootstrap)  # clicks on items added later
     if cfg.metrics_port is not None:
         from mrse.metrics_http import serve_metrics
         from mrse.streaming.metrics import worker_registry

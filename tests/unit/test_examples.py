@@ -44,3 +44,26 @@ def test_anonymous_split_holds_out_whole_query_strings():
     reps, rels = validation_qrels(ex, val)
     assert len(reps) == len(set(ex.texts[val]))
     assert sum(len(r) for r in rels) == len(val)
+
+
+def test_feed_examples_are_the_purchases_without_a_query_and_only_train(sample_hm):
+    from mrse.data import load_dataset
+    from mrse.features.queries import FEED_QUERY
+    from mrse.training.examples import build_examples, next_item_examples
+
+    ds = load_dataset(sample_hm)
+    log = build_examples(ds)
+    ev = ds.events
+    bare = ev[ev["query"].isna() & ev["user_id"].notna() & ev["ts"].notna()]
+    assert len(bare) > 0
+    ex = next_item_examples(ds, log, ratio=1.0, seed=0)
+    assert len(ex) == len(log) + len(bare)
+    fed = slice(len(log), None)
+    assert (ex.texts[fed] == FEED_QUERY).all() and ex.generated[fed].all()
+    assert not ex.generated[: len(log)].any()
+    assert all(u is not None for u in ex.user_ids[fed]) and not np.isnat(ex.ts[fed]).any()
+    assert set(ex.item_rows[fed]) == {ds.item_index[i] for i in bare["item_id"]}
+    assert len(next_item_examples(ds, log, ratio=0.5, seed=0)) == len(log) + round(len(bare) / 2)
+    assert next_item_examples(ds, log, ratio=0.0, seed=0) is log
+    _, val = split_examples(ex, 0.1, seed=0)
+    assert (val < len(log)).all()  # validation stays the log's searches

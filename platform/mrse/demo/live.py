@@ -86,9 +86,9 @@ class LiveStack:
                 store=store,
                 run=self.profile_run,
                 cache_dir=self.cache_dir,
-            ),
-            CatalogListener(self.broker.bootstrap),
+            )
         )
+        self.worker.new_items = CatalogListener(self.broker.bootstrap)
         self._worker_thread = threading.Thread(
             target=self.worker.run, args=(self._stop,), name="stream-worker", daemon=True
         )

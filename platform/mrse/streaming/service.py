@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +58,12 @@ def catalog_for_profiles(
         return catalog, ProfileConfig()
 
 
-def build_worker(
-    config: StreamServiceConfig, new_items: Callable[[float], Mapping[str, str]] | None = None
-) -> StreamWorker:
-    """``new_items``: the catalog's added items (``mrse.catalog.listen.CatalogListener``)."""
+def build_worker(config: StreamServiceConfig) -> StreamWorker:
+    """The worker, its feature store checked first (wrong credentials fail here). To fold in
+    clicks on items the catalog adds later, set its ``new_items`` to a
+    ``mrse.catalog.listen.CatalogListener`` (the caller's: a layer above this one)."""
     store = ProfileStore(config.store)
     store.check()  # wrong credentials fail here, in one line, not at the first write
     store.apply()
     catalog, profile = catalog_for_profiles(config.data, config.run, config.cache_dir)
-    return StreamWorker(config.worker, ProfileUpdater(store, catalog, profile),
-                        new_items=new_items)  # fmt: skip
+    return StreamWorker(config.worker, ProfileUpdater(store, catalog, profile))

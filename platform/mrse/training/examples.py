@@ -48,6 +48,25 @@ class Examples:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def with_generated(
+        self,
+        texts: np.ndarray,
+        user_ids: np.ndarray,
+        ts: np.ndarray,
+        item_rows: np.ndarray,
+        relevant: dict[str, set[int]] | None = None,
+    ) -> Examples:
+        """These examples followed by generated ones (training only; ``relevant`` merged)."""
+        base = self.generated if self.generated is not None else np.zeros(len(self), bool)
+        return Examples(
+            texts=np.concatenate([self.texts, texts]),
+            user_ids=np.concatenate([self.user_ids, user_ids]),
+            ts=np.concatenate([self.ts, ts.astype("datetime64[ns]")]),
+            item_rows=np.concatenate([self.item_rows, item_rows.astype(np.int64)]),
+            generated=np.concatenate([base, np.ones(len(texts), bool)]),
+            relevant={**(self.relevant or {}), **relevant} if relevant else self.relevant,
+        )
+
     def requests(self) -> list[tuple[str | None, np.datetime64 | None]]:
         return [(u, None if pd.isna(t) else t) for u, t in zip(self.user_ids, self.ts, strict=True)]
 
@@ -84,18 +103,11 @@ def next_item_examples(dataset: Dataset, examples: Examples, ratio: float, seed:
     pick = np.sort(np.random.default_rng(seed).choice(len(ev), size=n, replace=False))
     logger.info("feed examples: %d of the %d purchases without a query", n, len(ev))
     ev = ev.iloc[pick]
-    base_generated = (
-        examples.generated if examples.generated is not None else np.zeros(len(examples), bool)
-    )
-    return Examples(
-        texts=np.concatenate([examples.texts, np.full(n, FEED_QUERY, dtype=object)]),
-        user_ids=np.concatenate([examples.user_ids, ev["user_id"].to_numpy(dtype=object)]),
-        ts=np.concatenate([examples.ts, ev["ts"].to_numpy(dtype="datetime64[ns]")]),
-        item_rows=np.concatenate(
-            [examples.item_rows, np.array([index[i] for i in ev["item_id"]], np.int64)]
-        ),
-        generated=np.concatenate([base_generated, np.ones(n, bool)]),
-        relevant=examples.relevant,
+    return examples.with_generated(
+        texts=np.full(n, FEED_QUERY, dtype=object),
+        user_ids=ev["user_id"].to_numpy(dtype=object),
+        ts=ev["ts"].to_numpy(dtype="datetime64[ns]"),
+        item_rows=np.array([index[i] for i in ev["item_id"]], np.int64),
     )
 
 
@@ -128,16 +140,12 @@ def shop_examples(
         len(examples), n, ", ".join(f"{c} {k}" for c, k in
                                     pool.queries["cls"].iloc[pick].value_counts().items()),
     )  # fmt: skip
-    base_generated = (
-        examples.generated if examples.generated is not None else np.zeros(len(examples), bool)
-    )
-    return Examples(
-        texts=np.concatenate([examples.texts, texts[pick]]),
-        user_ids=np.concatenate([examples.user_ids, np.full(n, None, dtype=object)]),
-        ts=np.concatenate([examples.ts, np.full(n, np.datetime64("NaT"), "datetime64[ns]")]),
-        item_rows=np.concatenate([examples.item_rows, item_rows]),
-        generated=np.concatenate([base_generated, np.ones(n, bool)]),
-        relevant={**(examples.relevant or {}), **relevant},
+    return examples.with_generated(
+        texts=texts[pick],
+        user_ids=np.full(n, None, dtype=object),
+        ts=np.full(n, np.datetime64("NaT"), "datetime64[ns]"),
+        item_rows=item_rows,
+        relevant=relevant,
     )
 
 
