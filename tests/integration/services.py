@@ -73,6 +73,7 @@ class Kafka:
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
             "group.min.session.timeout.ms=1000\nnum.partitions=1\nauto.create.topics.enable=true\n"
             "zookeeper.connection.timeout.ms=15000\n"
+            "log.cleaner.backoff.ms=500\n"  # compaction within a test's patience
         )
         self.env = {
             **os.environ,

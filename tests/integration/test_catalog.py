@@ -373,3 +373,160 @@ def test_rollout_under_load_fails_no_request(kafka, sample_hm, small_run, tmp_pa
         engine.close()
     assert not failures, failures[:3]
     assert served.count("v1") > 0 and served.count("v2") > 0
+
+
+def _offsets_end(bootstrap: str, topic: str) -> dict[int, int]:
+    from mrse.streaming.consumer import end_offsets, topic_reader
+
+    consumer, parts = topic_reader(bootstrap, topic)
+    try:
+        return end_offsets(consumer, parts)
+    finally:
+        consumer.close()
+
+
+def test_a_new_replica_and_a_rollout_start_from_the_workers_snapshot(
+    kafka, sample_hm, small_run, tmp_path, caplog
+):
+    """The catalog worker publishes snapshots of its own following shards; a replica with no
+    index and no dataset starts from the newest one and catches up from the (compacted) index
+    topic; a rolled-out version is loaded from a snapshot, not replayed from its topic."""
+    import logging
+
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from mrse.catalog.snapshots import SnapshotConfig, SnapshotStore
+    from mrse.experiments.store import ExperimentStore
+    from mrse.jobs.rollout import register_version, set_arm
+
+    ds = load_dataset(sample_hm)
+    gone, kept = ds.items["item_id"].iloc[0], ds.items["item_id"].iloc[1]
+    url = f"sqlite:///{tmp_path / 'experiments.db'}"
+    built = IndexConfig(root=tmp_path / "built")  # what `mrse index` wrote: the worker's seed
+    build_index(sample_hm, small_run, built, version="v1")
+    snaps = tmp_path / "snaps"
+    worker = build_catalog_worker(
+        CatalogServiceConfig(
+            worker=CatalogWorkerSettings(kafka.bootstrap, "snap", "snap.dlq", "snap"),
+            models={"v1": small_run}, index=built, index_topic="snap.index",
+            state=tmp_path / "state.sqlite", photo_roots=(sample_hm,), experiments_url=url,
+            data=sample_hm, watch_s=0.3,
+            snapshots=SnapshotConfig(root=snaps, work=tmp_path / "shards", every_s=0.5),
+        )
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    engine = None
+    try:
+        assert worker.ready.wait(60)
+        new = {"title": "Tartan wool scarf snapshot edition", "category": "Accessories"}
+        _send(kafka.bootstrap, "snap", [
+            (gone, _event(gone, 10, delete={})), ("late", _event("late", 10, upsert=new)),
+            (kept, _event(kept, 10, patch={"price": 7.5})),
+            (kept, _event(kept, 11, patch={"in_stock": False})),
+        ])  # fmt: skip
+        store = SnapshotStore(snaps, "snap.index")
+        end = _offsets_end(kafka.bootstrap, "snap.index")
+        _until(lambda: (s := store.latest(["v1"])) is not None and s.offsets == end)
+        assert store.latest().versions["v1"] == len(ds.items)  # one deleted, one added
+        later = {"title": "Corduroy bucket hat after the snapshot", "category": "Accessories"}
+        _send(kafka.bootstrap, "snap", [("later", _event("later", 10, upsert=later))])
+        _until(lambda: _offsets_end(kafka.bootstrap, "snap.index")[0] > end[0])
+
+        exp = Experiment("e", (Arm("a", 1.0, "v1", "mrse_v1", "v1"),))
+        caplog.set_level(logging.INFO, logger="mrse")
+        engine = build_engine(
+            ServeConfig(
+                data=None, models={"v1": small_run}, experiments=(exp,), default_experiment="e",
+                index=IndexConfig(root=tmp_path / "replica"), torch_threads=0,
+                experiments_url=url, watch_s=0.3, retire_grace_s=1.0,
+                catalog=CatalogFollow(kafka.bootstrap, "snap.index", snapshots=snaps),
+            )
+        )  # fmt: skip
+        assert "restored from snapshot" in caplog.text
+        v1 = engine.bundles["v1"].index
+        assert set(v1.vectors([gone, kept, "late", "later"])) == {kept, "late", "later"}
+        (hit,) = v1.among([kept], SearchFilter(in_stock=(True, False)))
+        assert hit.payload["price"] == 7.5 and hit.payload["stock"] == "out"
+
+        experiments = ExperimentStore(url)
+        register_version(experiments, "v2", small_run, timeout_s=120)
+        assert store.latest(["v2"]) is not None  # published before the version was ready
+        set_arm(experiments, "e", "a", version="v2")
+        _until(lambda: "v2" in engine.bundles)
+        assert "model version v2 loaded" in caplog.text
+        assert "from snapshot" in caplog.text.split("model version v2 loaded")[1].split("\n")[0]
+        v2 = engine.bundles["v2"].index
+        assert set(v2.vectors([gone, kept, "late", "later"])) == {kept, "late", "later"}
+        experiments.close()
+
+        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
+                                                           "snap.index")])  # fmt: skip
+        admin.close()
+        (configs,) = [c for by_name in described.values() for c in by_name.values()]
+        assert configs["cleanup.policy"]["value"] == "compact"
+    finally:
+        stop.set()
+        thread.join(60)
+        if engine is not None:
+            engine.close()
+
+
+def test_compaction_of_the_index_topic_keeps_every_items_latest_state(kafka, small_run, tmp_path):
+    """Real Kafka compacts the index topic (newest record per key); a follower replaying it
+    from the start still gets every item's latest content and attributes."""
+    from mrse.catalog.follower import IndexFollower
+    from mrse.index.edge import EdgeIndex
+    from mrse.streaming.topics import ensure_topics
+
+    topic = "compacted.index"
+    ensure_topics(kafka.bootstrap, [topic], configs={
+        "cleanup.policy": "compact", "segment.ms": "200", "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "100",
+    })  # fmt: skip
+    worker = build_catalog_worker(
+        CatalogServiceConfig(
+            worker=CatalogWorkerSettings(kafka.bootstrap, "compact", "compact.dlq", "compact",
+                                         max_batch=1),
+            models={"v1": small_run}, index=IndexConfig(root=tmp_path / "unused"),
+            index_topic=topic, state=tmp_path / "state.sqlite", photo_roots=(tmp_path,),
+        )
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    hats = {"title": "Felt hat", "category": "Accessories"}
+    events = [("a", _event("a", 1, upsert=hats)), ("b", _event("b", 1, upsert=hats))]
+    for v in range(2, 40):  # many patches of "a", each one event and one batch
+        events.append(("a", _event("a", v, patch={"price": float(v)})))
+    events += [("a", _event("a", 40, patch={"in_stock": False})),  # the price stays 39
+               ("b", _event("b", 2, delete={}))]  # fmt: skip
+    try:
+        assert worker.ready.wait(60)
+        for key, value in events:
+            _send(kafka.bootstrap, "compact", [(key, value)])
+        _until(lambda: worker.stats.consumed == len(events), 60)
+        written = _offsets_end(kafka.bootstrap, topic)[0]
+        _send(kafka.bootstrap, "compact", [("c", _event("c", 1, upsert=hats))])  # rolls it
+        _until(lambda: len(_read(kafka.bootstrap, topic)) < written, 90)
+    finally:
+        stop.set()
+        thread.join(60)
+    index = EdgeIndex(tmp_path / "replayed", _dim(small_run))
+    follower = IndexFollower(kafka.bootstrap, topic, {"v1": index}, tmp_path / "offsets.json")
+    follower.start(60)
+    follower.close()
+    try:
+        assert set(index.vectors(["a", "b", "c"])) == {"a", "c"}
+        (hit,) = index.among(["a"], SearchFilter(in_stock=(True, False)))
+        assert hit.payload["price"] == 39.0 and hit.payload["stock"] == "out"
+    finally:
+        index.close()
+
+
+def _dim(run: Path) -> int:
+    from mrse.training.checkpoint import load_run
+
+    return load_run(run).config.model.dim

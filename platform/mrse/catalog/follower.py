@@ -13,9 +13,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from mrse.catalog.writes import IndexWrites, for_versions
+from mrse.catalog.writes import TOPIC_CONFIGS, IndexWrites, for_versions
 from mrse.index.base import VectorIndex
 from mrse.index.build import FOLLOW_OFFSETS
 from mrse.streaming.backoff import keep_trying
@@ -89,7 +91,7 @@ class IndexFollower:
 
     def _run(self) -> None:
         try:
-            ensure_topics(self.bootstrap, [self.topic])
+            ensure_topics(self.bootstrap, [self.topic], configs=TOPIC_CONFIGS)
             consumer, parts = topic_reader(self.bootstrap, self.topic, self._saved(), True,
                                            fetch_max_wait_ms=20,
                                            max_partition_fetch_bytes=8 << 20)  # fmt: skip
@@ -135,14 +137,28 @@ class IndexFollower:
             self.caught_up.set()
             consumer.close()
 
-    def add(self, version: str, index: VectorIndex, start: dict[int, int] | None = None) -> None:
+    @contextmanager
+    def held(self) -> Iterator[dict[int, int]]:
+        """No batch is applied meanwhile; yields where the indexes stand in the log."""
+        with self._lock:
+            yield dict(self._offsets)
+
+    def add(
+        self,
+        version: str,
+        index: VectorIndex,
+        start: dict[int, int] | None = None,
+        backfill: bool = True,
+    ) -> None:
         """Follow into one more index (a model version loaded while serving): its full
         contents are replayed from its own topic (``<topic>.<version>``, written by the catalog
-        worker when the version was announced), then the main log from ``start`` (where it
-        stood then; default the beginning), its last stretch while the follower waits; then it
-        is followed with the others. Blocks until then."""
+        worker when the version was announced; ``backfill`` False: ``index`` holds them already,
+        restored from a snapshot), then the main log from ``start`` (where it stood then;
+        default the beginning), its last stretch while the follower waits; then it is followed
+        with the others. Blocks until then."""
         only = {version: index}
-        self._replay(backfill_topic(self.topic, version), only, None, until_end=True)
+        if backfill:
+            self._replay(backfill_topic(self.topic, version), only, None, until_end=True)
         with self._lock:  # the follower waits while the new index catches up with it
             self._replay(self.topic, only, start or {}, until=dict(self._offsets))
             self.indexes = {**self.indexes, version: index}

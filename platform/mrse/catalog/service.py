@@ -11,6 +11,7 @@ from typing import Any
 from mrse.catalog.encoding import ItemEncoder
 from mrse.catalog.follower import OFFSETS_FILE, IndexFollower
 from mrse.catalog.registry import ModelRegistry
+from mrse.catalog.snapshots import SnapshotConfig, SnapshotStore, Snapshotter, restore_missing
 from mrse.catalog.state import CatalogState
 from mrse.catalog.worker import (
     CATALOG_INDEX,
@@ -37,6 +38,12 @@ class CatalogFollow:
     bootstrap: str
     topic: str = CATALOG_INDEX
     catch_up_s: float = 60.0  # at start: wait this long for the backlog before serving
+    # the catalog worker's published snapshots (its `snapshots.root`): a shard missing here
+    # at start, and a model version loaded while serving, start from the newest one
+    snapshots: Path | None = None
+
+    def snapshot_store(self) -> SnapshotStore | None:
+        return None if self.snapshots is None else SnapshotStore(self.snapshots, self.topic)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class CatalogServiceConfig:
     experiments_url: str | None = None  # where `mrse rollout` announces new model versions
     data: Path | None = None  # the catalog snapshot the indexes were built from (`mrse index`)
     watch_s: float = 2.0  # how often the model table is read
+    # the Edge backend: publish index snapshots here for new replicas and rollouts
+    snapshots: SnapshotConfig | None = None
 
     @classmethod
     def from_raw(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +77,8 @@ class CatalogServiceConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise ValueError("models: name at least one model version and its run")
+        if self.snapshots is not None and self.index.backend != "edge":
+            raise ValueError("snapshots: only for the edge backend (a Qdrant server is shared)")
 
 
 def build_catalog_worker(cfg: CatalogServiceConfig) -> CatalogWorker:
@@ -81,7 +92,13 @@ def build_catalog_worker(cfg: CatalogServiceConfig) -> CatalogWorker:
     registry = None
     if cfg.experiments_url:
         registry = ModelRegistry(cfg.experiments_url, cfg.data, cfg.watch_s)
-    return CatalogWorker(cfg.worker, CatalogState(cfg.state), encoder, sink, registry=registry)
+    snapshotter = None
+    if cfg.snapshots is not None:
+        dims = {v: r.config.model.dim for v, r in runs.items()}
+        snapshotter = Snapshotter(cfg.snapshots, cfg.worker.bootstrap, cfg.index_topic, dims,
+                                  seed=cfg.index.root, edge=cfg.index.edge)  # fmt: skip
+    return CatalogWorker(cfg.worker, CatalogState(cfg.state), encoder, sink, registry=registry,
+                         snapshotter=snapshotter)  # fmt: skip
 
 
 def follow_catalog(
@@ -94,3 +111,13 @@ def follow_catalog(
     path = index.root / OFFSETS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     return IndexFollower(follow.bootstrap, follow.topic, indexes, path).start(follow.catch_up_s)
+
+
+def restore_replica(follow: CatalogFollow | None, index: IndexConfig, versions) -> None:
+    """A server process about to open its Edge shards: any that are missing (a new replica)
+    come from the catalog worker's newest snapshot, with where they stand in the log."""
+    if follow is None or index.backend != "edge":
+        return
+    store = follow.snapshot_store()
+    if store is not None:
+        restore_missing(index.root, versions, store)

@@ -22,11 +22,11 @@ from mrse.catalog.events import CatalogEvent, CatalogEventError, parse_catalog_e
 from mrse.catalog.follower import backfill_topic
 from mrse.catalog.plan import plan_batch
 from mrse.catalog.registry import ModelRegistry
+from mrse.catalog.snapshots import Snapshotter
 from mrse.catalog.state import CatalogState
-from mrse.catalog.writes import IndexWrites
+from mrse.catalog.writes import TOPIC_CONFIGS, IndexWrites, item_partition, plan_writes
 from mrse.index.base import VectorIndex
 from mrse.index.build import IndexConfig, open_index
-from mrse.index.points import attribute_patch
 from mrse.streaming.backoff import keep_trying
 from mrse.streaming.consumer import (
     batch_consumer,
@@ -101,15 +101,17 @@ class TopicSink:
         fetch it (kafka-python decodes every fetched record in Python)."""
         topic = self.topic if backfill is None else backfill_topic(self.topic, backfill)
         if topic not in self._topics:
-            ensure_topics(self.bootstrap, [topic])
+            ensure_topics(self.bootstrap, [topic], configs=TOPIC_CONFIGS)
             self._topics.add(topic)
         if self._producer is None:
             self._producer = dead_letter_producer(
                 self.bootstrap, max_in_flight_requests_per_connection=1, max_request_size=4 << 20
             )
         try:
-            futures = [self._producer.send(topic, key=k, value=v, headers=h)
-                       for k, v, h in writes.to_records()]  # fmt: skip
+            parts = sorted(self._producer.partitions_for(topic))
+            futures = [self._producer.send(topic, key=k, value=v, headers=h,
+                                           partition=item_partition(item_id, parts))
+                       for item_id, k, v, h in writes.to_records()]  # fmt: skip
             self._producer.flush(30)
             for f in futures:
                 f.get(timeout=0)
@@ -167,10 +169,14 @@ class CatalogWorker:
         sink: IndexSink,
         on_written: Callable[[list[CatalogEvent], float], None] | None = None,
         registry: ModelRegistry | None = None,
+        snapshotter: Snapshotter | None = None,
     ) -> None:
         """``registry``: where new model versions are announced (``mrse rollout``); the worker
-        writes each one's whole index, then marks it ready, then keeps it current."""
+        writes each one's whole index, then marks it ready, then keeps it current.
+        ``snapshotter`` (the Edge backend): publishes index snapshots for new replicas, one
+        with each new version before it is marked ready."""
         self.registry = registry
+        self.snapshotter = snapshotter
         self.settings = settings
         self.state = state
         self.encoder = encoder
@@ -194,6 +200,8 @@ class CatalogWorker:
         logger.info("catalog worker consuming %s as %s from %s", s.topic, s.group_id, s.bootstrap)
         try:
             subscribe(consumer, [s.topic])  # in the try: a broker gone for good closes all
+            if self.snapshotter is not None:
+                self.snapshotter.start()
             if self.registry is not None and not self._adopt_new_versions(stop):
                 return self.stats
             next_watch = time.monotonic() + (self.registry.watch_s if self.registry else 0)
@@ -213,6 +221,8 @@ class CatalogWorker:
             dlq.close()
             consumer.close()
             self.sink.close()
+            if self.snapshotter is not None:
+                self.snapshotter.close()
         logger.info("catalog worker stopped: %s", self.stats)
         return self.stats
 
@@ -236,6 +246,8 @@ class CatalogWorker:
                 if not self._write(writes, stop, backfill=version):
                     return False
                 written += len(upserts)
+            if self.snapshotter is not None:  # replicas load it from there, graph built
+                self.snapshotter.add(version, self.encoder.runs[version].config.model.dim, start)
             self.registry.mark_ready(version, start)
             self.stats.backfilled[version] = written
             logger.info("model version %s: %d items written in %.1fs; ready", version, written,
@@ -252,21 +264,15 @@ class CatalogWorker:
         events = [e for e, _ in parsed]
         source = {id(e): r for e, r in parsed}  # for the dead letters of unusable photos
         plan = plan_batch(events, self.state.get_many([e.item_id for e in events]))
-        writes = IndexWrites()
         to_encode = [c for c in plan.changes.values() if c.kind == "encode"]
+        upserts: dict = {}
         if to_encode:
             upserts, problems = self.encoder.encode(to_encode)
             for item_id, exc in problems.items():
                 last = plan.changes[item_id].events[-1]
                 self.stats.dead_lettered[exc.reason] += 1
                 letters.append(record_letter(source[id(last)], exc.reason, str(exc), max_payload))
-            for item_id, u in upserts.items():
-                writes.add("upsert", item_id, upsert=u)
-        for c in plan.changes.values():
-            if c.kind == "patch":
-                writes.add("patch", c.item_id, patch=attribute_patch(c.attributes))
-            elif c.kind == "delete":
-                writes.add("delete", c.item_id)
+        writes = plan_writes(plan, upserts)
         if not self._write(writes, stop):
             return False
         self.state.put_many(plan.states)

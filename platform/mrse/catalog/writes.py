@@ -2,12 +2,18 @@
 (a Qdrant server) or carried as records on the index topic for embedded server processes to
 apply to their own Qdrant Edge shards (:mod:`mrse.catalog.follower`).
 
-One record per item and batch, keyed by item id (an item's records stay in order), JSON:
-``{"op": "upsert", "item_id": ..., "payload": {...}, "terms": [[term id, weight], ...] (its
-lexical terms), "vectors": {version: [b64 float32, b64 _x or null]}}``, ``{"op": "patch",
-"item_id": ..., "payload": {...}}`` or ``{"op": "delete", "item_id": ...}``. A record written
-before the lexical channel has no ``terms``: the item is written without any (found by the dense
-channel only).
+One record per item and batch, JSON: ``{"op": "upsert", "item_id": ..., "payload": {...},
+"terms": [[term id, weight], ...] (its lexical terms), "vectors": {version: [b64 float32, b64 _x
+or null]}}``, ``{"op": "patch", "item_id": ..., "payload": {...}}`` or ``{"op": "delete",
+"item_id": ...}``. A record written before the lexical channel has no ``terms``: the item is
+written without any (found by the dense channel only).
+
+The topic is compacted (Kafka keeps the newest record per key), so each record must stand for
+the item's whole latest state of what it carries: upserts and deletes are keyed by the item id
+(the newest is the item's content, or its absence); a patch carries every attribute changed
+since the item's last content (the worker's item state, not just this event's) and is keyed
+``<item id>`` + :data:`PATCH_KEY`, so compaction never drops an upsert for a later patch. Both
+keys of an item go to the partition of its id: its records stay in order.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mrse.catalog.plan import Plan
 from mrse.index.base import VectorIndex
-from mrse.index.points import EXPLAIN_KEY
+from mrse.index.points import EXPLAIN_KEY, attribute_patch
 
 logger = logging.getLogger(__name__)
 VERSIONS_HEADER = "versions"
+PATCH_KEY = "\x00attributes"  # appended to a patch's key (an item id never holds a NUL)
+# the index topics keep every item's latest state and drop what it replaced
+TOPIC_CONFIGS = {"cleanup.policy": "compact"}
 
 
 @dataclass
@@ -89,9 +99,10 @@ class IndexWrites:
             if self.deletes:
                 index.delete(sorted(self.deletes))
 
-    def to_records(self) -> Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-        """(key, value, headers) records for the index topic; an upsert's ``versions`` header
-        names the model versions it carries vectors for (a follower skips the others unread)."""
+    def to_records(self) -> Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]:
+        """(item id, key, value, headers) records for the index topic; an upsert's ``versions``
+        header names the model versions it carries vectors for (a follower skips the others
+        unread)."""
         for item_id, u in self.upserts.items():
             vectors = {
                 v: [base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii"), blob]
@@ -99,11 +110,13 @@ class IndexWrites:
             }
             value = {"op": "upsert", "item_id": item_id, "payload": u.payload,
                      "terms": [[t, w] for t, w in u.terms.items()], "vectors": vectors}  # fmt: skip
-            yield item_id.encode(), _json(value), [(VERSIONS_HEADER, ",".join(vectors).encode())]
+            headers = [(VERSIONS_HEADER, ",".join(vectors).encode())]
+            yield item_id, item_id.encode(), _json(value), headers
         for item_id, p in self.patches.items():
-            yield item_id.encode(), _json({"op": "patch", "item_id": item_id, "payload": p}), []
+            value = _json({"op": "patch", "item_id": item_id, "payload": p})
+            yield item_id, (item_id + PATCH_KEY).encode(), value, []
         for item_id in sorted(self.deletes):
-            yield item_id.encode(), _json({"op": "delete", "item_id": item_id}), []
+            yield item_id, item_id.encode(), _json({"op": "delete", "item_id": item_id}), []
 
     @classmethod
     def from_records(cls, values: Iterable[bytes]) -> IndexWrites:
@@ -123,6 +136,29 @@ class IndexWrites:
                 )
             out.add(r["op"], r["item_id"], upsert, r.get("payload"))
         return out
+
+
+def plan_writes(plan: Plan, upserts: Mapping[str, Upsert]) -> IndexWrites:
+    """The index writes of a planned batch: ``upserts`` for its encoded items (the encoder's;
+    an item it could not encode is left out), every patch with all the item's attributes since
+    its content (``plan.states``), every delete."""
+    writes = IndexWrites()
+    for item_id, u in upserts.items():
+        writes.add("upsert", item_id, upsert=u)
+    for c in plan.changes.values():
+        if c.kind == "patch":
+            writes.add("patch", c.item_id, patch=attribute_patch(plan.states[c.item_id].attributes))
+        elif c.kind == "delete":
+            writes.add("delete", c.item_id)
+    return writes
+
+
+def item_partition(item_id: str, partitions: list[int]) -> int:
+    """The partition of an item's records, whatever their key (``partitions`` sorted): Kafka's
+    default choice for a record keyed by the item id alone (murmur2, as the Java client)."""
+    from kafka.partitioner.default import murmur2
+
+    return partitions[(murmur2(item_id.encode()) & 0x7FFFFFFF) % len(partitions)]
 
 
 def for_versions(headers, versions: Iterable[str]) -> bool:

@@ -177,6 +177,10 @@ class EdgeIndex(FetchingIndex):
             for r in self._existing(item_ids, with_vector=True)
         }
 
+    def flush(self) -> None:
+        """Write everything applied so far to the shard's files."""
+        self._shard.flush()
+
     def optimize(self) -> None:
         """Build the HNSW graph now (blocking) instead of on the first large search."""
         self._shard.optimize()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrse.catalog.service import CatalogFollow, follow_catalog
+from mrse.catalog.service import CatalogFollow, follow_catalog, restore_replica
 from mrse.experiments.assignment import Experiment
 from mrse.features.store import FeatureStoreConfig, ProfileStore
 from mrse.index.build import IndexConfig
@@ -148,6 +148,7 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     experiments = load_experiments(cfg)
+    restore_replica(cfg.catalog, cfg.index, cfg.models)
     bundles = {}
     for version, run in cfg.models.items():
         bundles[version] = load_bundle(version, run, cfg.index)
@@ -184,8 +185,9 @@ def build_engine(cfg: ServeConfig) -> SearchEngine:
     if cfg.experiments_url and cfg.watch_s:
         from mrse.serving.models import ModelWatcher
 
+        snapshots = cfg.catalog.snapshot_store() if cfg.catalog is not None else None
         engine.watcher = ModelWatcher(
-            engine, cfg.experiments_url, cfg.index, cfg.watch_s, cfg.retire_grace_s
+            engine, cfg.experiments_url, cfg.index, cfg.watch_s, cfg.retire_grace_s, snapshots
         ).start()
     return engine
 

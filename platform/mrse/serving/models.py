@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 
+from mrse.catalog.snapshots import SnapshotStore
 from mrse.experiments.assignment import Experiment
 from mrse.experiments.store import ExperimentStore
 from mrse.index.build import IndexConfig, open_index
@@ -32,8 +33,12 @@ class ModelWatcher:
         index: IndexConfig,
         watch_s: float = 2.0,
         retire_grace_s: float = 10.0,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
+        """``snapshots`` (Edge): a version's shard starts from the newest snapshot holding it,
+        graph built, instead of replaying its whole index topic."""
         self.engine = engine
+        self.snapshots = snapshots
         self.experiments_url = experiments_url
         self.store: ExperimentStore | None = None  # connected by the watcher, never at start
         self.index = index
@@ -70,14 +75,21 @@ class ModelWatcher:
     def _load(self, version: str, run_dir: str, start: dict[int, int] | None) -> ModelBundle:
         started = time.monotonic()
         run = load_run(run_dir)
-        if self.index.backend == "edge" and (self.index.root / version).exists():
-            shutil.rmtree(self.index.root / version)  # a stale copy: filled afresh from the log
+        snap = None
+        if self.index.backend == "edge":
+            # a stale copy is replaced: by the newest snapshot holding it, or filled afresh
+            shutil.rmtree(self.index.root / version, ignore_errors=True)
+            snap = self.snapshots.latest([version]) if self.snapshots is not None else None
+            if snap is not None:
+                self.snapshots.restore(snap, version, self.index.root / version)
+                start = snap.offsets
         index = open_index(self.index, version, run.config.model.dim)
         if self.engine.follower is not None:
-            self.engine.follower.add(version, index, start)
+            self.engine.follower.add(version, index, start, backfill=snap is None)
         bundle = ModelBundle(version, run, index)
         self.engine.warm(bundle)
-        logger.info("model version %s loaded in %.1fs", version, time.monotonic() - started)
+        logger.info("model version %s loaded in %.1fs (%s)", version, time.monotonic() - started,
+                    f"from snapshot {snap.path.name}" if snap else "from its index topic")  # fmt: skip
         self.loaded.append(version)
         return bundle
 

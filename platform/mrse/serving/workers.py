@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mrse.catalog.follower import OFFSETS_FILE
+from mrse.catalog.service import restore_replica
 from mrse.serving.app import ServeConfig, serve
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def serve_workers(cfg: ServeConfig, all_ready=None, ready_timeout: float = 900.0
     if cfg.address.rsplit(":", 1)[-1] in ("", "0"):
         raise ValueError("several workers need a fixed port in `address`")
     ctx = mp.get_context("spawn")
+    restore_replica(cfg.catalog, cfg.index, cfg.models)  # once, then copied per process
     with tempfile.TemporaryDirectory(prefix="mrse-workers-") as scratch:
         procs = []
         ready = ctx.Queue()

@@ -15,8 +15,11 @@ CATALOG = "mrse.catalog"  # catalog events (mrse.catalog.worker)
 CATALOG_DLQ = "mrse.catalog.dlq"
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> None:
-    """Create the topics that do not exist yet."""
+def ensure_topics(
+    bootstrap: str, topics: list[str], partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
+    """Create the topics that do not exist yet (with the topic ``configs``, e.g. compaction;
+    a topic that exists is left as it is)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -29,7 +32,8 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> Non
         raise unreachable(bootstrap, exc) from exc
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        new = [NewTopic(t, partitions, 1, topic_configs=configs or {}) for t in topics
+               if t not in existing]  # fmt: skip
         if new:
             try:
                 admin.create_topics(new)
