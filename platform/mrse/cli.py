@@ -579,6 +579,16 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_replica(args: argparse.Namespace) -> int:
+    from mrse.jobs.bench_replica import run_replica_benchmark
+    from mrse.jobs.bench_scale import ScaleBenchConfig
+
+    sizes = tuple(int(float(x)) for x in args.items.split(","))
+    cfg = ScaleBenchConfig(Path(args.data), Path(args.run), Path(args.work_dir), sizes=sizes)
+    _report(run_replica_benchmark(cfg, args.changes, args.replay_max), Path(args.out))
+    return 0
+
+
 def _cmd_bench_scale(args: argparse.Namespace) -> int:
     from mrse.jobs.bench_scale import ScaleBenchConfig, markdown_table, run_scale_benchmark
     from mrse.jobs.plots import plot_scale
@@ -912,6 +922,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="results/scale-bench")
     p.add_argument("--out", default="results/scale-bench.json")
     p.set_defaults(func=_cmd_bench_scale)
+    p = sub.add_parser("bench-replica", help="a new replica and a rollout from snapshots, by size")
+    p.add_argument("--data", required=True, help="the real dataset the catalogs grow from")
+    p.add_argument("--run", required=True, help="the model run that indexes and serves")
+    p.add_argument("--items", default="25000,250000,1000000", help="catalog sizes, comma-separated")
+    p.add_argument("--changes", type=int, default=1000, help="index writes after the snapshot")
+    p.add_argument("--replay-max", type=int, default=25_000,
+                   help="up to this size, also roll out without a snapshot")  # fmt: skip
+    p.add_argument("--work-dir", default="results/scale-bench", help="bench-scale's: its shards")
+    p.add_argument("--out", default="results/replica-bench.json")
+    p.set_defaults(func=_cmd_bench_replica)
     p = sub.add_parser("bench-encoders", help="measure text and image encoder throughput")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=512, help="items to encode per modality")

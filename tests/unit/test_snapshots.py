@@ -90,3 +90,16 @@ def test_snapshot_settings_are_checked():
         SnapshotConfig(root=".", every_s=0)
     with pytest.raises(ValueError, match="keep"):
         SnapshotConfig(root=".", keep=0)
+
+
+def test_a_shard_is_copied_without_writing_its_holes(tmp_path):
+    from mrse.catalog.snapshots import copy_sparse
+
+    src = tmp_path / "sparse.bin"
+    with open(src, "wb") as f:
+        f.write(b"head")
+        f.seek(64 << 20)  # a 64 MB hole
+        f.write(b"tail")
+    dst = copy_sparse(src, tmp_path / "copy.bin")
+    assert dst.read_bytes() == src.read_bytes()
+    assert dst.stat().st_blocks * 512 < 1 << 20  # the hole stayed a hole

@@ -70,7 +70,7 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _in_child(fn, *args) -> dict:
+def in_child(fn, *args) -> dict:
     """``fn(*args)`` in a fresh spawned process; its dict result (peak memory is its own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -129,7 +129,7 @@ def _catalog(cfg: ScaleBenchConfig, n: int, dataset, run, feats):
     )
 
 
-def _index_config(cfg: ScaleBenchConfig, n: int):
+def index_config(cfg: ScaleBenchConfig, n: int):
     from mrse.index.base import EdgeOptions
     from mrse.index.build import IndexConfig
 
@@ -178,7 +178,7 @@ def build_stage(cfg: ScaleBenchConfig, n: int) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     events = synthetic_events(dataset.events, n, len(dataset.items))
     events.to_parquet(data_dir / "events.parquet", index=False)
-    index_cfg = _index_config(cfg, n)
+    index_cfg = index_config(cfg, n)
     shutil.rmtree(index_cfg.root, ignore_errors=True)
     index = open_index(index_cfg, VERSION, run.config.model.dim)
     t1 = time.perf_counter()
@@ -283,7 +283,7 @@ def _serve_config(cfg: ScaleBenchConfig, n: int, port: int, workers: int):
         models={VERSION: cfg.run},
         experiments=(Experiment("bench", (Arm("mrse", 1.0, VERSION, "mrse_v1", VERSION),)),),
         default_experiment="bench",
-        index=_index_config(cfg, n),
+        index=index_config(cfg, n),
         feature_store=FeatureStoreConfig(data_dir=cfg.work_dir / "profiles"),
         address=f"127.0.0.1:{port}",
         workers=workers,
@@ -292,7 +292,7 @@ def _serve_config(cfg: ScaleBenchConfig, n: int, port: int, workers: int):
     )
 
 
-def _serve_one(serve_cfg, ready) -> None:
+def serve_one(serve_cfg, ready) -> None:
     import asyncio
 
     from mrse.logs import setup_logging
@@ -321,7 +321,7 @@ def _memory(pid: int) -> dict[str, float]:
     return fields
 
 
-def _start(target, serve_cfg, timeout: float = 900.0):
+def start_server(target, serve_cfg, timeout: float = 900.0):
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     proc = ctx.Process(target=target, args=(serve_cfg, ready))
@@ -336,7 +336,7 @@ def _start(target, serve_cfg, timeout: float = 900.0):
     return proc, time.perf_counter() - t0
 
 
-def _stop(proc) -> None:
+def stop_server(proc) -> None:
     import signal
 
     if proc.is_alive() and proc.pid is not None:
@@ -346,7 +346,7 @@ def _stop(proc) -> None:
         proc.kill()
 
 
-def _requests(cfg: ScaleBenchConfig) -> list[bytes]:
+def search_requests(cfg: ScaleBenchConfig) -> list[bytes]:
     import pandas as pd
 
     from mrse.v1 import search_pb2
@@ -369,7 +369,7 @@ def index_memory(cfg: ScaleBenchConfig, n: int) -> dict:
 
     d = load_run(cfg.run).config.model.dim
     before = _memory(os.getpid())
-    index = open_index(_index_config(cfg, n), VERSION, d)
+    index = open_index(index_config(cfg, n), VERSION, d)
     rng = np.random.default_rng(0)
     for q in rng.standard_normal((200, d)).astype(np.float32):
         index.search(q, cfg.k)
@@ -390,9 +390,9 @@ def serve_stage(cfg: ScaleBenchConfig, n: int) -> dict:
     from mrse.streaming.broker import free_port
     from mrse.v1 import search_pb2, search_pb2_grpc
 
-    requests = _requests(cfg)
+    requests = search_requests(cfg)
     port = free_port()
-    proc, start_s = _start(_serve_one, _serve_config(cfg, n, port, 1))
+    proc, start_s = start_server(serve_one, _serve_config(cfg, n, port, 1))
     out: dict = {"server_start_s": round(start_s, 2)}
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -419,9 +419,9 @@ def serve_stage(cfg: ScaleBenchConfig, n: int) -> dict:
         out["server_rss_anon_mb"] = mem.get("RssAnon")
         out["server_rss_file_mb"] = mem.get("RssFile")
     finally:
-        _stop(proc)
+        stop_server(proc)
     port = free_port()
-    proc, start2 = _start(_serve_many, _serve_config(cfg, n, port, 2))
+    proc, start2 = start_server(_serve_many, _serve_config(cfg, n, port, 2))
     out["two_process_start_s"] = round(start2, 2)
     sweep = []
     try:
@@ -440,7 +440,7 @@ def serve_stage(cfg: ScaleBenchConfig, n: int) -> dict:
         rss = sorted((c.memory_info().rss for c in children), reverse=True)[:2]
         out["two_process_rss_mb"] = [round(x / 2**20, 1) for x in rss]
     finally:
-        _stop(proc)
+        stop_server(proc)
     ok = [
         r["qps"] for r in sweep if r["p99_ms"] is not None and r["p99_ms"] <= 50 and not r["errors"]
     ]
@@ -527,16 +527,16 @@ def run_scale_benchmark(cfg: ScaleBenchConfig) -> dict:
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, dict] = {}
     if "serve" in cfg.stages:
-        _in_child(_profiles_child, cfg)
+        in_child(_profiles_child, cfg)
     for n in cfg.sizes:
         row: dict = {}
         if "build" in cfg.stages:
             logger.info("%d items: building the index", n)
-            row.update(_in_child(build_stage, cfg, n))
+            row.update(in_child(build_stage, cfg, n))
         if "serve" in cfg.stages:
             logger.info("%d items: serving", n)
-            row.update(_in_child(serve_stage, cfg, n))
-            row.update(_in_child(index_memory, cfg, n))
+            row.update(in_child(serve_stage, cfg, n))
+            row.update(in_child(index_memory, cfg, n))
             # the server's own memory: its anonymous memory less what the opened shard holds
             row["server_rss_excl_index_mb"] = round(
                 row["server_rss_anon_mb"] - row["index_rss_anon_mb"], 1
@@ -544,7 +544,7 @@ def run_scale_benchmark(cfg: ScaleBenchConfig) -> dict:
         if "train" in cfg.stages:
             for i, mining in enumerate(cfg.mining):
                 logger.info("%d items: training with %s mining", n, mining)
-                t = _in_child(train_stage, cfg, n, mining)
+                t = in_child(train_stage, cfg, n, mining)
                 row.setdefault("train", {})[mining] = t
                 if i == 0:
                     row["train_examples_per_s"] = t["examples_per_s"]

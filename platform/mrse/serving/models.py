@@ -88,8 +88,9 @@ class ModelWatcher:
             self.engine.follower.add(version, index, start, backfill=snap is None)
         bundle = ModelBundle(version, run, index)
         self.engine.warm(bundle)
-        logger.info("model version %s loaded in %.1fs (%s)", version, time.monotonic() - started,
-                    f"from snapshot {snap.path.name}" if snap else "from its index topic")  # fmt: skip
+        source = f"from snapshot {snap.path.name}" if snap else "from its index topic"
+        logger.info("model version %s loaded in %.1fs (%s)", version,
+                    time.monotonic() - started, source)  # fmt: skip
         self.loaded.append(version)
         return bundle
 

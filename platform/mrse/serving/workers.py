@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mrse.catalog.follower import OFFSETS_FILE
 from mrse.catalog.service import restore_replica
+from mrse.catalog.snapshots import copy_shard
 from mrse.serving.app import ServeConfig, serve
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def worker_config(cfg: ServeConfig, i: int, scratch: Path) -> ServeConfig:
             src = cfg.index.root / version
             if not src.is_dir():
                 raise FileNotFoundError(f"no index for {version!r} at {src}: run `mrse index`")
-            shutil.copytree(src, root / version)
+            copy_shard(src, root / version)
         offsets = cfg.index.root / OFFSETS_FILE  # where the copies are in the catalog's log
         if offsets.is_file():
             shutil.copy(offsets, root / OFFSETS_FILE)
