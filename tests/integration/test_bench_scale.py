@@ -45,3 +45,20 @@ def test_bench_scale_command_writes_json(sample_hm, small_run, tmp_path):
     assert result["runs"]["500"]["recall100"] > 0.9
     table = (tmp_path / "b.md").read_text()
     assert "| 500 items |" in table and "ANN recall@100, no filter" in table
+
+
+def test_bench_replica_starts_a_replica_and_rolls_out_from_snapshots(
+    sample_hm, small_run, tmp_path
+):
+    """A replica with no index and no dataset serves from the published snapshot, caught up
+    with the writes after it (the benchmark checks the re-priced items itself); rollouts from a
+    snapshot and from the version's topic fail no request."""
+    out = tmp_path / "r.json"
+    argv = ["bench-replica", "--data", str(sample_hm), "--run", str(small_run), "--items",
+            "600", "--changes", "40", "--replay-max", "600", "--work-dir", str(tmp_path / "w"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    row = json.loads(out.read_text())["runs"]["600"]
+    assert row["replica_repriced_found"] == "20/20"
+    assert row["replica_start_s"] > 0 and row["rollout_s"] > 0 and row["rollout_replay_s"] > 0
+    assert row["rollout_failed"] == 0 and row["rollout_requests"] > 0

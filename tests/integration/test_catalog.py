@@ -427,6 +427,7 @@ def test_a_new_replica_and_a_rollout_start_from_the_workers_snapshot(
             (kept, _event(kept, 11, patch={"in_stock": False})),
         ])  # fmt: skip
         store = SnapshotStore(snaps, "snap.index")
+        _until(lambda: worker.stats.consumed == 4)
         end = _offsets_end(kafka.bootstrap, "snap.index")
         _until(lambda: (s := store.latest(["v1"])) is not None and s.offsets == end)
         assert store.latest().versions["v1"] == len(ds.items)  # one deleted, one added

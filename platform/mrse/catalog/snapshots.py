@@ -217,12 +217,16 @@ class Snapshotter:
         self.store = SnapshotStore(cfg.root, topic, cfg.keep)
         work = cfg.work
         work.mkdir(parents=True, exist_ok=True)
-        if restore_missing(work, self.dims, self.store) is None and seed is not None:
-            for v in self.dims:
-                if not (work / v).is_dir() and (seed / v).is_dir():
+        missing = [v for v in self.dims if not (work / v).is_dir()]
+        if missing and self.store.latest(self.dims) is not None:
+            restore_missing(work, self.dims, self.store)
+        elif missing and seed is not None:
+            logger.info("snapshotter: %s copied from %s (no snapshot yet)", missing, seed)
+            for v in missing:
+                if (seed / v).is_dir():
                     copy_shard(seed / v, work / v)
-                    if (seed / OFFSETS_FILE).is_file() and not (work / OFFSETS_FILE).exists():
-                        shutil.copy(seed / OFFSETS_FILE, work / OFFSETS_FILE)
+            if (seed / OFFSETS_FILE).is_file() and not (work / OFFSETS_FILE).exists():
+                shutil.copy(seed / OFFSETS_FILE, work / OFFSETS_FILE)
         indexes = {v: EdgeIndex(work / v, d, edge) for v, d in self.dims.items()}
         # the worker's copy goes as fast as it can: no serving shares this process's GIL
         self.follower = IndexFollower(bootstrap, topic, indexes, work / OFFSETS_FILE,
