@@ -233,6 +233,7 @@ class Snapshotter:
                                       replay_pause_s=0.0, replay_duty=1.0)  # fmt: skip
         self.last: Snapshot | None = self.store.latest()
         self._published_at = -1  # follower.applied when last published
+        self._one_writer = threading.Lock()  # the period's thread and a new version's add
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -269,7 +270,7 @@ class Snapshotter:
     def take(self) -> Snapshot:
         """Publish the shards as they stand: no batch is applied while they are copied."""
         started = time.monotonic()
-        with self.follower.held() as offsets:
+        with self._one_writer, self.follower.held() as offsets:
             applied = self.follower.applied
             indexes = dict(self.follower.indexes)
             counts = {}
