@@ -281,7 +281,7 @@ def _replayed(values: list[bytes], where) -> dict:
         index.close()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(_EVENTS, st.integers(1, 5))
 @example([("a", 1, "upsert-A", 1.0), ("a", 2, "price", 2.0), ("a", 3, "stock", None)], 1)
 def test_a_compacted_index_topic_keeps_every_items_latest_state(raw, size):
