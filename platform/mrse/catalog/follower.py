@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +27,14 @@ from mrse.streaming.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 OFFSETS_FILE = FOLLOW_OFFSETS
+
+
+def save_offsets(path: Path, topic: str, offsets: Mapping[int, int]) -> None:
+    """Record where the shards next to ``path`` stand in ``topic`` (what a follower starts
+    from), replacing the record whole."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({topic: {str(p): int(o) for p, o in offsets.items()}}))
+    tmp.replace(path)
 
 
 def backfill_topic(topic: str, version: str) -> str:
@@ -74,9 +82,7 @@ class IndexFollower:
             return {}
 
     def _save(self, offsets: dict[int, int]) -> None:
-        tmp = self.offsets_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({self.topic: {str(p): o for p, o in offsets.items()}}))
-        tmp.replace(self.offsets_path)
+        save_offsets(self.offsets_path, self.topic, offsets)
 
     def start(self, catch_up_s: float = 60.0) -> IndexFollower:
         """Start following; returns once the records present now are applied (or after

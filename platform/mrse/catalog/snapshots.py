@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrse.catalog.follower import OFFSETS_FILE, IndexFollower
+from mrse.catalog.follower import OFFSETS_FILE, IndexFollower, save_offsets
 from mrse.index.build import version_name
 from mrse.index.edge import EdgeIndex
 
@@ -162,13 +162,6 @@ class SnapshotStore:
         tmp.rename(dest)
 
 
-def write_offsets(path: Path, topic: str, offsets: Mapping[int, int]) -> None:
-    """Record where the shards next to ``path`` stand in ``topic`` (what the follower reads)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({topic: {str(p): int(o) for p, o in offsets.items()}}))
-    tmp.replace(path)
-
-
 def restore_missing(root: Path, versions: Iterable[str], store: SnapshotStore) -> Snapshot | None:
     """A new replica: when a shard of ``versions`` is missing under ``root``, every version's
     shard and the record of where they stand in the log come from the newest snapshot that
@@ -188,7 +181,7 @@ def restore_missing(root: Path, versions: Iterable[str], store: SnapshotStore) -
     root.mkdir(parents=True, exist_ok=True)
     for v in versions:
         store.restore(snap, v, root / version_name(v))
-    write_offsets(root / OFFSETS_FILE, store.topic, snap.offsets)
+    save_offsets(root / OFFSETS_FILE, store.topic, snap.offsets)
     logger.info("index %s restored from snapshot %s (%s items) in %.1fs; the log from %s",
                 versions, snap.path.name, snap.versions, time.monotonic() - started,
                 snap.offsets)  # fmt: skip
@@ -213,13 +206,13 @@ class Snapshotter:
         seed: Path | None = None,
         edge=None,
     ) -> None:
-        self.cfg, self.dims, self.edge = cfg, dict(dims), edge
+        self.cfg, self.edge = cfg, edge
         self.store = SnapshotStore(cfg.root, topic, cfg.keep)
         work = cfg.work
         work.mkdir(parents=True, exist_ok=True)
-        missing = [v for v in self.dims if not (work / v).is_dir()]
-        if missing and self.store.latest(self.dims) is not None:
-            restore_missing(work, self.dims, self.store)
+        missing = [v for v in dims if not (work / v).is_dir()]
+        if missing and self.store.latest(dims) is not None:
+            restore_missing(work, dims, self.store)
         elif missing and seed is not None:
             logger.info("snapshotter: %s copied from %s (no snapshot yet)", missing, seed)
             for v in missing:
@@ -227,7 +220,7 @@ class Snapshotter:
                     copy_shard(seed / v, work / v)
             if (seed / OFFSETS_FILE).is_file() and not (work / OFFSETS_FILE).exists():
                 shutil.copy(seed / OFFSETS_FILE, work / OFFSETS_FILE)
-        indexes = {v: EdgeIndex(work / v, d, edge) for v, d in self.dims.items()}
+        indexes = {v: EdgeIndex(work / v, d, edge) for v, d in dims.items()}
         # the worker's copy goes as fast as it can: no serving shares this process's GIL
         self.follower = IndexFollower(bootstrap, topic, indexes, work / OFFSETS_FILE,
                                       replay_pause_s=0.0, replay_duty=1.0)  # fmt: skip
@@ -236,9 +229,6 @@ class Snapshotter:
         self._one_writer = threading.Lock()  # the period's thread and a new version's add
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def __contains__(self, version: str) -> bool:
-        return version in self.follower.indexes
 
     def start(self, catch_up_s: float = 600.0) -> Snapshotter:
         self.follower.start(catch_up_s)
@@ -264,7 +254,6 @@ class Snapshotter:
         path = self.cfg.work / version_name(version)
         shutil.rmtree(path, ignore_errors=True)
         self.follower.add(version, EdgeIndex(path, dim, self.edge), start)
-        self.dims[version] = dim
         self.take()
 
     def take(self) -> Snapshot:
