@@ -271,6 +271,16 @@ def test_among_returns_the_named_items_that_pass_the_filter_in_their_order(index
     assert index.among([]) == []
 
 
+def test_payloads_reads_the_named_items_without_a_filter(index):
+    ids, vecs, payloads = _catalog(30)
+    payloads[4] = {**payloads[4], **stock_payload(False)}
+    index.upsert(ids, vecs, payloads)
+    got = index.payloads([ids[5], "not-there", ids[4]])
+    assert set(got) == {ids[5], ids[4]}  # sold out too: a read by id filters nothing
+    assert got[ids[4]] == {**payloads[4], "item_id": ids[4]}
+    assert index.payloads([]) == {}
+
+
 def test_a_search_may_read_the_item_ids_alone_or_a_few_payload_keys(index):
     ids, vecs, payloads = _catalog(30)
     index.upsert(ids, vecs, payloads)

@@ -15,7 +15,6 @@ from mrse.index.base import (
     FetchingIndex,
     Hit,
     SearchFilter,
-    dense_part,
     point_hit,
     point_id,
     prepare_points,
@@ -144,12 +143,6 @@ class ClientIndex(FetchingIndex):
         ]
         if ops:  # one request for the batch, not one per item
             self.client.batch_update_points(self.collection_name, ops, wait=True)
-
-    def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        return {
-            r.payload["item_id"]: np.asarray(dense_part(r.vector), dtype=np.float32)
-            for r in self._existing(item_ids, with_vector=True)
-        }
 
     def _request(self, f: Fetch) -> models.QueryRequest:
         if f.vector is not None:

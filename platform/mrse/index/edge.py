@@ -17,7 +17,6 @@ from mrse.index.base import (
     FetchingIndex,
     Hit,
     SearchFilter,
-    dense_part,
     point_hit,
     point_id,
     prepare_points,
@@ -170,12 +169,6 @@ class EdgeIndex(FetchingIndex):
         ]
         if points:
             self._shard.update(qe.UpdateOperation.upsert_points(points))
-
-    def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        return {
-            r.payload["item_id"]: np.asarray(dense_part(r.vector), dtype=np.float32)
-            for r in self._existing(item_ids, with_vector=True)
-        }
 
     def flush(self) -> None:
         """Write everything applied so far to the shard's files."""

@@ -20,7 +20,7 @@ import torch
 
 from mrse.features.catalog import CatalogFeatures
 from mrse.features.lexical import item_terms
-from mrse.features.photo import SKETCH_DIM, photo_sketch
+from mrse.features.photo import SKETCH_DIM
 from mrse.index.base import stock_payload
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
@@ -32,9 +32,12 @@ PHOTO_KEY = "_p"
 
 def photo_blobs(catalog: CatalogFeatures, rows: np.ndarray) -> list[str | None]:
     """The ``_p`` payload value of catalog ``rows`` (n,): their photo sketches, float16 base64
-    (None for an item without a photo)."""
+    (None for an item without a photo, and for all of a catalog encoded without its whole
+    photos)."""
+    if catalog.sketch is None:
+        return [None] * len(rows)
     has = catalog.has_image[torch.from_numpy(rows)].numpy()
-    sketches = photo_sketch(catalog.image[torch.from_numpy(rows)].numpy(), has).astype("<f2")
+    sketches = catalog.sketch[torch.from_numpy(rows)].numpy().astype("<f2")
     return [base64.b64encode(s.tobytes()).decode("ascii") if h else None
             for s, h in zip(sketches, has, strict=True)]  # fmt: skip
 
