@@ -166,14 +166,18 @@ def _photo(args: argparse.Namespace, dataset, cache) -> dict:
     from mrse.evaluation.photo import alter_photo, evaluate_photo, photo_cases, rank_photos
     from mrse.evaluation.similar import peer_vectors
     from mrse.features.catalog import FeatureStats, centre_unit
+    from mrse.features.photo import QUERY_FRAME
 
     cases, photo = photo_cases(dataset, seed=args.seed)
     encoder = ImageEncoder()
-    features = []
+    features = []  # each photo's QUERY_FRAME, as the server decodes it for the towers and the
+    # photo channel; the frozen encoder peer on the centre, as its catalog features are
+    frame = QUERY_FRAME if args.run is not None else "centre"
     for s in range(0, len(cases), 32):
         shots = [alter_photo(photo[c.seed], random.Random(f"{args.seed}:{c.query_id}"))
                  for c in cases[s : s + 32]]  # fmt: skip
-        features.append(encoder.encode_tensors(torch.stack([preprocess(b) for b in shots])))
+        features.append(encoder.encode_tensors(
+            torch.stack([preprocess(b, (frame,)) for b in shots])))  # fmt: skip
     shots_features = np.concatenate(features) if features else np.zeros((0, encoder.dim))
     if args.run is not None:
         from mrse.features.photo import photo_sketch
@@ -185,8 +189,10 @@ def _photo(args: argparse.Namespace, dataset, cache) -> dict:
         retriever = ModelRetriever(run, dataset, cache, hide=args.hide)
         catalog, stats = retriever.catalog, run.featurizer.stats
         queries = photo_query_vectors(run.model, stats, run.featurizer.shape, shots_features)
-        sketches = (photo_sketch(catalog.image.numpy(), catalog.has_image.numpy()),
-                    photo_sketch(centre_unit(shots_features, stats.image_mean)))  # fmt: skip
+        sketches = None
+        if catalog.sketch is not None:
+            whole = photo_sketch(centre_unit(shots_features, stats.image_mean))
+            sketches = (catalog.sketch.numpy(), whole)
         ranked = rank_photos(retriever.items.numpy(), queries, sketches=sketches)
         ids, name = catalog.item_ids, retriever.name
     else:

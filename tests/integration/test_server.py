@@ -1116,13 +1116,13 @@ def test_photos_are_decoded_two_at_a_time_whatever_the_clients_send(stack, monke
     real, lock = server_module.preprocess, threading.Lock()
     now, most = [0], [0]
 
-    def slow(data):
+    def slow(data, frames):
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
         try:
             time.sleep(0.2)
-            return real(data)
+            return real(data, frames)
         finally:
             with lock:
                 now[0] -= 1

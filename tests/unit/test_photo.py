@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from mrse.encoders.image import ImageDecodeError, ImageTooLarge, preprocess
@@ -79,3 +82,48 @@ def test_photo_requests_and_photos_say_what_is_wrong():
     with pytest.raises(ImageDecodeError) as err:
         preprocess(b"GIF89a but not really")
     assert not isinstance(err.value, ImageTooLarge)
+
+
+def test_a_photo_decodes_once_into_the_towers_centre_and_the_whole_photo():
+    """The centre frame is the towers' input (a tall photo loses its top and bottom); the whole
+    frame, the photo channel's, keeps every part of the photo."""
+    arr = np.full((240, 160, 3), 128, np.uint8)
+    arr[:30] = (0, 200, 0)  # a green band at the top of a tall product photo
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    both = preprocess(buf.getvalue(), ("centre", "whole"))
+    assert both.shape == (2, 3, 224, 224)
+    assert torch.equal(both[0], preprocess(buf.getvalue()))  # one frame: the centre, as before
+    green = (both[:, 1, :10] > both[:, 0, :10] + 0.5).float().mean((1, 2))  # (2,) top rows
+    assert green[1] > 0.99 and green[0] < 0.01  # the whole frame keeps the band, the centre not
+
+
+def test_the_catalog_carries_the_whole_photos_sketches_and_hiding_photos_clears_them():
+    from mrse.encoders.features import ItemFeatures
+    from mrse.features.catalog import FeatureStats, build_catalog_features, hide_modality
+    from mrse.models.config import ModelConfig
+
+    rng = np.random.default_rng(0)
+    n = 6
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(n)], "title": ["t"] * n,
+                          "description": [""] * n, "category": ["c"] * n,
+                          "brand": [""] * n})  # fmt: skip
+    has = np.array([True, True, False, True, True, True])
+    feats = ItemFeatures(
+        item_ids=items["item_id"].to_numpy(dtype=object),
+        text=np.zeros((n, 384), np.float32), has_text=np.zeros(n, bool),
+        image=rng.random((n, 1280)).astype(np.float32) * has[:, None], has_image=has,
+        whole=rng.random((n, 1280)).astype(np.float32) * has[:, None],
+    )  # fmt: skip
+    stats = FeatureStats.fit(feats)
+    dataset = type(
+        "D", (), {"items": items, "item_index": {i: k for k, i in enumerate(items["item_id"])}}
+    )
+    catalog = build_catalog_features(dataset, feats, stats, ModelConfig())
+    want = photo_sketch(_unit(feats.whole - stats.image_mean), has)
+    np.testing.assert_allclose(catalog.sketch.numpy(), want, atol=1e-5)
+    assert not catalog.sketch[2].any()
+    hidden = hide_modality(catalog, "photo", np.array([0]))
+    assert not hidden.sketch[0].any() and hidden.sketch[1].any()
+    no_whole = build_catalog_features(dataset, replace(feats, whole=None), stats, ModelConfig())
+    assert no_whole.sketch is None  # not encoded: no photo channel, not a centre-crop stand-in

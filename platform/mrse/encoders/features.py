@@ -14,7 +14,13 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache, content_key
-from mrse.encoders.image import IMAGE_DIM, IMAGE_MODEL_ID, ImageDecodeError, preprocess
+from mrse.encoders.image import (
+    IMAGE_DIM,
+    IMAGE_MODEL_ID,
+    WHOLE_MODEL_ID,
+    ImageDecodeError,
+    preprocess,
+)
 from mrse.encoders.text import TEXT_DIM, TEXT_MODEL_ID
 
 logger = logging.getLogger(__name__)
@@ -78,8 +84,12 @@ class ItemFeatures:
         item_ids: (N,) item ids.
         text: (N, 384) unit MiniLM vectors; zero rows where ``has_text`` is False.
         has_text: (N,) bool.
-        image: (N, 1280) EfficientNet-Lite0 pooled features; zero rows where ``has_image`` is False.
+        image: (N, 1280) EfficientNet-Lite0 pooled features of the photo's centre (the towers'
+            input); zero rows where ``has_image`` is False.
         has_image: (N,) bool.
+        whole: (N, 1280) the same network's features of the whole photo (the photo channel's
+            input, ``mrse.features.photo``); None where not encoded (the channel then reads
+            ``image``).
     """
 
     item_ids: np.ndarray
@@ -87,6 +97,7 @@ class ItemFeatures:
     has_text: np.ndarray
     image: np.ndarray
     has_image: np.ndarray
+    whole: np.ndarray | None = None
 
 
 def encode_texts(
@@ -136,8 +147,10 @@ def encode_images(
     dim: int = IMAGE_DIM,
     batch_size: int = 32,
     desc: str = "images",
+    frame: str = "centre",
 ) -> tuple[np.ndarray, np.ndarray, EncodeStats]:
-    """Encode photo files to (N, dim) features and an (N,) ok mask.
+    """Encode photo files to (N, dim) features of their ``frame`` (``mrse.encoders.image.FRAMES``;
+    ``model_id`` must name it) and an (N,) ok mask.
 
     Empty paths mean "no photo". An unreadable photo is counted in ``stats.failed`` (and
     logged), and its row stays zero with ``ok`` False: the item is kept, without an image.
@@ -171,7 +184,7 @@ def encode_images(
             chunk, tensors = [], []
             for i in todo[s : s + batch_size]:
                 try:
-                    tensors.append(preprocess(raw[i]))
+                    tensors.append(preprocess(raw[i], (frame,)))
                     chunk.append(i)
                 except ImageDecodeError as exc:
                     logger.warning("cannot decode photo %s: %s", paths[i], exc)
@@ -213,12 +226,18 @@ def encode_items(
             if image_encoder is None
             else image_encoder.encode_tensors  # type: ignore[attr-defined]
         )
+        paths = list(dataset.items["image"])
         image, has_image, stats["image"] = encode_images(
-            list(dataset.items["image"]), encode_img, cache, desc=f"{dataset.name} images"
+            paths, encode_img, cache, desc=f"{dataset.name} images"
         )
         dataset.report.unreadable_images.extend(stats["image"].failed)
+        whole, _, stats["whole photo"] = encode_images(
+            paths, encode_img, cache, WHOLE_MODEL_ID, desc=f"{dataset.name} whole photos",
+            frame="whole",
+        )  # fmt: skip
     else:
         image, has_image = np.zeros((n, IMAGE_DIM), np.float32), np.zeros(n, bool)
+        whole = None
     for name, s in stats.items():
         logger.info(
             "%s %s: %d total, %d from cache, %d encoded in %.1fs (%.1f/s), %d failed",
@@ -237,6 +256,7 @@ def encode_items(
         has_text=has_text,
         image=image,
         has_image=has_image,
+        whole=whole,
     )
     return feats, stats
 

@@ -16,6 +16,8 @@ from mrse.encoders.efficientnet import EfficientNetLite0, load_pretrained
 logger = logging.getLogger(__name__)
 
 IMAGE_MODEL_ID = "efficientnet-lite0-57934424/pool1280/r256c224"
+# the same network on the whole photo squashed to 224x224 (the photo channel's input)
+WHOLE_MODEL_ID = "efficientnet-lite0-57934424/pool1280/whole224"
 IMAGE_DIM = EfficientNetLite0.feature_dim
 RESIZE = 256
 CROP = 224
@@ -35,13 +37,34 @@ class ImageTooLarge(ImageDecodeError):
 MAX_PIXELS = 40_000_000
 
 
-def preprocess(data: bytes | str | Path) -> torch.Tensor:
-    """Decode a photo and produce the network input (3, 224, 224).
+def _centre(im: Image.Image) -> Image.Image:
+    """Short side to 256 (bilinear), centre crop 224: what the towers see of a photo."""
+    w, h = im.size
+    scale = RESIZE / min(w, h)
+    im = im.resize((max(CROP, round(w * scale)), max(CROP, round(h * scale))), Image.BILINEAR)
+    w, h = im.size
+    left, top = (w - CROP) // 2, (h - CROP) // 2
+    return im.crop((left, top, left + CROP, top + CROP))
 
-    Short side to 256 (bilinear), centre crop 224, ``(x / 255 - 0.498) / 0.502``.
+
+def _whole(im: Image.Image) -> Image.Image:
+    """The whole photo squashed to 224x224 (bilinear): what the photo channel sees of it (a
+    shopper's photo shows a part of the product photo, rarely its centre; measured in
+    docs/benchmarks.md, "Shop by photo")."""
+    return im.resize((CROP, CROP), Image.BILINEAR)
+
+
+FRAMES = {"centre": _centre, "whole": _whole}
+
+
+def preprocess(data: bytes | str | Path, frames: tuple[str, ...] = ("centre",)) -> torch.Tensor:
+    """Decode a photo once and produce the network input of each of its ``frames`` (a name of
+    ``FRAMES``): (3, 224, 224) for one frame, (F, 3, 224, 224) for several; pixels as
+    ``(x / 255 - 0.498) / 0.502``.
 
     Raises:
         ImageDecodeError: the bytes are not a decodable image.
+        ImageTooLarge: the photo declares more than ``MAX_PIXELS`` pixels.
     """
     import io
 
@@ -51,23 +74,15 @@ def preprocess(data: bytes | str | Path) -> torch.Tensor:
             if im.size[0] * im.size[1] > MAX_PIXELS:  # read from the header, before decoding
                 raise ImageTooLarge(f"{im.size[0]}x{im.size[1]} pixels: over {MAX_PIXELS:,}")
             im = im.convert("RGB")
-            w, h = im.size
-            scale = RESIZE / min(w, h)
-            im = im.resize(
-                (max(CROP, round(w * scale)), max(CROP, round(h * scale))), Image.BILINEAR
-            )
-            w, h = im.size
-            left, top = (w - CROP) // 2, (h - CROP) // 2
-            im = im.crop((left, top, left + CROP, top + CROP))
-            arr = np.asarray(im, dtype=np.float32)
+            arrs = [np.asarray(FRAMES[f](im), dtype=np.float32) for f in frames]
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageDecodeError(str(exc)) from exc
-    x = torch.from_numpy(arr).permute(2, 0, 1)
-    return (x / 255.0 - 0.498) / 0.502
+    x = (torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2) / 255.0 - 0.498) / 0.502
+    return x[0] if len(frames) == 1 else x
 
 
 class _Features(torch.nn.Module):

@@ -17,6 +17,7 @@ from mrse.encoders.features import ItemFeatures, encode_items
 from mrse.features.identity import identity_hashes
 from mrse.features.inputs import FeatureShape, ItemInputs
 from mrse.features.ngrams import hashed_id, ngram_ids
+from mrse.features.photo import photo_sketch
 from mrse.features.profile import ProfileState, empty_profile
 
 
@@ -106,6 +107,8 @@ class CatalogFeatures:
         ngram_values / ngram_offsets: hashed n-grams of title + category, ragged.
         category_id / brand_id: (N,) hashed ids (0 = none); categories: (N,) raw strings.
         identity: (N,) uint64 hashes of the items' product keys (``mrse.features.identity``).
+        sketch: (N, SKETCH_DIM) the photo channel's sketches of the whole photos
+            (``mrse.features.photo``; zero rows: no photo); None: not encoded (no channel).
     """
 
     item_ids: np.ndarray
@@ -120,6 +123,7 @@ class CatalogFeatures:
     brand_id: np.ndarray
     categories: np.ndarray
     identity: np.ndarray
+    sketch: torch.Tensor | None = None
 
     def cold_profile(self) -> ProfileState:
         """The profile of a shopper with no history, in this catalog's vector sizes."""
@@ -171,6 +175,7 @@ def hide_modality(
             catalog,
             image=catalog.image * keep.unsqueeze(1),
             has_image=catalog.has_image & keep,
+            sketch=None if catalog.sketch is None else catalog.sketch * keep.unsqueeze(1),
         )
     lengths = np.diff(catalog.ngram_offsets) * ~hidden
     offsets = np.zeros_like(catalog.ngram_offsets)
@@ -228,9 +233,10 @@ def build_catalog_features(
     config: FeatureShape,
     inplace: bool = False,
 ) -> CatalogFeatures:
-    """Turn a dataset's frozen-encoder features into model inputs (any catalog, seen or not).
+    """Turn a dataset's frozen-encoder features into model inputs (any catalog, seen or not),
+    with the photo channel's sketches where ``feats`` has the whole photos' features.
     ``inplace``: centre ``feats``' vectors where they are (the caller no longer needs them)."""
-    return catalog_features(
+    catalog = catalog_features(
         dataset.items,
         centre_unit(feats.text, stats.text_mean, feats.has_text, inplace),
         feats.has_text.copy(),
@@ -239,6 +245,10 @@ def build_catalog_features(
         config,
         dict(dataset.item_index),
     )
+    if feats.whole is not None:
+        whole = centre_unit(feats.whole, stats.image_mean, feats.has_image, inplace)
+        catalog.sketch = torch.from_numpy(photo_sketch(whole, feats.has_image))
+    return catalog
 
 
 def catalog_features(

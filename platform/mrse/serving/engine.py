@@ -481,10 +481,12 @@ class SearchEngine:
             merged = merge_best([hits[row] for row in rs], [float(weights[row]) for row in rs])
             best = [(h, sc, rs[n]) for h, sc, n in merged if h.item_id not in x]
             chosen.append(best[: r.k])
-        with _index_failure(bundle):
-            stored = [{h.item_id: h for h in bundle.index.among([c[0].item_id for c in cs],
-                                                                 r.filter)}
-                      for r, cs in zip(reqs, chosen, strict=True)]  # fmt: skip
+        with _index_failure(bundle):  # read by id: the searches applied the filters
+            payloads = bundle.index.payloads(
+                list(dict.fromkeys(c[0].item_id for cs in chosen for c in cs))
+            )
+        stored = [{c[0].item_id: Hit(c[0].item_id, c[1], payloads[c[0].item_id])
+                   for c in cs if c[0].item_id in payloads} for cs in chosen]  # fmt: skip
         _add(timings, "search", t)
         t = time.perf_counter()
         # one explanation pass: each chosen item against the interest that gave its score
@@ -535,6 +537,7 @@ class SearchEngine:
         if not run.config.model.use_image:
             return [Unsupported(f"model version {bundle.version!r} reads no photos")] * len(reqs)
         t = time.perf_counter()
+        # each photo's QUERY_FRAME, decoded by the server
         features = self._photos(torch.stack([r.photo for r in reqs]))  # type: ignore[misc]
         stats = run.featurizer.stats
         queries = photo_query_vectors(run.model, stats, run.featurizer.shape, features)
@@ -551,10 +554,10 @@ class SearchEngine:
             dense = np.array([h.score for h in hs], np.float32)
             fused = photo_rerank(dense, sketch, photo_sketches([h.payload for h in hs]))
             order = np.argsort(-fused, kind="stable")[: r.k]
-            with _index_failure(bundle):
-                stored = {h.item_id: h for h in bundle.index.among([hs[i].item_id for i in order],
-                                                                   r.filter)}  # fmt: skip
-            kept.append([(stored[hs[i].item_id], float(fused[i]), float(fused[i] - dense[i]))
+            with _index_failure(bundle):  # read by id: the search applied the filter
+                stored = bundle.index.payloads([hs[i].item_id for i in order])
+            kept.append([(Hit(hs[i].item_id, hs[i].score, stored[hs[i].item_id]),
+                          float(fused[i]), float(fused[i] - dense[i]))
                          for i in order if hs[i].item_id in stored])  # fmt: skip
         _add(timings, "search", t)
         t = time.perf_counter()

@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mrse.encoders.image import ImageDecodeError, ImageTooLarge, preprocess
+from mrse.features.photo import QUERY_FRAME
 from mrse.index.base import is_in_stock
 from mrse.serving.batcher import Batcher
 from mrse.serving.engine import NotFound, SearchEngine, SearchOutcome, Unavailable, Unsupported
@@ -141,7 +142,7 @@ class SearchServicer:
         if req.photo_bytes:  # decoded off the event loop, before it takes a batch's place
             try:
                 async with self.photo_slots:
-                    pixels = await asyncio.to_thread(preprocess, req.photo_bytes)
+                    pixels = await asyncio.to_thread(preprocess, req.photo_bytes, (QUERY_FRAME,))
             except ImageTooLarge as exc:
                 await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"photo: {exc}")
             except ImageDecodeError:

@@ -41,7 +41,7 @@ class ValidRequest:
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
     # shop by photo (``validate_photo``): the photo's bytes as sent, then its decoded pixels
-    # (3, 224, 224) once the server has decoded them off the event loop
+    # (3, 224, 224), its ``QUERY_FRAME``, once the server has decoded them off the event loop
     photo_bytes: bytes = field(default=b"", repr=False)
     photo: object = field(default=None, compare=False, repr=False)
     # the home feed (``validate_recommend``): ``query`` is then empty; a guest's viewed items
