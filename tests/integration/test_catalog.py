@@ -199,6 +199,9 @@ def test_catalog_changes_are_served_without_restart(kafka, sample_hm, small_run,
         fixed = {**new, "title": "Broken photo frame", "photo": "new.jpg"}
         _send(kafka.bootstrap, "cat-live", [("new-3", _event("new-3", 11, upsert=fixed))])
         _until(lambda: abs(_search(engine, frame)["new-3"].score - alone) > 1e-4)
+        # with its photo sketch, as `mrse index` writes one: shop by photo can find it
+        stored = engine.bundles["v1"].index.payloads(["new-1", "new-2", "new-3"])
+        assert "_p" in stored["new-1"] and "_p" in stored["new-3"] and "_p" not in stored["new-2"]
         print(f"changes visible after {seen:.2f}s")
     finally:
         stop.set()

@@ -141,9 +141,9 @@ def test_index_writes_fold_in_order_and_survive_the_topic_encoding():
     vec = np.arange(4, dtype=np.float32)
     w = IndexWrites()
     w.add("patch", "a", patch={"price": 1.0})
-    w.add("upsert", "a", upsert=Upsert({"category": "c"}, {"v1": (vec, "xx")}))
+    w.add("upsert", "a", upsert=Upsert({"category": "c"}, {"v1": (vec, {"_x": "xx"})}))
     w.add("patch", "a", patch={"price": 2.0})  # merged into the upsert
-    w.add("upsert", "b", upsert=Upsert({}, {"v1": (vec, None)}))
+    w.add("upsert", "b", upsert=Upsert({}, {"v1": (vec, {})}))
     w.add("delete", "b")
     w.add("patch", "b", patch={"price": 3.0})  # deleted: stays deleted
     w.add("patch", "c", patch={"price": 4.0})
@@ -158,7 +158,13 @@ def test_index_writes_fold_in_order_and_survive_the_topic_encoding():
     assert back.deletes == w.deletes and back.patches == w.patches
     assert back.upserts["a"].payload == w.upserts["a"].payload
     np.testing.assert_array_equal(back.upserts["a"].vectors["v1"][0], vec)
-    assert back.upserts["a"].vectors["v1"][1] == "xx"
+    assert back.upserts["a"].vectors["v1"][1] == {"_x": "xx"}
+    # a record written before the photo sketch travelled: the explanation blob alone, or null
+    old = [json.dumps({"op": "upsert", "item_id": i, "payload": {}, "vectors": {"v1": ["", b]}})
+           for i, b in (("x", "xx"), ("y", None))]  # fmt: skip
+    again = IndexWrites.from_records(v.encode() for v in old)
+    assert again.upserts["x"].vectors["v1"][1] == {"_x": "xx"}
+    assert again.upserts["y"].vectors["v1"][1] == {}
 
 
 def test_photos_are_read_only_under_the_photo_roots(tmp_path):
@@ -301,7 +307,7 @@ def test_a_compacted_index_topic_keeps_every_items_latest_state(raw, size):
         for c in plan.changes.values():
             if c.kind == "encode":  # the vector says which content it was encoded from
                 vec = np.array([1.0, 0.0, 0.0, 0.0] if c.content == A else [0.0, 1.0, 0.0, 0.0])
-                upserts[c.item_id] = Upsert(attribute_patch(c.attributes), {"v": (vec, None)})
+                upserts[c.item_id] = Upsert(attribute_patch(c.attributes), {"v": (vec, {})})
         log += [(key, value) for _, key, value, _ in plan_writes(plan, upserts).to_records()]
         state.update(plan.states)
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,13 @@ from mrse.data.dataset import Dataset, ValidationReport
 from mrse.encoders.cache import FeatureCache
 from mrse.encoders.features import LazyEncoder, encode_items
 from mrse.features.catalog import build_catalog_features
-from mrse.index.points import EXPLAIN_KEY, attribute_payload, item_points, lexical_terms
+from mrse.index.points import (
+    EXPLAIN_KEY,
+    PHOTO_KEY,
+    attribute_payload,
+    item_points,
+    lexical_terms,
+)
 from mrse.training.checkpoint import Run
 
 logger = logging.getLogger(__name__)
@@ -158,5 +164,6 @@ class ItemEncoder:
                                              run.featurizer.shape)  # fmt: skip
             vectors, payloads = item_points(run.model, catalog, attrs)
             for c, vec, p in zip(changes, vectors, payloads, strict=True):
-                upserts[c.item_id].vectors[version] = (vec, p.get(EXPLAIN_KEY))
+                own = {k: p[k] for k in (EXPLAIN_KEY, PHOTO_KEY) if k in p}
+                upserts[c.item_id].vectors[version] = (vec, own)
         return upserts, problems

@@ -39,8 +39,9 @@ TOPIC_CONFIGS = {"cleanup.policy": "compact"}
 
 @dataclass
 class Upsert:
-    payload: dict  # attributes, without _x
-    vectors: dict[str, tuple[np.ndarray, str | None]]  # version -> ((D,) vector, _x)
+    payload: dict  # attributes, without a version's own keys
+    # version -> ((D,) vector, the version's own payload keys: ``_x``, ``_p`` where it has them)
+    vectors: dict[str, tuple[np.ndarray, dict[str, str]]]
     terms: dict[int, float] = field(default_factory=dict)  # lexical terms: id -> weight
 
 
@@ -88,11 +89,9 @@ class IndexWrites:
                 vecs = np.stack([self.upserts[i].vectors[version][0] for i in ids])
                 payloads = []
                 for i in ids:
-                    blob = self.upserts[i].vectors[version][1]
-                    p = dict(self.upserts[i].payload)
-                    if blob is not None:
-                        p[EXPLAIN_KEY] = blob
-                    payloads.append(p)
+                    payloads.append(
+                        {**self.upserts[i].payload, **self.upserts[i].vectors[version][1]}
+                    )
                 index.upsert(ids, vecs, payloads, [self.upserts[i].terms for i in ids])
             if self.patches:
                 index.patch_payloads(self.patches)
@@ -105,8 +104,8 @@ class IndexWrites:
         unread)."""
         for item_id, u in self.upserts.items():
             vectors = {
-                v: [base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii"), blob]
-                for v, (vec, blob) in u.vectors.items()
+                v: [base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii"), own]
+                for v, (vec, own) in u.vectors.items()
             }
             value = {"op": "upsert", "item_id": item_id, "payload": u.payload,
                      "terms": [[t, w] for t, w in u.terms.items()], "vectors": vectors}  # fmt: skip
@@ -129,8 +128,8 @@ class IndexWrites:
                 upsert = Upsert(
                     r["payload"],
                     {
-                        v: (np.frombuffer(base64.b64decode(vec), dtype="<f4").copy(), blob)
-                        for v, (vec, blob) in r["vectors"].items()
+                        v: (np.frombuffer(base64.b64decode(vec), dtype="<f4").copy(), _own(own))
+                        for v, (vec, own) in r["vectors"].items()
                     },
                     _terms(r.get("terms", ())),
                 )
@@ -175,3 +174,11 @@ def _terms(raw) -> dict[int, float]:
 
 def _json(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _own(value: dict | str | None) -> dict[str, str]:
+    """A version's own payload keys as a record carries them (records written before the
+    photo sketch travelled carry the ``_x`` blob alone, or null)."""
+    if isinstance(value, dict):
+        return value
+    return {} if value is None else {EXPLAIN_KEY: value}

@@ -68,7 +68,7 @@ def _changes(ids: list[str], count: int, dim: int, seed: int = 0):
     for item_id in chosen[:half]:
         vec = rng.standard_normal(dim).astype(np.float32)
         payload = attribute_payload("bench", "bench", 10.0)
-        writes.add("upsert", item_id, upsert=Upsert(payload, {VERSION: (vec, None)}))
+        writes.add("upsert", item_id, upsert=Upsert(payload, {VERSION: (vec, {})}))
     for item_id in chosen[half:]:
         writes.add("patch", item_id, patch={"price": PRICE})
     return writes, len(chosen) - half
@@ -90,8 +90,9 @@ def _backfill(bootstrap: str, shard: Path, dim: int, ids: list[str], version: st
             vectors = index.vectors(chunk)
             writes = IndexWrites()
             for hit in index.among(chunk, SearchFilter(in_stock=(True, False))):
-                payload = {k: v for k, v in hit.payload.items() if k not in ("item_id", "_x")}
-                vec = (vectors[hit.item_id], hit.payload.get("_x"))
+                own = {k: v for k, v in hit.payload.items() if k in ("_x", "_p")}
+                payload = {k: v for k, v in hit.payload.items() if k != "item_id" and k not in own}
+                vec = (vectors[hit.item_id], own)
                 writes.add("upsert", hit.item_id, upsert=Upsert(payload, {version: vec}))
             sink.write(writes, backfill=version)
     finally:
