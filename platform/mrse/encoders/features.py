@@ -14,13 +14,7 @@ from tqdm.auto import tqdm
 
 from mrse.data.dataset import Dataset
 from mrse.encoders.cache import FeatureCache, content_key
-from mrse.encoders.image import (
-    IMAGE_DIM,
-    IMAGE_MODEL_ID,
-    WHOLE_MODEL_ID,
-    ImageDecodeError,
-    preprocess,
-)
+from mrse.encoders.image import FRAME_MODEL_IDS, IMAGE_DIM, ImageDecodeError, preprocess
 from mrse.encoders.text import TEXT_DIM, TEXT_MODEL_ID
 
 logger = logging.getLogger(__name__)
@@ -88,8 +82,7 @@ class ItemFeatures:
             input); zero rows where ``has_image`` is False.
         has_image: (N,) bool.
         whole: (N, 1280) the same network's features of the whole photo (the photo channel's
-            input, ``mrse.features.photo``); None where not encoded (the channel then reads
-            ``image``).
+            input, ``mrse.features.photo``); None where not encoded (then no channel).
     """
 
     item_ids: np.ndarray
@@ -143,14 +136,13 @@ def encode_images(
     paths: Sequence[str],
     encode: Callable[[torch.Tensor], np.ndarray],
     cache: FeatureCache,
-    model_id: str = IMAGE_MODEL_ID,
     dim: int = IMAGE_DIM,
     batch_size: int = 32,
     desc: str = "images",
     frame: str = "centre",
 ) -> tuple[np.ndarray, np.ndarray, EncodeStats]:
-    """Encode photo files to (N, dim) features of their ``frame`` (``mrse.encoders.image.FRAMES``;
-    ``model_id`` must name it) and an (N,) ok mask.
+    """Encode photo files to (N, dim) features of their ``frame`` (``mrse.encoders.image.FRAMES``,
+    cached under its ``FRAME_MODEL_IDS``) and an (N,) ok mask.
 
     Empty paths mean "no photo". An unreadable photo is counted in ``stats.failed`` (and
     logged), and its row stays zero with ``ok`` False: the item is kept, without an image.
@@ -169,7 +161,7 @@ def encode_images(
             logger.warning("cannot read photo %s: %s", p, exc)
             stats.failed.append(p)
             continue
-        keys[i] = content_key(model_id, raw[i])
+        keys[i] = content_key(FRAME_MODEL_IDS[frame], raw[i])
     hits = cache.get_many(list(set(keys.values())))
     todo = []
     for i, k in keys.items():
@@ -232,9 +224,8 @@ def encode_items(
         )
         dataset.report.unreadable_images.extend(stats["image"].failed)
         whole, _, stats["whole photo"] = encode_images(
-            paths, encode_img, cache, WHOLE_MODEL_ID, desc=f"{dataset.name} whole photos",
-            frame="whole",
-        )  # fmt: skip
+            paths, encode_img, cache, desc=f"{dataset.name} whole photos", frame="whole"
+        )
     else:
         image, has_image = np.zeros((n, IMAGE_DIM), np.float32), np.zeros(n, bool)
         whole = None

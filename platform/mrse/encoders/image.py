@@ -55,6 +55,8 @@ def _whole(im: Image.Image) -> Image.Image:
 
 
 FRAMES = {"centre": _centre, "whole": _whole}
+# the feature cache's model id of each frame's features
+FRAME_MODEL_IDS = {"centre": IMAGE_MODEL_ID, "whole": WHOLE_MODEL_ID}
 
 
 def preprocess(data: bytes | str | Path, frames: tuple[str, ...] = ("centre",)) -> torch.Tensor:

@@ -48,13 +48,13 @@ def encode_shard(
     with FeatureCache.open_default(cache_dir) as cache:
         _, stats["text"] = encode_texts(texts, lazy_text_encoder(), cache, desc=f"{tag} text")
         if images:
-            from mrse.encoders.image import WHOLE_MODEL_ID, ImageEncoder
+            from mrse.encoders.image import ImageEncoder
 
             photos = [str(dataset.items["image"].iloc[i]) for i in rows]
             encoder = LazyEncoder(ImageEncoder, "encode_tensors")
             _, _, stats["image"] = encode_images(photos, encoder, cache, desc=f"{tag} photos")
             _, _, stats["whole photo"] = encode_images(
-                photos, encoder, cache, WHOLE_MODEL_ID, desc=f"{tag} whole photos", frame="whole"
+                photos, encoder, cache, desc=f"{tag} whole photos", frame="whole"
             )
     summary = {
         "dataset": dataset.name,
