@@ -957,7 +957,7 @@ def test_a_guest_keeps_one_arm_for_the_session_and_interleaving_merges_both_arms
                                       request_id="il-1")  # fmt: skip
         resp = stub.Search(il)
         assert resp.arm == "interleaved" and len(resp.results) == 10
-        assert {r.team for r in resp.results} == {"dense", "hybrid"}
+        assert {"dense", "hybrid"} <= {r.team for r in resp.results} <= {"dense", "hybrid", ""}
         (e,) = logged
         assert e.arm == "interleaved" and e.teams == tuple(r.team for r in resp.results)
         again = stub.Search(il)
@@ -1204,7 +1204,8 @@ def test_recommend_answers_shoppers_guests_and_strangers(stack, sample_hm):
         with pytest.raises(grpc.RpcError) as err:
             stub.Recommend(search_pb2.RecommendRequest(**kwargs))
         assert err.value.code() == code and words in err.value.details(), kwargs
-    # an interleaving experiment merges two arms' feeds and credits each item to its arm
+    # an interleaving experiment merges two arms' feeds; two arms that agree (the same model
+    # here) put the same item next every time, so each is shared and credits neither arm
     experiments = engine.experiments
     engine.experiments = {**experiments, "il-feed": Experiment("il-feed", (
         Arm("x", 1.0, "mrse-v1", "mrse_v1", "mrse-v1"),
@@ -1216,7 +1217,9 @@ def test_recommend_answers_shoppers_guests_and_strangers(stack, sample_hm):
     finally:
         engine.experiments = experiments
     assert il.arm == "interleaved" and len(il.results) == 10 and il.personalized
-    assert {r.team for r in il.results} <= {"x", "y"} and all(r.team for r in il.results)
+    assert {r.team for r in il.results} == {""}
+    plain = stub.Recommend(search_pb2.RecommendRequest(user_id=shopper, k=10))
+    assert [r.item_id for r in il.results] == [r.item_id for r in plain.results]
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     body = json.dumps({"userId": shopper, "k": 3})
     out = subprocess.run([grpcurl, "-plaintext", "-d", body, f"127.0.0.1:{server.port}",

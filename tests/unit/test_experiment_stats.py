@@ -9,7 +9,7 @@ import pytest
 
 from mrse.experiments.analysis import experiment_report
 from mrse.experiments.assignment import Arm, Experiment, assign_arm, unit_of
-from mrse.experiments.interleave import INTERLEAVED, credit, team_draft
+from mrse.experiments.interleave import INTERLEAVED, SHARED, credit, team_draft
 from mrse.experiments.report import Exposure
 from mrse.experiments.stats import (
     always_valid,
@@ -43,7 +43,7 @@ def test_units_fall_back_by_a_documented_order_and_a_guest_keeps_one_arm_per_ses
 
 def test_team_draft_takes_turns_keeps_each_rankings_order_and_is_fixed_by_the_seed():
     a = [f"a{i}" for i in range(10)]
-    b = ["a0", "b1", "a2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"]
+    b = ["b0", "b1", "a5", "b3", "b4", "b5", "b6", "a0", "b8", "b9"]  # never both next
     items, teams = team_draft(a, b, 10, "request-1")
     assert len(items) == len(set(items)) == 10
     assert abs(teams.count(0) - teams.count(1)) <= 1  # turns: neither team gets ahead by 2
@@ -52,8 +52,38 @@ def test_team_draft_takes_turns_keeps_each_rankings_order_and_is_fixed_by_the_se
         assert picked == sorted(picked, key=ranking.index)  # each in its own order
     assert team_draft(a, b, 10, "request-1") == (items, teams)
     assert {tuple(team_draft(a, b, 10, f"r{i}")[1][:2]) for i in range(40)} == {(0, 1), (1, 0)}
-    assert team_draft(["x"], ["x"], 5, "r") == (["x"], [team_draft(["x"], ["x"], 5, "r")[1][0]])
     assert credit([0, 1, 1, 0], [True, True, True, False]) == 1
+
+
+def test_team_draft_credits_neither_arm_where_both_rankings_put_the_same_item_next():
+    same = [f"x{i}" for i in range(8)]
+    assert team_draft(same, same, 5, "r") == (same[:5], [SHARED] * 5)  # an A/A gives no credit
+    assert credit([SHARED, SHARED, 0, 1], [True, True, True, False]) == -1
+    # a common first item is shared; after it the teams take turns again
+    a, b = ["x", "a1", "a2", "a3"], ["x", "b1", "b2", "b3"]
+    items, teams = team_draft(a, b, 5, "r")
+    assert items[0] == "x" and teams[0] == SHARED and sorted(teams[1:3]) == [0, 1]
+    # agreement later on, after each arm's own picks: the item both want next is shared
+    a, b = ["a1", "y", "a2"], ["b1", "y", "b2"]
+    items, teams = team_draft(a, b, 5, "r")
+    assert items[2] == "y" and teams[2] == SHARED and teams.count(SHARED) == 1
+
+
+def test_team_draft_is_fair_to_a_shopper_who_clicks_by_position_alone():
+    """Over the coin flips, a click model that ignores the items (examination by rank only)
+    credits both arms equally, for rankings that agree in places and differ in others."""
+    rng = np.random.default_rng(0)
+    pool = [f"i{j}" for j in range(30)]
+    for _ in range(20):
+        a = list(rng.choice(pool, 10, replace=False))
+        b = list(rng.choice(pool, 10, replace=False))
+        b[: int(rng.integers(0, 3))] = a[: len(b[: int(rng.integers(0, 3))])]
+        expected = 0.0
+        for seed in range(400):
+            _, teams = team_draft(a, b, 10, f"s{seed}")
+            examine = 1 / np.arange(1, len(teams) + 1) ** 0.7
+            expected += sum(e * ((t == 1) - (t == 0)) for t, e in zip(teams, examine, strict=True))
+        assert abs(expected / 400) < 0.08  # 0 in expectation; +-1 per position would be 1
 
 
 def test_ratio_cuped_srm_and_the_intervals_on_known_numbers():
@@ -152,3 +182,19 @@ def test_an_interleaved_report_credits_the_team_that_contributed_the_clicked_ite
     i = r["interleaving"]
     assert (i["wins"], i["losses"], i["ties"]) == (240, 0, 60) and i["treatment"] == "treatment"
     assert r["decision"].startswith("treatment preferred by shoppers")
+    # the control named by the caller, whatever the names' order
+    flipped = experiment_report(exposures, clicks, "il", control="treatment")["interleaving"]
+    assert flipped["control"] == "treatment" and (flipped["wins"], flipped["losses"]) == (0, 240)
+
+
+def test_a_click_on_an_item_both_arms_put_there_credits_neither():
+    exposures, clicks = [], []
+    for u in range(200):
+        user = f"u{u}"
+        items, teams = (f"{u}-s", f"{u}-a", f"{u}-b"), ("", "control", "treatment")
+        exposures.append(Exposure(f"r{u}", "il", INTERLEAVED, user, items, 1e9, unit_id=user,
+                                  teams=teams))  # fmt: skip
+        clicks.append((user, items[0], 1e9 + 1))  # every shopper clicks the shared item
+    i = experiment_report(exposures, clicks, "il")["interleaving"]
+    assert (i["wins"], i["losses"], i["ties"]) == (0, 0, 200)
+    assert (i["control"], i["treatment"]) == ("control", "treatment")

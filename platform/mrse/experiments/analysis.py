@@ -52,6 +52,13 @@ def _clicked(e: Exposure, clicks: list[tuple[str, float]], window_s: float, skew
     return [i in hits for i in e.item_ids]
 
 
+def _team_credit(team: str, treatment_team: str) -> int:
+    """A click's credit: +1 on the treatment's item, -1 on the control's, 0 on a shared one."""
+    if not team:
+        return 0
+    return 1 if team == treatment_team else -1
+
+
 def unit_sums(
     exposures: Iterable[Exposure],
     clicks: Iterable[tuple[str, str, float]],
@@ -59,10 +66,13 @@ def unit_sums(
     window_s: float = 3600.0,
     skew_s: float = 1.0,
     pre_days: float = 28.0,
+    treatment_team: str = "",
 ) -> tuple[dict[str, Units], dict[str, int]]:
     """Per arm, the per-unit sums of ``experiment``'s exposures (QA overrides left out), and
     counts of what was left out or stood in (``qa``, ``no_user``: exposures with no user id to
-    join clicks on, ``fallback``: requests assigned by another id than the unit's)."""
+    join clicks on, ``fallback``: requests assigned by another id than the unit's).
+    Interleaved exposures: a click credits +1 on ``treatment_team``'s items, -1 on the other
+    team's, nothing on an item both arms put there (team ``""``)."""
     by_user: dict[str, list[tuple[str, float]]] = {}
     for user, item, ts in clicks:
         by_user.setdefault(user, []).append((item, ts))
@@ -79,7 +89,7 @@ def unit_sums(
         notes["fallback"] += bool(e.unit_fallback)
         unit = e.unit_id or e.user_id or e.request_id
         u = per.setdefault((e.arm, unit), {"first": e.ts, "users": set(), "n": 0, "clicked": 0,
-                                           "clicks": 0, "credit": 0, "teams": None})  # fmt: skip
+                                           "clicks": 0, "credit": 0})  # fmt: skip
         u["first"] = min(u["first"], e.ts)
         u["n"] += 1
         if not e.user_id:
@@ -90,9 +100,7 @@ def unit_sums(
         u["clicked"] += any(flags)
         u["clicks"] += sum(flags)
         if e.teams:
-            teams = sorted(set(e.teams))
-            u["teams"] = teams
-            u["credit"] += sum((1 if t == teams[-1] else -1)
+            u["credit"] += sum(_team_credit(t, treatment_team)
                                for t, c in zip(e.teams, flags, strict=True) if c)  # fmt: skip
     out: dict[str, Units] = {}
     for (arm, unit), u in sorted(per.items()):
@@ -204,6 +212,16 @@ def decision(
             "zero; keep running")  # fmt: skip
 
 
+def interleaved_teams(names: list[str], control: str | None) -> tuple[str, str]:
+    """(control, treatment) among an interleaved experiment's team ``names`` (sorted): the
+    given ``control`` when it is one of them, else the first in name order."""
+    if not names:
+        return "", ""
+    first = control if control in names else names[0]
+    others = [n for n in names if n != first]
+    return first, others[0] if others else ""
+
+
 def experiment_report(
     exposures: list[Exposure],
     clicks: list[tuple[str, str, float]],
@@ -216,16 +234,17 @@ def experiment_report(
     """The unit-level report of ``experiment`` (``weights``: the configured split, for the
     SRM check; default equal; ``control``: the arm others are compared with, default the first
     in name order). Interleaved exposures are reported as a preference per unit."""
-    arms, notes = unit_sums(exposures, clicks, experiment, window_s)
+    team_names = sorted({t for e in exposures if e.experiment == experiment for t in e.teams if t})
+    teams = interleaved_teams(team_names, control)
+    arms, notes = unit_sums(exposures, clicks, experiment, window_s, treatment_team=teams[1])
     out: dict = {"experiment": experiment, "window_s": window_s, **notes,
                  "arms": [asdict(_arm_summary(a, u)) for a, u in arms.items()]}  # fmt: skip
     if INTERLEAVED in arms:
         u = arms[INTERLEAVED]
-        teams = sorted({t for e in exposures if e.experiment == experiment for t in e.teams})
         pref = preference(np.array(u.credit), tau2=0.01)
         s = pref.delta
         out["interleaving"] = {
-            "control": teams[0] if teams else "", "treatment": teams[-1] if teams else "",
+            "control": teams[0], "treatment": teams[1],
             "units": len(u.ids), "wins": pref.wins, "losses": pref.losses, "ties": pref.ties,
             "preference": s.estimate, "low": s.low, "high": s.high, "p_value": s.p_value,
         }  # fmt: skip

@@ -95,11 +95,15 @@ def write_ab_page(r: dict, path: Path) -> Path:
 def plot_simulation(result: dict, path: Path) -> Path:
     """The simulator's figure: false positives under peeking, and units to detect."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.bar(["per-exposure Wilson\n(the old report)", "always valid,\nper unit"],
-          [result["aa_false_positive_rate_exposure_wilson"], result["aa_false_positive_rate"]],
-          color=["#999", "#d33"])  # fmt: skip
+    labels = ["A/B: per-exposure\nWilson (old report)", "A/B: always\nvalid, per unit"]
+    rates = [result["aa_false_positive_rate_exposure_wilson"], result["aa_false_positive_rate"]]
+    if "aa_false_positive_rate_interleaving" in result:  # looks every detect_every units
+        labels.append("interleaving:\nalways valid")
+        rates.append(result["aa_false_positive_rate_interleaving"])
+    a.bar(labels, rates, color=["#999", "#d33", "#36c"][: len(rates)])
     a.axhline(0.05, color="k", ls="--", lw=0.8)
-    a.set_ylabel(f"A/A false positives (a look every {result['peek_every']} units)")
+    a.set_ylabel("A/A false positives under peeking")
+    a.tick_params(axis="x", labelsize=8)
     b.boxplot([result["units_to_detect_ab_runs"], result["units_to_detect_interleaving_runs"]],
               tick_labels=["A/B test\n(CTR per unit)", "interleaving"])  # fmt: skip
     b.set_yscale("log")

@@ -14,17 +14,20 @@ A simulated unit is a shopper who searches 1 + Poisson(1) times; its pre-experim
 Poisson(3 m_u ctr_u). Many repetitions then measure the false-positive rate of A/A experiments
 read after every ``peek_every`` units (always-valid intervals per unit against today's
 per-exposure Wilson intervals), the SRM check on a broken 45/55 split, CUPED's variance
-reduction, and the units an A/B test and an interleaved one need to detect the treatment.
+reduction, and the units an A/B test and an interleaved one need to detect the treatment; the
+interleaving test's own false-positive rate under the same daily reading; and each design's
+standardised effect per unit, which bounds how many fewer units interleaving can need.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -34,7 +37,7 @@ import numpy as np
 from mrse.data import load_dataset
 from mrse.experiments.analysis import experiment_report
 from mrse.experiments.assignment import Arm, Experiment, assign_arm
-from mrse.experiments.interleave import INTERLEAVED
+from mrse.experiments.interleave import INTERLEAVED, SHARED
 from mrse.experiments.report import Exposure, wilson_interval
 from mrse.experiments.stats import always_valid, cuped, preference, srm_p_value
 from mrse.features.store import FeatureStoreConfig, ProfileStore
@@ -49,6 +52,7 @@ from mrse.v1 import search_pb2, search_pb2_grpc
 logger = logging.getLogger(__name__)
 
 ATTRACT = np.array([0.03, 0.25, 0.7])  # click probability when examined, by grade 0 / 1 / 2+
+TEAM_CODES = {"control": 0, "treatment": 1, "": SHARED}  # a served result's team -> Served.teams
 EXAMINE_POWER = 0.7
 
 
@@ -74,13 +78,16 @@ class SimulateConfig:
 @dataclass
 class Served:
     """What the server answered, as grades: per query, each arm's top k (Q, 2, k), and the
-    interleaved lists (Q, L, k) with their teams (0 control, 1 treatment)."""
+    interleaved lists (Q, L, k) with their teams (0 control, 1 treatment, ``SHARED`` both)."""
 
     grades: np.ndarray
     mixed: np.ndarray
     teams: np.ndarray
     plain_ms: list[float]
     interleaved_ms: list[float]
+    # per query: (qid, the control's item ids, the treatment's), best first; for analyses that
+    # re-merge the arms offline (docs/bench/scripts/interleaving_credit.py)
+    rankings: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
 
 
 def _serve(cfg: SimulateConfig, work: Path) -> tuple[Served, list[tuple[str, str]]]:
@@ -109,13 +116,15 @@ def _serve(cfg: SimulateConfig, work: Path) -> tuple[Served, list[tuple[str, str
     n, k, lists = len(queries), cfg.k, cfg.interleavings
     grades = np.zeros((n, 2, k), np.int64)
     mixed = np.zeros((n, lists, k), np.int64)
-    teams = np.full((n, lists, k), -1, np.int64)
+    teams = np.full((n, lists, k), -2, np.int64)  # -2: no item there (a short list)
     plain_ms, mixed_ms = [], []
+    rankings: list[tuple[str, list[str], list[str]]] = []
     try:
         with BackgroundServer(engine) as server, grpc.insecure_channel(server.target) as ch:
             stub = search_pb2_grpc.SearchServiceStub(ch)
             for qi, (query, user, qid) in enumerate(queries):
                 rel = judged[qid]
+                ranked: list[list[str]] = [[], []]
                 for a, arm in enumerate(("control", "treatment")):
                     req = search_pb2.SearchRequest(query=query, user_id=user, k=k,
                                                    experiment="sim-ab", arm_override=arm,
@@ -125,6 +134,8 @@ def _serve(cfg: SimulateConfig, work: Path) -> tuple[Served, list[tuple[str, str
                     plain_ms.append((time.perf_counter() - t) * 1e3)
                     grades[qi, a, : len(resp.results)] = [rel.get(r.item_id, 0)
                                                           for r in resp.results]  # fmt: skip
+                    ranked[a] = [r.item_id for r in resp.results]
+                rankings.append((qid, ranked[0], ranked[1]))
                 for li in range(lists):
                     req = search_pb2.SearchRequest(query=query, user_id=user, k=k,
                                                    experiment="sim-il",
@@ -135,10 +146,11 @@ def _serve(cfg: SimulateConfig, work: Path) -> tuple[Served, list[tuple[str, str
                     assert resp.arm == INTERLEAVED
                     for r, res in enumerate(resp.results):
                         mixed[qi, li, r] = rel.get(res.item_id, 0)
-                        teams[qi, li, r] = 0 if res.team == "control" else 1
+                        teams[qi, li, r] = TEAM_CODES[res.team]
     finally:
         engine.close()
-    return Served(grades, mixed, teams, plain_ms, mixed_ms), [(q, u) for q, u, _ in queries]
+    served = Served(grades, mixed, teams, plain_ms, mixed_ms, rankings)
+    return served, [(q, u) for q, u, _ in queries]
 
 
 def click_probabilities(grades: np.ndarray) -> np.ndarray:
@@ -240,6 +252,8 @@ def simulate(served: Served, cfg: SimulateConfig) -> dict:
         ab_needed.append(found)
         il_needed.append(_interleaving_units(served, rng, cfg))
     return {
+        "aa_false_positive_rate_interleaving": _interleaving_aa(served, rng, cfg),
+        "effect_size_per_unit": effect_sizes(served, rng),
         "aa_false_positive_rate": fp_ours / cfg.repetitions,
         "aa_false_positive_rate_exposure_wilson": fp_wilson / cfg.repetitions,
         "srm_p_value_45_55": srm,
@@ -249,16 +263,18 @@ def simulate(served: Served, cfg: SimulateConfig) -> dict:
         "units_to_detect_ab_runs": ab_needed,
         "units_to_detect_interleaving_runs": il_needed,
         "control_ctr": base_ctr,
+        # the interleaved lists' positions both arms agreed on (credited to neither)
+        "interleaved_shared_share": float((served.teams == SHARED).mean()),
     }
 
 
-def _interleaving_units(served: Served, rng: np.random.Generator, cfg: SimulateConfig) -> int:
-    """Units until an interleaved experiment prefers the treatment (always valid, 95%),
-    looking after every ``detect_every`` units (as the A/B count does)."""
-    n_max = cfg.max_units
-    pop = Population(served, rng, n_max)
-    lists = rng.integers(0, served.mixed.shape[1], (n_max, int(pop.searches.max())))
-    credit = np.zeros(n_max)
+def interleaved_credit(served: Served, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) simulated units' interleaving credit: clicks on the treatment's items minus clicks
+    on the control's, over each unit's searches (each search one of the served interleaved
+    lists of its query, drawn at random; clicks on shared items credit neither)."""
+    pop = Population(served, rng, n)
+    lists = rng.integers(0, served.mixed.shape[1], (n, int(pop.searches.max())))
+    credit = np.zeros(n)
     for s in range(int(pop.searches.max())):
         active = pop.searches > s
         grades = served.mixed[pop.query, lists[:, s]]  # (n, k)
@@ -266,10 +282,55 @@ def _interleaving_units(served: Served, rng: np.random.Generator, cfg: SimulateC
         p = np.minimum(1, click_probabilities(grades) * pop.propensity[:, None])
         clicks = rng.random(p.shape) < p
         credit += active * ((clicks & (teams == 1)).sum(1) - (clicks & (teams == 0)).sum(1))
-    for n in range(cfg.detect_every, n_max + 1, cfg.detect_every):
+    return credit
+
+
+def _interleaving_units(served: Served, rng: np.random.Generator, cfg: SimulateConfig) -> int:
+    """Units until an interleaved experiment prefers the treatment (always valid, 95%),
+    looking after every ``detect_every`` units (as the A/B count does)."""
+    credit = interleaved_credit(served, rng, cfg.max_units)
+    for n in range(cfg.detect_every, cfg.max_units + 1, cfg.detect_every):
         if preference(credit[:n], tau2=0.01).delta.low > 0:
             return n
-    return n_max
+    return cfg.max_units
+
+
+def _interleaving_aa(served: Served, rng: np.random.Generator, cfg: SimulateConfig) -> float:
+    """The interleaving test's false-positive rate when a team reads it after every
+    ``detect_every`` units: two arms as different as the served ones but equally good, made
+    by giving each unit's credit a fair random sign (under no preference a unit's credit is as
+    likely negative as positive); an experiment counts once, at its first look whose
+    always-valid interval excludes zero either way."""
+    false = 0
+    for _ in range(cfg.repetitions):
+        credit = interleaved_credit(served, rng, cfg.aa_units)
+        credit *= rng.choice([-1.0, 1.0], cfg.aa_units)
+        for n in range(cfg.detect_every, cfg.aa_units + 1, cfg.detect_every):
+            d = preference(credit[:n], tau2=0.01).delta
+            if d.low > 0 or d.high < 0:
+                false += 1
+                break
+    return false / cfg.repetitions
+
+
+def effect_sizes(served: Served, rng: np.random.Generator, n: int = 20_000) -> dict[str, float]:
+    """Each design's standardised effect per unit on ``n`` simulated units (how far the
+    treatment moves one unit's statistic, in that statistic's standard deviations): the A/B
+    test's click-through per unit (CUPED-adjusted; treatment minus control over the control's
+    sd), and interleaving's preference sign (mean over sd). An A/B test splits its units
+    between two arms, so for the same precision it needs about ``4 (il / ab)^2`` times as
+    many units as interleaving with these effect sizes (``implied_ratio``)."""
+    pop = Population(served, rng, n)
+    ctr = []
+    for arm in (0, 1):
+        ctr.append(ab_units(pop, served, np.full(n, arm, np.int64), rng) / pop.searches)
+    adjusted, _ = cuped(np.concatenate(ctr), np.concatenate([pop.pre_clicks, pop.pre_clicks]))
+    control, treatment = adjusted[:n], adjusted[n:]
+    ab = float((treatment.mean() - control.mean()) / control.std())
+    sign = np.sign(interleaved_credit(served, rng, n))
+    il = float(sign.mean() / sign.std()) if sign.std() > 0 else 0.0
+    ratio = 4 * il * il / (ab * ab) if ab else math.inf
+    return {"ab": ab, "interleaving": il, "implied_ratio": ratio}
 
 
 def _report_once(served: Served, queries, cfg: SimulateConfig) -> dict:

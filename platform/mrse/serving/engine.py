@@ -21,7 +21,7 @@ import torch
 from mrse.catalog.follower import IndexFollower
 from mrse.encoders.features import LazyEncoder
 from mrse.experiments.assignment import Arm, Experiment, assign_arm, unit_of
-from mrse.experiments.interleave import INTERLEAVED, team_draft
+from mrse.experiments.interleave import INTERLEAVED, SHARED, team_draft
 from mrse.experiments.report import Exposure
 from mrse.features.catalog import centre_unit
 from mrse.features.lexical import lexical_query
@@ -114,7 +114,7 @@ class ResultItem:
     payload: dict
     explanation: Explanation | None
     found_by: str = "dense"  # the channel that brought it (mrse.index.hybrid.FOUND_BY)
-    team: str = ""  # interleaving: the arm whose ranking contributed it
+    team: str = ""  # interleaving: the arm whose ranking contributed it ("": both arms)
 
 
 @dataclass
@@ -292,11 +292,10 @@ class SearchEngine:
             items, sides = team_draft([r.item_id for r in answers[0][0]],
                                       [r.item_id for r in answers[1][0]], req.k,
                                       req.request_id)  # fmt: skip
-            results = [
-                replace(by_arm[t][i], team=arms[t].name) for i, t in zip(items, sides, strict=True)
-            ]
+            teams = tuple("" if t == SHARED else arms[t].name for t in sides)
+            results = [replace(by_arm[max(t, 0)][i], team=name)
+                       for i, t, name in zip(items, sides, teams, strict=True)]  # fmt: skip
             arm, version = INTERLEAVED, "+".join(a.model_version for a in arms)
-            teams = tuple(arms[t].name for t in sides)
         outcome = SearchOutcome(
             results, req.request_id, route.experiment.name, arm, version, personalized,
             degraded, dict(timings),
