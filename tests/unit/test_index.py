@@ -292,3 +292,56 @@ def test_a_search_may_read_the_item_ids_alone_or_a_few_payload_keys(index):
     assert all(set(h.payload) == {"item_id"} for h in bare)
     assert all(set(h.payload) == {"item_id", "category"} for h in some)
     assert all(len(h.payload) > 2 for h in full)
+
+
+def test_edge_names_payload_free_hits_from_kept_names_and_drops_deleted_points(
+    tmp_path, monkeypatch
+):
+    """A search for ids only reads no payload: the hits are named from names kept once read
+    (a point's id is a fixed function of its item id). Past ``NAMES_MAX`` the kept names are
+    dropped and read again; a point deleted since is simply not among the hits."""
+    import mrse.index.edge as edge
+
+    monkeypatch.setattr(edge, "NAMES_MAX", 20)
+    ids, vecs, payloads = _catalog(60)
+    index = EdgeIndex(tmp_path / "edge", DIM)
+    index.upsert(ids, vecs, payloads)
+    full = [[h.item_id for h in hs] for hs in index.search_many(vecs[:6], [10] * 6, [None] * 6)]
+    reads: list = []
+    monkeypatch.setattr(index, "_shard", _Spy(index._shard, reads))
+
+    def bare(rows: slice) -> list[list[str]]:
+        n = len(range(60)[rows])
+        hits = index.search_many(vecs[rows], [10] * n, [None] * n, payload=False)
+        return [[h.item_id for h in hs] for hs in hits]
+
+    assert bare(slice(0, 3)) == full[:3] and len(reads) == 1
+    assert bare(slice(0, 3)) == full[:3] and len(reads) == 1  # named from the kept names
+    assert bare(slice(3, 6)) == full[3:6] and len(reads) == 2  # new names: the old dropped
+    assert len(index._names) <= 20 + 30  # the bound, plus one call's names
+    assert bare(slice(0, 3)) == full[:3] and len(reads) == 3  # read again
+    index.delete([full[0][0]])
+    assert full[0][0] not in bare(slice(0, 1))[0]
+    index.close()
+    monkeypatch.setattr(edge, "NAMES_MAX", 1000)
+    reopened = EdgeIndex(tmp_path / "edge", DIM)  # warmed: every name read before traffic
+    reopened.warm()
+    assert len(reopened._names) == 59
+    monkeypatch.setattr(reopened, "_shard", _Spy(reopened._shard, reads := []))
+    hits = reopened.search_many(vecs[1:3], [10, 10], [None, None], payload=False)
+    assert [[h.item_id for h in hs] for hs in hits] == full[1:3] and reads == []
+    reopened.close()
+
+
+class _Spy:
+    """An Edge shard that records its ``retrieve`` calls."""
+
+    def __init__(self, shard, calls: list) -> None:
+        self._shard, self._calls = shard, calls
+
+    def retrieve(self, *args, **kwargs):
+        self._calls.append(args)
+        return self._shard.retrieve(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._shard, name)

@@ -185,13 +185,16 @@ def dense_part(vector) -> list[float]:
     return vector[""] if isinstance(vector, dict) else vector
 
 
-def point_hit(p, with_terms: bool) -> Hit:
+def point_hit(p, with_terms: bool, item_id: str | None = None) -> Hit:
     """A scored point of either backend (``score``, ``payload``, ``vector``) as a ``Hit``, with
-    its lexical terms when ``with_terms`` (empty when it has none)."""
+    its lexical terms when ``with_terms`` (empty when it has none). ``item_id``: the point's
+    item when it was read without its payload (the hit's payload is then the id alone)."""
     terms = None
     if with_terms:
         sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
         terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
+    if item_id is not None:
+        return Hit(item_id, float(p.score), {"item_id": item_id}, terms)
     return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms)
 
 
@@ -365,6 +368,9 @@ class FetchingIndex:
     def count(self) -> int:
         raise NotImplementedError
 
+    def warm(self) -> None:
+        """Nothing to bring in (a backend that keeps something besides the engine says)."""
+
     def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {
             r.payload["item_id"]: np.asarray(dense_part(r.vector), dtype=np.float32)
@@ -492,5 +498,10 @@ class VectorIndex(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def warm(self) -> None:
+        """Bring into memory what searches read besides the engine's own structures (before
+        traffic; may take a moment)."""
+        ...
 
     def close(self) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from mrse.index.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+NAMES_MAX = 1 << 17  # point id -> item id names an open shard keeps (about 26 MB at most)
 
 
 def _edge_filter(
@@ -98,6 +101,7 @@ class EdgeIndex(FetchingIndex):
         self.path = Path(path)
         self.dim = dim
         self.options = options or EdgeOptions()
+        self._names: dict[int, str] = {}  # point id -> item id, for searches without payload
         config = _edge_config(self.options, dim)
         self.has_lexical = True
         if self.path.exists() and any(self.path.iterdir()):
@@ -186,26 +190,67 @@ class EdgeIndex(FetchingIndex):
             terms = sorted(set(f.terms or ()))
             sparse = qe.SparseVector(indices=terms, values=[1.0] * len(terms))
             query, params = qe.Query.Nearest(sparse, using=LEXICAL), None
+        if f.payload is True or f.payload is False:  # False: ids only (named by ``_item_ids``)
+            with_payload = f.payload
+        else:
+            with_payload = qe.PayloadSelector.Include(["item_id", *f.payload])
         return qe.QueryRequest(
             limit=f.limit,
             query=query,
             filter=_edge_filter(f.filter, f.ids, f.stock_default),
-            with_payload=True
-            if f.payload is True
-            else qe.PayloadSelector.Include(["item_id", *(f.payload or ())]),
+            with_payload=with_payload,
             with_vector=[LEXICAL] if f.with_terms and self.has_lexical else False,
             params=params,
         )
 
     def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
-        """The engine's answer to each request, one batched call."""
+        """The engine's answer to each request, one batched call. A request for ids only
+        (``payload`` False) reads no payload: its points are named from ``_item_ids``."""
         if not requests:
             return []
         batch = qe.QueryBatchRequest([self._request(f) for f in requests])
-        return [
-            [point_hit(p, f.with_terms) for p in points]
-            for f, points in zip(requests, self._shard.query_batch(batch), strict=True)
-        ]
+        answers = self._shard.query_batch(batch)
+        keys = [[p.id.int for p in points] if f.payload is False else []
+                for f, points in zip(requests, answers, strict=True)]  # fmt: skip
+        names = self._item_ids([k for ks in keys for k in ks])
+        out = []
+        for f, points, ks in zip(requests, answers, keys, strict=True):
+            if f.payload is False:  # a point deleted since the search has no name: left out
+                named = zip(points, (names[k] for k in ks), strict=True)
+                out.append([point_hit(p, f.with_terms, n) for p, n in named if n is not None])
+            else:
+                out.append([point_hit(p, f.with_terms) for p in points])
+        return out
+
+    def warm(self) -> None:
+        """Read the item ids of the shard's points (``NAMES_MAX`` at most; about 10 us a
+        point), so the first searches for ids only read no payload either."""
+        names, offset = self._names, None
+        while len(names) < NAMES_MAX:
+            page, offset = self._shard.scroll(qe.ScrollRequest(
+                offset=offset, limit=min(4096, NAMES_MAX - len(names)),
+                with_payload=qe.PayloadSelector.Include(["item_id"]),
+            ))  # fmt: skip
+            for r in page:
+                names[r.id.int] = r.payload["item_id"]
+            if offset is None:
+                break
+
+    def _item_ids(self, keys: Sequence[int]) -> dict[int, str | None]:
+        """Point id (its 128-bit int) -> item id for ``keys`` (None for a point that no longer
+        exists). Reading a payload costs the engine about 10 us per point even for the item id
+        alone, so names are kept once read: a point's id is a fixed function of its item's id
+        (``point_id``), so a kept name never goes stale. At most ``NAMES_MAX`` are kept; past
+        that they are dropped and read again as searches meet them."""
+        names = self._names
+        out = {k: names.get(k) for k in keys}
+        missing = [uuid.UUID(int=k) for k, name in out.items() if name is None]
+        if missing:
+            if len(names) + len(missing) > NAMES_MAX:
+                names.clear()
+            for r in self._shard.retrieve(missing, qe.PayloadSelector.Include(["item_id"]), False):
+                names[r.id.int] = out[r.id.int] = r.payload["item_id"]
+        return out
 
     def indexed_vectors(self) -> int:
         """Vectors under an HNSW graph (0 until ``optimize`` on a catalog above the threshold)."""

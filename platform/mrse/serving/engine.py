@@ -657,6 +657,7 @@ class SearchEngine:
     def warm(self, bundle: ModelBundle) -> None:
         """One anonymous query through ``bundle``'s model and index (its first calls load lazy
         kernels), at start or before a version loaded while serving gets traffic."""
+        bundle.index.warm()
         req = ValidRequest("warm up", None, 10, SearchFilter(), None, "warm-up", None)
         self._retrieve(bundle, [req], [bundle.run.featurizer.cold_profile()], {})
         if bundle.run.config.model.use_image:  # the photo encoder, before the first photo
