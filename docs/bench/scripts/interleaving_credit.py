@@ -31,7 +31,6 @@ from mrse.experiments.interleave import SHARED, team_draft
 from mrse.experiments.stats import preference
 from mrse.jobs.ab_simulate import (
     EXAMINE_POWER,
-    Population,
     Served,
     SimulateConfig,
     _serve,
@@ -88,16 +87,8 @@ def merged(served: Served, judged: dict, merge, rank_credit: bool = False) -> Se
 
 def random_clicker(served: Served, rng: np.random.Generator, n: int) -> float:
     """Mean preference sign when clicks depend on the position alone (attractiveness 0.1)."""
-    pop = Population(served, rng, n)
-    lists = rng.integers(0, LISTS, (n, int(pop.searches.max())))
-    credit = np.zeros(n)
     examine = 0.1 / np.arange(1, K + 1) ** EXAMINE_POWER
-    for s in range(int(pop.searches.max())):
-        teams = served.teams[pop.query, lists[:, s]]
-        p = np.minimum(1, examine * pop.propensity[:, None]) * (teams > -2)
-        clicks = rng.random(p.shape) < p
-        credit += (pop.searches > s) * ((clicks & (teams == 1)).sum(1)
-                                        - (clicks & (teams == 0)).sum(1))  # fmt: skip
+    credit = interleaved_credit(served, rng, n, lambda g: np.broadcast_to(examine, g.shape))
     return float(np.sign(credit).mean())
 
 

@@ -27,6 +27,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -268,10 +269,16 @@ def simulate(served: Served, cfg: SimulateConfig) -> dict:
     }
 
 
-def interleaved_credit(served: Served, rng: np.random.Generator, n: int) -> np.ndarray:
+def interleaved_credit(
+    served: Served,
+    rng: np.random.Generator,
+    n: int,
+    probabilities: Callable[[np.ndarray], np.ndarray] = click_probabilities,
+) -> np.ndarray:
     """(n,) simulated units' interleaving credit: clicks on the treatment's items minus clicks
     on the control's, over each unit's searches (each search one of the served interleaved
-    lists of its query, drawn at random; clicks on shared items credit neither)."""
+    lists of its query, drawn at random; clicks on shared items credit neither).
+    ``probabilities``: the click model, (n, k) grades -> click probabilities at propensity 1."""
     pop = Population(served, rng, n)
     lists = rng.integers(0, served.mixed.shape[1], (n, int(pop.searches.max())))
     credit = np.zeros(n)
@@ -279,7 +286,7 @@ def interleaved_credit(served: Served, rng: np.random.Generator, n: int) -> np.n
         active = pop.searches > s
         grades = served.mixed[pop.query, lists[:, s]]  # (n, k)
         teams = served.teams[pop.query, lists[:, s]]
-        p = np.minimum(1, click_probabilities(grades) * pop.propensity[:, None])
+        p = np.minimum(1, probabilities(grades) * pop.propensity[:, None])
         clicks = rng.random(p.shape) < p
         credit += active * ((clicks & (teams == 1)).sum(1) - (clicks & (teams == 0)).sum(1))
     return credit
