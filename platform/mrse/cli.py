@@ -160,22 +160,32 @@ def _photo(args: argparse.Namespace, dataset, cache) -> dict:
 
     import numpy as np
     import torch
+    from tqdm.auto import tqdm
 
     from mrse.encoders.features import encode_items
     from mrse.encoders.image import ImageEncoder, preprocess
-    from mrse.evaluation.photo import alter_photo, evaluate_photo, photo_cases, rank_photos
+    from mrse.evaluation.photo import (
+        PHOTO_ONLY_METRIC,
+        alter_photo,
+        evaluate_photo,
+        photo_cases,
+        photo_only_cases,
+        rank_photos,
+    )
     from mrse.evaluation.similar import peer_vectors
     from mrse.features.catalog import FeatureStats, centre_unit
     from mrse.features.photo import QUERY_FRAME
 
     cases, photo = photo_cases(dataset, seed=args.seed)
+    alone = photo_only_cases(dataset.items, seed=args.seed)  # items with a photo and no text
     encoder = ImageEncoder()
     features = []  # each photo's QUERY_FRAME, as the server decodes it for the towers and the
     # photo channel; the frozen encoder peer on the centre, as its catalog features are
     frame = QUERY_FRAME if args.run is not None else "centre"
-    for s in range(0, len(cases), 32):
+    every = [*cases, *alone]
+    for s in tqdm(range(0, len(every), 32), desc="photos", unit="batch", disable=None):
         shots = [alter_photo(photo[c.seed], random.Random(f"{args.seed}:{c.query_id}"))
-                 for c in cases[s : s + 32]]  # fmt: skip
+                 for c in every[s : s + 32]]  # fmt: skip
         features.append(encoder.encode_tensors(
             torch.stack([preprocess(b, (frame,)) for b in shots])))  # fmt: skip
     shots_features = np.concatenate(features) if features else np.zeros((0, encoder.dim))
@@ -200,10 +210,13 @@ def _photo(args: argparse.Namespace, dataset, cache) -> dict:
         queries = centre_unit(shots_features, FeatureStats.fit(feats).image_mean)
         ranked = rank_photos(peer_vectors(feats, "photo-encoder"), queries)
         ids, name = feats.item_ids, args.model
-    metrics = evaluate_photo(cases, ids, ranked)
-    logger.info("%s photo (%d photos): %s", name, len(cases), metrics)
+    metrics = evaluate_photo(cases, ids, ranked[: len(cases)])
+    if alone:  # the item itself is all a photo-only case looks for
+        metrics[PHOTO_ONLY_METRIC] = evaluate_photo(alone, ids, ranked[len(cases) :])["found@10"]
+    logger.info("%s photo (%d photos, %d of items with only a photo): %s", name, len(cases),
+                len(alone), metrics)  # fmt: skip
     return {"dataset": dataset.name, "model": name, "task": "photo", "cases": len(cases),
-            "metrics": metrics}  # fmt: skip
+            "photo_only_cases": len(alone), "metrics": metrics}  # fmt: skip
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

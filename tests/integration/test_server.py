@@ -1077,6 +1077,8 @@ def test_search_by_photo_finds_the_item_in_any_format_and_refuses_bad_photos(sta
                 resp = stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=buf.getvalue(),
                                                                            k=10))  # fmt: skip
                 assert resp.results[0].item_id == item, (item, fmt)
+                assert resp.results[0].found_by == "both"  # the photo channel found it too
+                assert {r.found_by for r in resp.results} <= {"dense", "photo", "both"}
                 assert not resp.personalized
         shot = alter_photo(path, random.Random(n))
         resp = stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=shot, k=10))

@@ -345,3 +345,70 @@ class _Spy:
 
     def __getattr__(self, name):
         return getattr(self._shard, name)
+
+
+def _sketch_blobs(n, seed=1, without=()):
+    """Unit photo sketches (n, SKETCH_DIM) and their ``_p`` blobs (None where ``without``)."""
+    import base64
+
+    from mrse.features.photo import SKETCH_DIM
+
+    rng = np.random.default_rng(seed)
+    sk = rng.normal(size=(n, SKETCH_DIM)).astype(np.float32)
+    sk /= np.linalg.norm(sk, axis=1, keepdims=True)
+    sk = sk.astype("<f2").astype(np.float32)  # as stored
+    blobs = [None if i in without else base64.b64encode(s.astype("<f2").tobytes()).decode()
+             for i, s in enumerate(sk)]  # fmt: skip
+    return sk, blobs
+
+
+def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index):
+    """The payload's photo sketch is searched as the index's own vector: nearest sketches
+    first (score: their cosine), items without a photo never, the filter applied; a patch
+    keeps it; ``score_items`` scores named items by the towers' vector, exactly."""
+    from mrse.index.base import PHOTO_KEY
+
+    ids, vecs, payloads = _catalog(120)
+    sk, blobs = _sketch_blobs(120, without={5, 6})
+    payloads = [{**p, PHOTO_KEY: b} if b else p for p, b in zip(payloads, blobs, strict=True)]
+    index.upsert(ids, vecs, payloads)
+    assert index.has_photo
+    q = sk[[7, 5]]
+    near, other = index.search_photos(q, [5, 300], [None, None])
+    assert near[0].item_id == "item-0007" and near[0].score == pytest.approx(1.0, abs=1e-3)
+    want = sorted((i for i in range(120) if i not in (5, 6)), key=lambda i: -float(sk[i] @ sk[7]))
+    assert [h.item_id for h in near] == [ids[i] for i in want[:5]]
+    assert {"item-0005", "item-0006"}.isdisjoint(h.item_id for h in other)
+    assert len(other) == 118  # every item with a photo, none without
+    shoes = SearchFilter(categories=("shoes",))
+    (kept,) = index.search_photos(q[:1], [300], [shoes])
+    assert kept and all(payloads[int(h.item_id[-4:])]["category"] == "shoes" for h in kept)
+    index.patch_payloads({"item-0007": stock_payload(True)})
+    assert index.search_photos(q[:1], [1], [None])[0][0].item_id == "item-0007"
+    (scored,) = index.score_items(vecs[:1], [["item-0003", "item-0007", "nope"]], [None],
+                                  payload=(PHOTO_KEY,))  # fmt: skip
+    assert {h.item_id: h.score for h in scored} == pytest.approx(
+        {ids[i]: float(vecs[0] @ vecs[i]) for i in (3, 7)}, abs=1e-4
+    )
+    assert all(PHOTO_KEY in h.payload for h in scored)
+    assert index.score_items(vecs[:1], [[]], [None]) == [[]]
+
+
+def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_path):
+    """A shard made with the towers' vector and the lexical channel only (before the photo
+    channel) opens, serves, and answers the photo channel with nothing."""
+    import qdrant_edge as qe
+
+    from mrse.index.base import PHOTO_KEY
+    from mrse.index.edge import _edge_config
+
+    path = tmp_path / "old"
+    qe.EdgeShard.create(str(path), _edge_config(EdgeOptions(), DIM, photo=False)).close()
+    index = EdgeIndex(path, DIM)
+    assert index.has_lexical and not index.has_photo
+    ids, vecs, payloads = _catalog(30)
+    _, blobs = _sketch_blobs(30)
+    index.upsert(ids, vecs, [{**p, PHOTO_KEY: b} for p, b in zip(payloads, blobs, strict=True)])
+    assert index.search(vecs[3], 1)[0].item_id == "item-0003"
+    assert index.search_photos(np.zeros((1, 128), np.float32), [5], [None]) == [[]]
+    index.close()

@@ -13,9 +13,16 @@ import torch
 from PIL import Image
 
 from mrse.encoders.image import ImageDecodeError, ImageTooLarge, preprocess
-from mrse.evaluation.photo import alter_photo, evaluate_photo, rank_photos
+from mrse.evaluation.photo import alter_photo, evaluate_photo, photo_only_cases, rank_photos
 from mrse.evaluation.similar import SimilarCase
-from mrse.features.photo import PHOTO_WEIGHT, SKETCH_DIM, photo_rerank, photo_sketch
+from mrse.features.photo import (
+    PHOTO_CANDIDATES,
+    PHOTO_OWN_CANDIDATES,
+    PHOTO_WEIGHT,
+    SKETCH_DIM,
+    photo_rerank,
+    photo_sketch,
+)
 from mrse.serving.validation import MAX_PHOTO_BYTES, InvalidRequest, TooLarge, validate_photo
 from mrse.v1 import search_pb2
 
@@ -56,6 +63,46 @@ def test_rank_photos_re_ranks_only_the_towers_candidates():
     cases = [SimilarCase("q", "b", {"a": 1}, grade=2)]
     m = evaluate_photo(cases, ["a", "b", "c"], ranked)
     assert m["found@10"] == 1.0 and 0 < m["ndcg@10"] < 1
+
+
+def test_rank_photos_adds_the_photo_channels_own_nearest_sketches():
+    """An item the towers rank last (beyond their ``PHOTO_CANDIDATES``) is found by its own
+    sketch; an item without a photo (a zero sketch) cannot come in that way."""
+    n = PHOTO_CANDIDATES + 50
+    angles = np.linspace(0, np.pi / 2, n)  # dense rank = row order
+    items = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    queries = np.array([[1.0, 0.0]], np.float32)
+    rng = np.random.default_rng(0)
+    sk = _unit(rng.normal(size=(n, SKETCH_DIM)).astype(np.float32))
+    sk[n - 2] = 0.0  # no photo
+    query_sk = sk[[n - 1]].copy()
+    ranked = rank_photos(items, queries, k=10, sketches=(sk, query_sk))
+    assert ranked[0, 0] == n - 1  # its own photo, from the channel's own candidates
+    assert (ranked[0, 1:] < PHOTO_CANDIDATES).all()  # the others: the towers' best, as before
+    # far from the towers' list, a photo-less item whose dense score alone would not do
+    sk2 = sk.copy()
+    sk2[n - 1] = 0.0
+    assert n - 1 not in rank_photos(items, queries, k=10, sketches=(sk2, query_sk))[0]
+    # the channel brings at most PHOTO_OWN_CANDIDATES of its own
+    far = np.zeros_like(sk)
+    far[PHOTO_CANDIDATES:] = query_sk  # 50 items beyond the towers' list, all like the photo
+    got = rank_photos(items, queries, k=n, sketches=(far, query_sk))[0]
+    assert len(got) == PHOTO_CANDIDATES + min(PHOTO_OWN_CANDIDATES, 50)
+
+
+def test_photo_only_cases_are_the_items_with_a_photo_and_no_text():
+    items = [
+        {"item_id": "text", "title": "Black top", "description": "", "image": "images/a.jpg"},
+        {"item_id": "desc", "title": "", "description": "A top", "image": "images/b.jpg"},
+        {"item_id": "bare", "title": "", "description": " ", "image": "images/c.jpg"},
+        {"item_id": "none", "title": "", "description": "", "image": ""},
+        {"item_id": "bare2", "title": None, "description": None, "image": "images/d.jpg"},
+    ]
+    cases = photo_only_cases(pd.DataFrame(items), seed=3)
+    assert sorted(c.seed for c in cases) == ["bare", "bare2"]
+    assert all(c.targets == {} and c.query_id == f"photo-only:{c.seed}" for c in cases)
+    (one,) = photo_only_cases(pd.DataFrame(items), n=1, seed=3)
+    assert one.seed in ("bare", "bare2")
 
 
 def test_an_altered_shot_is_seeded_decodable_and_not_the_original(tmp_path):

@@ -10,6 +10,10 @@ as the server does: the towers' candidates re-ranked with the photo channel, ``r
 
 - ``found@10``: the photo's own item in the top 10;
 - ``ndcg@10``: over the own item (at its grade) and the others.
+
+The judged items all have text on ``hm``; a catalog's items with a photo and no text (half of
+``hm``'s) are measured apart (``photo_only_cases``): ``found@10 photo-only``, the item itself in
+the top 10 for its altered photo.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from mrse.data.dataset import Dataset
 from mrse.evaluation.similar import SimilarCase, similar_cases
-from mrse.features.photo import PHOTO_CANDIDATES, photo_rerank
+from mrse.features.photo import PHOTO_CANDIDATES, PHOTO_OWN_CANDIDATES, photo_rerank
 from mrse.metrics.ranking import hit_rate_at_k, ndcg_at_k
 
 PHOTO_METRICS = ("found@10", "ndcg@10")
+PHOTO_ONLY_METRIC = "found@10 photo-only"
+PHOTO_ONLY_CASES = 300
 
 
 def photo_cases(dataset: Dataset, seed: int = 0) -> tuple[list[SimilarCase], dict[str, str]]:
@@ -36,6 +43,19 @@ def photo_cases(dataset: Dataset, seed: int = 0) -> tuple[list[SimilarCase], dic
     photos = dict(zip(dataset.items["item_id"], dataset.items["image"], strict=True))
     cases = similar_cases(dataset.qrels, dataset.items["item_id"], seed=seed)
     return [c for c in cases if photos.get(c.seed)], photos
+
+
+def photo_only_cases(
+    items: pd.DataFrame, n: int = PHOTO_ONLY_CASES, seed: int = 0
+) -> list[SimilarCase]:
+    """At most ``n`` of the catalog ``items`` (the layout's ``item_id``, ``title``,
+    ``description``, ``image``) that have a photo and neither title nor description, drawn by
+    ``seed``: a case each, the item to find by its own (altered) photo."""
+    blank = [items[c].fillna("").astype(str).str.strip() == "" for c in ("title", "description")]
+    has_photo = items["image"].fillna("").astype(str) != ""
+    ids = sorted(items.loc[blank[0] & blank[1] & has_photo, "item_id"])
+    drawn = random.Random(seed).sample(ids, min(n, len(ids)))
+    return [SimilarCase(f"photo-only:{i}", i, {}) for i in drawn]
 
 
 def alter_photo(path: str | Path, rng: random.Random) -> bytes:
@@ -70,9 +90,10 @@ def rank_photos(
 
     Args:
         items: (N, D) catalog vectors; queries: (Q, D) photo query vectors.
-        sketches: (catalog (N, S), queries (Q, S)) photo sketches: the towers' best
-            ``PHOTO_CANDIDATES`` re-ranked with them (``mrse.features.photo``); None: the
-            dense ranking alone.
+        sketches: (catalog (N, S), queries (Q, S)) photo sketches (zero rows: no photo): the
+            towers' best ``PHOTO_CANDIDATES`` and the nearest ``PHOTO_OWN_CANDIDATES``
+            sketches re-ranked with them (``mrse.features.photo``); None: the dense ranking
+            alone.
     Returns:
         (Q, k) rows, best first.
     """
@@ -83,8 +104,13 @@ def rank_photos(
             out.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
             continue
         n = min(PHOTO_CANDIDATES, items.shape[0])
+        photo = np.flatnonzero(np.abs(sketches[0]).sum(axis=1) > 0)  # what the channel holds
+        m = min(PHOTO_OWN_CANDIDATES, len(photo))
+        near = sketches[1][s : s + 256] @ sketches[0][photo].T  # (B, items with a photo)
         for b, row in enumerate(scores):
             cand = np.argsort(-row, kind="stable")[:n]
+            own = photo[np.argsort(-near[b], kind="stable")[:m]]
+            cand = np.concatenate([cand, own[~np.isin(own, cand)]])
             fused = photo_rerank(row[cand], sketches[1][s + b], sketches[0][cand])
             out.append(cand[np.argsort(-fused, kind="stable")[:k]][None])
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)

@@ -9,8 +9,9 @@ projection of the whole photo's EfficientNet vector (squashed to 224x224; centre
 run's photo mean, ``FeatureStats.image_mean``, and unit) to ``SKETCH_DIM`` dimensions
 (Johnson-Lindenstrauss: inner products are kept within a small error; no fitting, so every
 catalog and process computes the same sketch for a run), unit length. Stored with the item in
-the index payload (``mrse.index.points``), it re-ranks the candidates the towers bring for a
-photo:
+the index payload (``mrse.index.points``) and searched as a vector of its own
+(``mrse.index.base.PHOTO``), it re-ranks the candidates the towers bring for a photo together
+with its own nearest sketches:
 
     score = dense(item) + PHOTO_WEIGHT * sketch(photo) . sketch(item)
 
@@ -31,6 +32,10 @@ SKETCH_DIM = 128
 SKETCH_SEED = 20261202
 PHOTO_WEIGHT = 3.0  # what a photo identical to the item's own adds, in cosine units
 PHOTO_CANDIDATES = 1000  # the towers' candidates re-ranked per photo query
+# ... and the photo channel's own (the nearest sketches, ``mrse.index.base.PHOTO``): an item
+# with only a photo is often beyond the towers' 1,000 for its own photo (the towers say what a
+# photo is like, and thousands of photo-only items are like it)
+PHOTO_OWN_CANDIDATES = 100
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from mrse.features.lexical import QueryTerm, variants
+from mrse.features.photo import SKETCH_DIM
 from mrse.index.hybrid import (
     HybridOptions,
     Slot,
@@ -29,6 +31,23 @@ FILTER_FIELDS = ("category", "brand", "price", "in_stock")
 # The named sparse vector of every point: its lexical terms (mrse.features.lexical; a title's
 # weigh 2, the others 1), weighed by IDF in the engine (mrse.index.hybrid).
 LEXICAL = "lex"
+
+# The named dense vector of every point with a photo: its photo sketch (mrse.features.photo),
+# the photo channel's own candidates for shop by photo. It is derived, on every write, from the
+# payload's ``PHOTO_KEY`` blob (float16, base64), which is how the sketch travels through the
+# catalog pipeline and what the re-ranking of the towers' candidates reads.
+PHOTO = "photo"
+PHOTO_KEY = "_p"
+
+
+def sketch_of(payload: Mapping) -> np.ndarray | None:
+    """The (SKETCH_DIM,) float32 photo sketch a payload carries, or None."""
+    blob = payload.get(PHOTO_KEY)
+    if not blob:
+        return None
+    sketch = np.frombuffer(base64.b64decode(blob), dtype="<f2").astype(np.float32)
+    return sketch if sketch.shape == (SKETCH_DIM,) else None
+
 
 # Stock is a keyword payload ``stock``: "in" / "out" (Qdrant Edge 0.4's bool match conditions
 # match nothing, measured; keywords work on every backend). Absent: in stock.
@@ -165,6 +184,30 @@ def prepare_points(
     ]
 
 
+def point_vectors(
+    dense: list[float],
+    terms: Mapping[int, float],
+    payload: Mapping,
+    lexical: bool,
+    photo: bool,
+    sparse: Callable[..., object],
+) -> list[float] | dict:
+    """A point's vectors as either backend writes them: the towers' (the unnamed ""), the
+    lexical terms when the index has the ``lexical`` channel (``sparse(indices=, values=)``:
+    the backend's sparse vector) and the photo sketch when it has the ``photo`` channel and
+    ``payload`` carries one; the dense vector alone when there is nothing else."""
+    sketch = sketch_of(payload) if photo else None
+    if not lexical and sketch is None:
+        return dense
+    out: dict = {"": dense}
+    if lexical:
+        ids = sorted(terms)
+        out[LEXICAL] = sparse(indices=ids, values=[float(terms[i]) for i in ids])
+    if sketch is not None:
+        out[PHOTO] = sketch.tolist()
+    return out
+
+
 @dataclass(frozen=True)
 class Hit:
     """One result. ``terms``: the item's lexical terms (term id -> weight), when the search
@@ -215,6 +258,7 @@ class Fetch:
     payload: bool | tuple[str, ...] = True  # False / a tuple: the item id (and those keys) only
     stock_default: bool = True  # False: no filter at all when ``filter`` is None (IDF probes)
     ef: int | None = None  # search-time candidates, when not the index's default
+    using: str = ""  # the dense vector searched: the towers' ("") or the photo channel's (PHOTO)
 
 
 # Equal scores are real (variants of one product under a text-only model share a vector), and
@@ -253,16 +297,17 @@ def search_settled(
     with_terms: bool = False,
     payload: bool | tuple[str, ...] = True,
     ef: int | None = None,
+    using: str = "",
 ) -> list[list[Hit]]:
     """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's engine, one
     batched call, ties in any order): one call asking ``limit + TIE_MARGIN`` for every
     request, then one more for a request whose run of ties reaches past its window, 4x wider
     each time. ``payload`` False: hits carry their item id only (cheaper to read); a tuple
-    of keys: the item id and those."""
+    of keys: the item id and those. ``using``: the dense vector searched."""
     if not requests:
         return []
     first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms,
-                   payload=payload, ef=ef) for q, k, f in requests]  # fmt: skip
+                   payload=payload, ef=ef, using=using) for q, k, f in requests]  # fmt: skip
     out = []
     for (_, k, _), request, hits in zip(requests, first, fetch(first), strict=True):
         asked = request.limit
@@ -356,6 +401,7 @@ class FetchingIndex:
     request carries lexical terms and the index holds the lexical channel."""
 
     has_lexical: bool = False
+    has_photo: bool = False
     dim: int
 
     def _fetch(self, requests: list[Fetch]) -> list[list[Hit]]:
@@ -408,6 +454,33 @@ class FetchingIndex:
         by_id = {h.item_id: h for h in hits}
         return [by_id[i] for i in item_ids if i in by_id]
 
+    def search_photos(
+        self,
+        sketches: np.ndarray,
+        limits: Sequence[int],
+        filters: Sequence[SearchFilter | None],
+        payload: bool | tuple[str, ...] = False,
+    ) -> list[list[Hit]]:
+        requests = list(zip(sketches, limits, filters, strict=True))
+        if not self.has_photo:
+            return [[] for _ in requests]
+        return search_settled(self._fetch, requests, payload=payload, using=PHOTO)
+
+    def score_items(
+        self,
+        queries: np.ndarray,
+        item_ids: Sequence[Sequence[str]],
+        filters: Sequence[SearchFilter | None],
+        payload: bool | tuple[str, ...] = True,
+    ) -> list[list[Hit]]:
+        calls = [(n, Fetch(len(ids), q, filter=f, ids=tuple(ids), exact=True, payload=payload))
+                 for n, (q, ids, f) in enumerate(zip(queries, item_ids, filters, strict=True))
+                 if ids]  # fmt: skip
+        out: list[list[Hit]] = [[] for _ in item_ids]
+        for (n, _), hits in zip(calls, self._fetch([c for _, c in calls]), strict=True):
+            out[n] = hits
+        return out
+
     def search_many(
         self,
         queries: np.ndarray,
@@ -429,10 +502,13 @@ class FetchingIndex:
 
 class VectorIndex(Protocol):
     """Cosine-similarity index of item vectors with filterable payload and, where
-    ``has_lexical``, each item's lexical terms (``mrse.features.lexical``)."""
+    ``has_lexical``, each item's lexical terms (``mrse.features.lexical``); where
+    ``has_photo``, the photo sketch of each item with one (``PHOTO``, from its payload's
+    ``PHOTO_KEY``)."""
 
     dim: int
     has_lexical: bool
+    has_photo: bool
 
     def upsert(
         self,
@@ -495,6 +571,29 @@ class VectorIndex(Protocol):
         a tuple of keys: and those (a caller that keeps few of many hits reads the payloads of
         those with ``among``); ``ef``: the HNSW candidates of each dense search, when not the
         index's own (``EdgeOptions.ef_for``)."""
+        ...
+
+    def search_photos(
+        self,
+        sketches: np.ndarray,
+        limits: Sequence[int],
+        filters: Sequence[SearchFilter | None],
+        payload: bool | tuple[str, ...] = False,
+    ) -> list[list[Hit]]:
+        """The photo channel's own candidates: for each row of ``sketches`` (B, SKETCH_DIM),
+        the ``limits[b]`` items whose photo sketch is nearest (score: the sketches' cosine),
+        among those ``filters[b]`` keeps; nothing for an index without the channel."""
+        ...
+
+    def score_items(
+        self,
+        queries: np.ndarray,
+        item_ids: Sequence[Sequence[str]],
+        filters: Sequence[SearchFilter | None],
+        payload: bool | tuple[str, ...] = True,
+    ) -> list[list[Hit]]:
+        """For each row of ``queries`` (B, dim): the items of ``item_ids[b]`` that exist and
+        ``filters[b]`` keeps, scored exactly by the towers' vector, best first."""
         ...
 
     def count(self) -> int: ...

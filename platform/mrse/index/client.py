@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from mrse.features.photo import SKETCH_DIM
 from mrse.index.base import (
     LEXICAL,
+    PHOTO,
     STOCK_KEY,
     EdgeOptions,
     Fetch,
@@ -17,6 +19,7 @@ from mrse.index.base import (
     SearchFilter,
     point_hit,
     point_id,
+    point_vectors,
     prepare_points,
 )
 
@@ -54,8 +57,9 @@ def _client_filter(
 
 
 class ClientIndex(FetchingIndex):
-    """One collection (one model version) behind ``QdrantClient``; created with the lexical
-    channel (a collection made before it existed is served without: ``has_lexical``)."""
+    """One collection (one model version) behind ``QdrantClient``; created with the lexical and
+    photo channels (a collection made before they existed is served without them:
+    ``has_lexical``, ``has_photo``)."""
 
     def __init__(
         self,
@@ -71,7 +75,14 @@ class ClientIndex(FetchingIndex):
         if not client.collection_exists(collection_name):
             client.create_collection(
                 collection_name,
-                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                vectors_config={  # "": the default vector's name
+                    "": models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                    PHOTO: models.VectorParams(
+                        size=SKETCH_DIM,
+                        distance=models.Distance.COSINE,
+                        datatype=models.Datatype.FLOAT16,
+                    ),
+                },  # fmt: skip
                 sparse_vectors_config={
                     LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
@@ -83,15 +94,24 @@ class ClientIndex(FetchingIndex):
                 (STOCK_KEY, models.PayloadSchemaType.KEYWORD),
             ):
                 client.create_payload_index(collection_name, key, field_schema=schema)
-        self._lexical: bool | None = None
+        self._channels: tuple[bool, bool] | None = None
+
+    def _has(self) -> tuple[bool, bool]:
+        """Whether the collection holds the lexical and the photo channel (asked once, when
+        first needed)."""
+        if self._channels is None:
+            params = self.client.get_collection(self.collection_name).config.params
+            vectors = params.vectors if isinstance(params.vectors, dict) else {}
+            self._channels = (LEXICAL in (params.sparse_vectors or {}), PHOTO in vectors)
+        return self._channels
 
     @property
     def has_lexical(self) -> bool:  # type: ignore[override]
-        """Whether the collection holds the lexical channel (asked once, when first needed)."""
-        if self._lexical is None:
-            info = self.client.get_collection(self.collection_name)
-            self._lexical = LEXICAL in (info.config.params.sparse_vectors or {})
-        return self._lexical
+        return self._has()[0]
+
+    @property
+    def has_photo(self) -> bool:  # type: ignore[override]
+        return self._has()[1]
 
     def upsert(
         self,
@@ -102,7 +122,7 @@ class ClientIndex(FetchingIndex):
     ) -> None:
         terms = terms if terms is not None else [{}] * len(item_ids)
         points = [
-            models.PointStruct(id=pid, vector=self._vector(vec, t), payload=payload)
+            models.PointStruct(id=pid, vector=self._vector(vec, t, payload), payload=payload)
             for (pid, vec, payload), t in zip(
                 prepare_points(item_ids, vectors, payloads, self.dim), terms, strict=True
             )
@@ -110,14 +130,9 @@ class ClientIndex(FetchingIndex):
         for s in range(0, len(points), 1000):
             self.client.upsert(self.collection_name, points=points[s : s + 1000], wait=True)
 
-    def _vector(self, dense: list[float], terms: Mapping[int, float]):
-        if not self.has_lexical:
-            return dense
-        ids = sorted(terms)
-        return {
-            "": dense,
-            LEXICAL: models.SparseVector(indices=ids, values=[float(terms[i]) for i in ids]),
-        }
+    def _vector(self, dense: list[float], terms: Mapping[int, float], payload: dict):
+        return point_vectors(dense, terms, payload, self.has_lexical, self.has_photo,
+                             models.SparseVector)  # fmt: skip
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if item_ids:
@@ -147,7 +162,7 @@ class ClientIndex(FetchingIndex):
     def _request(self, f: Fetch) -> models.QueryRequest:
         if f.vector is not None:
             query = np.asarray(f.vector, dtype=np.float32).tolist()
-            using = None
+            using = f.using or None
             params = models.SearchParams(
                 hnsw_ef=self.options.ef_for(f.filter, f.limit, f.ef), exact=f.exact
             )

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
+from mrse.features.photo import SKETCH_DIM
 from mrse.index.base import (
     LEXICAL,
+    PHOTO,
     STOCK_KEY,
     EdgeOptions,
     Fetch,
@@ -20,6 +22,7 @@ from mrse.index.base import (
     SearchFilter,
     point_hit,
     point_id,
+    point_vectors,
     prepare_points,
 )
 
@@ -56,17 +59,28 @@ def _edge_filter(
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-def _edge_config(o: EdgeOptions, dim: int, lexical: bool = True) -> qe.EdgeConfig:
+def _edge_config(
+    o: EdgeOptions, dim: int, lexical: bool = True, photo: bool = True
+) -> qe.EdgeConfig:
+    """The shard's configuration: the towers' vector (""), and the lexical channel and the
+    photo channel (``PHOTO``: float16, as the sketches travel) unless left out (a shard
+    written before they existed)."""
     quant = None
     if o.quantization == "int8":
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+    dense = qe.EdgeVectorParams(
+        size=dim,
+        distance=qe.Distance.Cosine,
+        on_disk=o.vectors_on_disk or None,
+        quantization_config=quant,
+    )
+    vectors: qe.EdgeVectorParams | dict[str, qe.EdgeVectorParams] = dense
+    if photo:
+        sketch = qe.EdgeVectorParams(size=SKETCH_DIM, distance=qe.Distance.Cosine,
+                                     datatype=qe.VectorStorageDatatype.Float16)  # fmt: skip
+        vectors = {"": dense, PHOTO: sketch}
     return qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(
-            size=dim,
-            distance=qe.Distance.Cosine,
-            on_disk=o.vectors_on_disk or None,
-            quantization_config=quant,
-        ),
+        vectors=vectors,
         # thresholds in KB of vectors: above 1 MB (2,000 items at 128 floats) a segment
         # gets an HNSW graph on optimize(); below, exact search is as fast
         hnsw_config=qe.HnswIndexConfig(
@@ -95,32 +109,20 @@ def _search_params(
 
 class EdgeIndex(FetchingIndex):
     """An on-disk Qdrant Edge shard. Opens an existing one at ``path`` or creates it (with the
-    lexical channel; a shard written before it existed opens without: ``has_lexical``)."""
+    lexical and photo channels; a shard written before they existed opens without them:
+    ``has_lexical``, ``has_photo``)."""
 
     def __init__(self, path: str | Path, dim: int, options: EdgeOptions | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
         self.options = options or EdgeOptions()
         self._names: dict[int, str] = {}  # point id -> item id, for searches without payload
-        config = _edge_config(self.options, dim)
-        self.has_lexical = True
+        self.has_lexical = self.has_photo = True
         if self.path.exists() and any(self.path.iterdir()):
-            try:
-                self._shard = qe.EdgeShard.load(str(self.path), config)
-            except Exception as exc:
-                if "incompatible" not in str(exc).lower():
-                    raise
-                dense_only = _edge_config(self.options, dim, lexical=False)
-                self._shard = qe.EdgeShard.load(str(self.path), dense_only)
-                self.has_lexical = False
-                logger.warning(
-                    "index %s has no lexical channel (written before it existed): dense "
-                    "search only; rebuild it with `mrse index` for hybrid search",
-                    self.path,
-                )
+            self._shard = self._load()
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._shard = qe.EdgeShard.create(str(self.path), config)
+            self._shard = qe.EdgeShard.create(str(self.path), _edge_config(self.options, dim))
             for key, schema in (
                 ("category", qe.PayloadSchemaType.Keyword),
                 ("brand", qe.PayloadSchemaType.Keyword),
@@ -128,6 +130,29 @@ class EdgeIndex(FetchingIndex):
                 (STOCK_KEY, qe.PayloadSchemaType.Keyword),
             ):
                 self._shard.update(qe.UpdateOperation.create_field_index(key, schema))
+
+    def _load(self) -> qe.EdgeShard:
+        """The shard at ``path``, with the channels it was written with (newest first)."""
+        error: Exception | None = None
+        for lexical, photo in ((True, True), (True, False), (False, False)):
+            config = _edge_config(self.options, self.dim, lexical=lexical, photo=photo)
+            try:
+                shard = qe.EdgeShard.load(str(self.path), config)
+            except Exception as exc:
+                if "incompatible" not in str(exc).lower():
+                    raise
+                error = exc
+                continue
+            self.has_lexical, self.has_photo = lexical, photo
+            missing = [n for n, has in (("lexical", lexical), ("photo", photo)) if not has]
+            if missing:
+                logger.warning(
+                    "index %s has no %s channel (written before it existed): served without; "
+                    "rebuild it with `mrse index` for hybrid search and shop by photo's own "
+                    "candidates", self.path, " or ".join(missing),
+                )  # fmt: skip
+            return shard
+        raise error  # type: ignore[misc]
 
     def upsert(
         self,
@@ -138,7 +163,7 @@ class EdgeIndex(FetchingIndex):
     ) -> None:
         terms = terms if terms is not None else [{}] * len(item_ids)
         points = [
-            qe.Point(pid, self._vector(vec, t), payload)
+            qe.Point(pid, self._vector(vec, t, payload), payload)
             for (pid, vec, payload), t in zip(
                 prepare_points(item_ids, vectors, payloads, self.dim), terms, strict=True
             )
@@ -146,14 +171,9 @@ class EdgeIndex(FetchingIndex):
         for s in range(0, len(points), 1000):
             self._shard.update(qe.UpdateOperation.upsert_points(points[s : s + 1000]))
 
-    def _vector(self, dense: list[float], terms: Mapping[int, float]):
-        if not self.has_lexical:
-            return dense
-        ids = sorted(terms)
-        return {
-            "": dense,
-            LEXICAL: qe.SparseVector(indices=ids, values=[float(terms[i]) for i in ids]),
-        }
+    def _vector(self, dense: list[float], terms: Mapping[int, float], payload: dict):
+        return point_vectors(dense, terms, payload, self.has_lexical, self.has_photo,
+                             qe.SparseVector)  # fmt: skip
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if item_ids:
@@ -168,7 +188,7 @@ class EdgeIndex(FetchingIndex):
         """One read and one write for the whole batch (per-item payload updates cost a call
         each): the existing points are read with their vectors and upserted merged."""
         found = self._existing(list(updates), with_vector=True)
-        points = [  # the vectors as read: the dense one and the lexical terms both
+        points = [  # the vectors as read: the dense one and the channels' (lexical, photo)
             qe.Point(r.id, r.vector, {**r.payload, **updates[r.payload["item_id"]]}) for r in found
         ]
         if points:
@@ -184,7 +204,8 @@ class EdgeIndex(FetchingIndex):
 
     def _request(self, f: Fetch) -> qe.QueryRequest:
         if f.vector is not None:
-            query = qe.Query.Nearest(np.asarray(f.vector, dtype=np.float32).tolist())
+            vector = np.asarray(f.vector, dtype=np.float32).tolist()
+            query = qe.Query.Nearest(vector, using=f.using) if f.using else qe.Query.Nearest(vector)
             params = _search_params(self.options, f.limit, f.filter, f.exact, f.ef)
         else:
             terms = sorted(set(f.terms or ()))

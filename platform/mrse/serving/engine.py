@@ -25,7 +25,12 @@ from mrse.experiments.interleave import INTERLEAVED, SHARED, team_draft
 from mrse.experiments.report import Exposure
 from mrse.features.catalog import centre_unit
 from mrse.features.lexical import lexical_query
-from mrse.features.photo import PHOTO_CANDIDATES, photo_rerank, photo_sketch
+from mrse.features.photo import (
+    PHOTO_CANDIDATES,
+    PHOTO_OWN_CANDIDATES,
+    photo_rerank,
+    photo_sketch,
+)
 from mrse.features.profile import ProfileState, viewed_profile
 from mrse.features.queries import FEED_QUERY
 from mrse.features.store import ProfileStore
@@ -530,8 +535,9 @@ class SearchEngine:
         self, bundle: ModelBundle, reqs: list[ValidRequest], timings: dict[str, float]
     ) -> list[list[ResultItem] | Exception]:
         """Shop by photo: each photo through the frozen photo encoder and the item tower (a
-        photo-only item, ``mrse.models.photo``), the towers' best ``PHOTO_CANDIDATES`` re-ranked
-        with the photo channel (``mrse.features.photo``)."""
+        photo-only item, ``mrse.models.photo``); the towers' best ``PHOTO_CANDIDATES`` and the
+        photo channel's own nearest ``PHOTO_OWN_CANDIDATES`` re-ranked together with the photo
+        channel (``mrse.features.photo``)."""
         run = bundle.run
         if not run.config.model.use_image:
             return [Unsupported(f"model version {bundle.version!r} reads no photos")] * len(reqs)
@@ -543,19 +549,33 @@ class SearchEngine:
         sketches = photo_sketch(centre_unit(features, stats.image_mean))
         _add(timings, "encode", t)
         t = time.perf_counter()
+        filters = [r.filter for r in reqs]
         with _index_failure(bundle):  # the candidates' sketches only; full payloads for the k
-            hits = bundle.index.search_many(
-                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], [r.filter for r in reqs],
+            towers = bundle.index.search_many(
+                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], filters,
                 payload=(PHOTO_KEY,),
             )  # fmt: skip
+            # the photo channel's own nearest sketches, and the towers' score of those the
+            # towers' candidates lack (an item with only a photo is often far down the towers'
+            # list: what it is like, not which one it is)
+            own = bundle.index.search_photos(sketches, [PHOTO_OWN_CANDIDATES] * len(reqs), filters)
+            have = [{h.item_id for h in hs} for hs in towers]
+            extra = bundle.index.score_items(
+                queries, [[h.item_id for h in o if h.item_id not in hv]
+                          for o, hv in zip(own, have, strict=True)],
+                filters, payload=(PHOTO_KEY,),
+            )  # fmt: skip
         kept: list[list[tuple[Hit, float, float]]] = []  # (hit, fused score, photo's gain)
-        for r, hs, sketch in zip(reqs, hits, sketches, strict=True):
+        for r, ths, ehs, ohs, sketch in zip(reqs, towers, extra, own, sketches, strict=True):
+            hs = [*ths, *(replace(h, found_by="photo") for h in ehs)]
+            both = {h.item_id for h in ohs}
             dense = np.array([h.score for h in hs], np.float32)
             fused = photo_rerank(dense, sketch, photo_sketches([h.payload for h in hs]))
             order = np.argsort(-fused, kind="stable")[: r.k]
             with _index_failure(bundle):  # read by id: the search applied the filter
                 stored = bundle.index.payloads([hs[i].item_id for i in order])
-            kept.append([(Hit(hs[i].item_id, hs[i].score, stored[hs[i].item_id]),
+            kept.append([(Hit(hs[i].item_id, hs[i].score, stored[hs[i].item_id],
+                              found_by=_found_by(hs[i], both)),
                           float(fused[i]), float(fused[i] - dense[i]))
                          for i in order if hs[i].item_id in stored])  # fmt: skip
         _add(timings, "search", t)
@@ -569,7 +589,7 @@ class SearchEngine:
                 e = ex.get(h.item_id)
                 if e is not None:  # what the photo channel added is the photo's share
                     e = Explanation(e.text, e.image + gain, 0.0)
-                items.append(ResultItem(h.item_id, score, h.payload, e))
+                items.append(ResultItem(h.item_id, score, h.payload, e, h.found_by))
             out.append(items)
         return out
 
@@ -728,6 +748,14 @@ def _index_failure(bundle: ModelBundle) -> Iterator[None]:
         yield
     except Exception as exc:
         raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
+
+
+def _found_by(hit: Hit, photo: set[str]) -> str:
+    """Which channel brought a shop-by-photo candidate: the towers (``hit.found_by`` "dense"),
+    the photo channel alone ("photo"), or both (its item is in ``photo``)."""
+    if hit.found_by == "photo":
+        return "photo"
+    return "both" if hit.item_id in photo else "dense"
 
 
 def _add(timings: dict[str, float], stage: str, since: float) -> None:
