@@ -365,7 +365,8 @@ def _sketch_blobs(n, seed=1, without=()):
 def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index):
     """The payload's photo sketch is searched as the index's own vector: nearest sketches
     first (score: their cosine), items without a photo never, the filter applied; a patch
-    keeps it; ``score_items`` scores named items by the towers' vector, exactly."""
+    keeps it. Shop by photo's candidates: the towers' best with their sketches, then the
+    channel's nearest the towers lack, scored exactly by the towers' vector."""
     from mrse.index.base import PHOTO_KEY
 
     ids, vecs, payloads = _catalog(120)
@@ -385,13 +386,23 @@ def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index)
     assert kept and all(payloads[int(h.item_id[-4:])]["category"] == "shoes" for h in kept)
     index.patch_payloads({"item-0007": stock_payload(True)})
     assert index.search_photos(q[:1], [1], [None])[0][0].item_id == "item-0007"
-    (scored,) = index.score_items(vecs[:1], [["item-0003", "item-0007", "nope"]], [None],
-                                  payload=(PHOTO_KEY,))  # fmt: skip
-    assert {h.item_id: h.score for h in scored} == pytest.approx(
-        {ids[i]: float(vecs[0] @ vecs[i]) for i in (3, 7)}, abs=1e-4
-    )
-    assert all(PHOTO_KEY in h.payload for h in scored)
-    assert index.score_items(vecs[:1], [[]], [None]) == [[]]
+    # the towers' vector points at item 0; the photo is item 7's, far down the towers' list
+    towers = np.argsort([-float(vecs[0] @ v) for v in vecs], kind="stable")
+    assert list(towers).index(7) > 5
+    (cands,) = index.photo_candidates(vecs[:1], sk[[7]], [5], 3, [None])
+    by = {h.item_id: h for h in cands}
+    assert [h.item_id for h in cands[:5]] == [ids[i] for i in towers[:5]]
+    assert by["item-0007"].found_by == "photo"
+    near3 = [h.item_id for h in index.search_photos(sk[[7]], [3], [None])[0]]
+    assert {h.item_id for h in cands} == {ids[i] for i in towers[:5]} | set(near3)
+    for h in cands:
+        i = int(h.item_id[-4:])
+        assert h.score == pytest.approx(float(vecs[0] @ vecs[i]), abs=1e-4)
+        assert h.found_by == ("dense" if h.item_id not in near3 else
+                              "both" if i in towers[:5] else "photo")  # fmt: skip
+        assert (h.sketch is None) == (i in (5, 6))
+        if h.sketch is not None:
+            assert np.allclose(h.sketch, sk[i], atol=1e-3)
 
 
 def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_path):
@@ -407,8 +418,13 @@ def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_pat
     index = EdgeIndex(path, DIM)
     assert index.has_lexical and not index.has_photo
     ids, vecs, payloads = _catalog(30)
-    _, blobs = _sketch_blobs(30)
+    sk, blobs = _sketch_blobs(30)
     index.upsert(ids, vecs, [{**p, PHOTO_KEY: b} for p, b in zip(payloads, blobs, strict=True)])
     assert index.search(vecs[3], 1)[0].item_id == "item-0003"
-    assert index.search_photos(np.zeros((1, 128), np.float32), [5], [None]) == [[]]
+    assert index.search_photos(sk[:1], [5], [None]) == [[]]
+    # shop by photo: the towers' candidates alone, their sketches read from the payload
+    (cands,) = index.photo_candidates(vecs[3:4], sk[3:4], [4], 3, [None])
+    assert cands[0].item_id == "item-0003" and len(cands) == 4
+    assert all(h.found_by == "dense" for h in cands)
+    assert np.allclose(cands[0].sketch, sk[3], atol=1e-3)
     index.close()

@@ -6,8 +6,8 @@ payload with the filterable attributes (``category``, ``brand``, ``price``, ``st
 models with gated experts, ``_x``: what the explanations need (the gated expert vectors and the
 mixture's norm, float32, base64), and ``_p``: the sketch of its photo for shop by photo
 (``mrse.features.photo``, float16, base64; items without a photo have none; the index also
-searches it, as its ``photo`` vector: ``mrse.index.base.PHOTO``). The server reads ``_x`` and
-``_p`` from the hits it returns, so it keeps no per-item state of its own.
+searches and reads it as its ``photo`` vector: ``mrse.index.base.PHOTO``). The server reads
+``_x`` (and the sketches) from the hits it returns, so it keeps no per-item state of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 
 from mrse.features.catalog import CatalogFeatures
 from mrse.features.lexical import item_terms
-from mrse.features.photo import SKETCH_DIM
-from mrse.index.base import PHOTO_KEY, sketch_of, stock_payload
+from mrse.index.base import PHOTO_KEY, stock_payload
 from mrse.models.inference import encode_catalog_outputs
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import MRSEModel
@@ -40,16 +39,6 @@ def photo_blobs(catalog: CatalogFeatures, rows: np.ndarray) -> list[str | None]:
     sketches = catalog.sketch[torch.from_numpy(rows)].numpy().astype("<f2")
     return [base64.b64encode(s.tobytes()).decode("ascii") if h else None
             for s, h in zip(sketches, has, strict=True)]  # fmt: skip
-
-
-def photo_sketches(payloads: Sequence[dict]) -> np.ndarray:
-    """(n, SKETCH_DIM) float32 sketches from hits' payloads (zero rows where none)."""
-    out = np.zeros((len(payloads), SKETCH_DIM), np.float32)
-    for i, p in enumerate(payloads):
-        sketch = sketch_of(p)
-        if sketch is not None:
-            out[i] = sketch
-    return out
 
 
 def attribute_payload(

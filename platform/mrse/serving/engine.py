@@ -34,7 +34,7 @@ from mrse.features.photo import (
 from mrse.features.profile import ProfileState, viewed_profile
 from mrse.features.queries import FEED_QUERY
 from mrse.features.store import ProfileStore
-from mrse.index.base import Hit, SearchFilter, VectorIndex
+from mrse.index.base import Hit, SearchFilter, VectorIndex, hit_sketches
 from mrse.index.build import IndexConfig, open_index
 from mrse.index.examples import (
     average_vector,
@@ -44,7 +44,7 @@ from mrse.index.examples import (
     merge_best,
 )
 from mrse.index.hybrid import HybridOptions, lexical_terms_for
-from mrse.index.points import EXPLAIN_KEY, PHOTO_KEY, explain_outputs, photo_sketches
+from mrse.index.points import EXPLAIN_KEY, explain_outputs
 from mrse.models.photo import photo_query_vectors
 from mrse.models.towers import TowerOutput
 from mrse.models.two_tower import explain, explain_items
@@ -549,33 +549,19 @@ class SearchEngine:
         sketches = photo_sketch(centre_unit(features, stats.image_mean))
         _add(timings, "encode", t)
         t = time.perf_counter()
-        filters = [r.filter for r in reqs]
-        with _index_failure(bundle):  # the candidates' sketches only; full payloads for the k
-            towers = bundle.index.search_many(
-                queries, [max(r.k, PHOTO_CANDIDATES) for r in reqs], filters,
-                payload=(PHOTO_KEY,),
-            )  # fmt: skip
-            # the photo channel's own nearest sketches, and the towers' score of those the
-            # towers' candidates lack (an item with only a photo is often far down the towers'
-            # list: what it is like, not which one it is)
-            own = bundle.index.search_photos(sketches, [PHOTO_OWN_CANDIDATES] * len(reqs), filters)
-            have = [{h.item_id for h in hs} for hs in towers]
-            extra = bundle.index.score_items(
-                queries, [[h.item_id for h in o if h.item_id not in hv]
-                          for o, hv in zip(own, have, strict=True)],
-                filters, payload=(PHOTO_KEY,),
+        with _index_failure(bundle):  # ids and sketches; full payloads for the k chosen
+            candidates = bundle.index.photo_candidates(
+                queries, sketches, [max(r.k, PHOTO_CANDIDATES) for r in reqs],
+                PHOTO_OWN_CANDIDATES, [r.filter for r in reqs],
             )  # fmt: skip
         kept: list[list[tuple[Hit, float, float]]] = []  # (hit, fused score, photo's gain)
-        for r, ths, ehs, ohs, sketch in zip(reqs, towers, extra, own, sketches, strict=True):
-            hs = [*ths, *(replace(h, found_by="photo") for h in ehs)]
-            both = {h.item_id for h in ohs}
+        for r, hs, sketch in zip(reqs, candidates, sketches, strict=True):
             dense = np.array([h.score for h in hs], np.float32)
-            fused = photo_rerank(dense, sketch, photo_sketches([h.payload for h in hs]))
+            fused = photo_rerank(dense, sketch, hit_sketches(hs))
             order = np.argsort(-fused, kind="stable")[: r.k]
             with _index_failure(bundle):  # read by id: the search applied the filter
                 stored = bundle.index.payloads([hs[i].item_id for i in order])
-            kept.append([(Hit(hs[i].item_id, hs[i].score, stored[hs[i].item_id],
-                              found_by=_found_by(hs[i], both)),
+            kept.append([(replace(hs[i], payload=stored[hs[i].item_id], sketch=None),
                           float(fused[i]), float(fused[i] - dense[i]))
                          for i in order if hs[i].item_id in stored])  # fmt: skip
         _add(timings, "search", t)
@@ -748,14 +734,6 @@ def _index_failure(bundle: ModelBundle) -> Iterator[None]:
         yield
     except Exception as exc:
         raise Unavailable(f"index for {bundle.version!r} failed: {exc}") from exc
-
-
-def _found_by(hit: Hit, photo: set[str]) -> str:
-    """Which channel brought a shop-by-photo candidate: the towers (``hit.found_by`` "dense"),
-    the photo channel alone ("photo"), or both (its item is in ``photo``)."""
-    if hit.found_by == "photo":
-        return "photo"
-    return "both" if hit.item_id in photo else "dense"
 
 
 def _add(timings: dict[str, float], stage: str, since: float) -> None:
