@@ -202,6 +202,12 @@ def test_catalog_changes_are_served_without_restart(kafka, sample_hm, small_run,
         # with its photo sketch, as `mrse index` writes one: shop by photo can find it
         stored = engine.bundles["v1"].index.payloads(["new-1", "new-2", "new-3"])
         assert "_p" in stored["new-1"] and "_p" in stored["new-3"] and "_p" not in stored["new-2"]
+        from mrse.index.base import sketch_of  # ... and the photo channel searches it
+
+        (near,) = engine.bundles["v1"].index.search_photos(  # the two share a photo
+            sketch_of(stored["new-3"])[None], [2], [None]
+        )
+        assert {h.item_id for h in near} == {"new-1", "new-3"}
         print(f"changes visible after {seen:.2f}s")
     finally:
         stop.set()
