@@ -9,8 +9,9 @@ asks the serving engine (``mrse bench-serving``'s, built in ``--work-dir`` when 
 yet) to find each by its own photo, as stored and altered as a shopper's photo would be
 (``mrse.evaluation.photo.alter_photo``): the photo decoded as the server decodes it, then
 ``SearchByPhoto``'s path. Prints found@10 per group, and each item's rank among the whole
-catalog by the towers alone (exact search): the photo channel re-ranks the towers' best
-``PHOTO_CANDIDATES``, so an item ranked below that cannot be found.
+catalog by the towers alone (exact search): an item the towers rank below their
+``PHOTO_CANDIDATES`` is found only through the photo channel's own candidates (since
+2026-12-08; before, it could not be found at all).
 """
 
 from __future__ import annotations
