@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from mrse.demo.feed import FeedShow
-from mrse.demo.looks import Look
+from mrse.demo.looks import PHOTO_ALONE, Look
 from mrse.demo.names import NameSearch
 from mrse.demo.searches import ArmResult, Showcase, Shown
 from mrse.experiments.report import ArmReport
@@ -127,7 +127,11 @@ def _looks_section(looks, titles, images, out: Path) -> list[str]:
             return f'<img src="{url}" style="{style}" title="{html.escape(titles.get(i, i))}">'
 
         note = f"{look.relevant}/{len(look.results)} relevant to its query"
-        if look.kind == "photo":
+        if look.kind == PHOTO_ALONE:
+            note = "an item with no text; " + (
+                "not in the top 10" if look.rank is None else f"found at rank {look.rank}"
+            )
+        elif look.kind == "photo":
             note = ("not in the top 10" if look.rank is None else f"found at rank {look.rank}") + (
                 f"; {note}")  # fmt: skip
         rows.append([html.escape(look.kind), pic(look.seed), html.escape(note),
