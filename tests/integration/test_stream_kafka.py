@@ -426,7 +426,7 @@ def test_a_commit_refused_by_a_rebalance_is_redelivered_not_fatal(kafka):
     that takes the partition over starts again at the refused batch.
 
     To hold the group in its rebalance long enough: a third member (``lazy``) that stops
-    polling; the group waits for it to re-join until its poll interval (10 s) runs out."""
+    polling; the group waits for it to re-join until its poll interval (30 s) runs out."""
     from kafka import KafkaProducer
 
     from mrse.streaming.consumer import batch_consumer, commit, subscribe
@@ -435,8 +435,9 @@ def test_a_commit_refused_by_a_rebalance_is_redelivered_not_fatal(kafka):
     topic, group = "rebalancing", "rebalancing-workers"
     ensure_topics(kafka.bootstrap, [topic], partitions=2)
 
-    def member():
-        return batch_consumer(kafka.bootstrap, group, 5, 100, 6000, max_poll_interval_ms=10_000)
+    def member(poll_interval_ms: int = 10_000):
+        return batch_consumer(kafka.bootstrap, group, 5, 100, 6000,
+                              max_poll_interval_ms=poll_interval_ms)  # fmt: skip
 
     def poll_until(consumer, done, timeout_s: float = 60) -> list:
         records: list = []
@@ -445,7 +446,10 @@ def test_a_commit_refused_by_a_rebalance_is_redelivered_not_fatal(kafka):
             records += [r for b in consumer.poll(timeout_ms=100).values() for r in b]
         return records
 
-    first, lazy, second = member(), member(), member()
+    # `lazy` holds the rebalance open for up to 30 s: with 10 s, on a slow run it had already
+    # left the group (and the rebalance ended) before `first` committed, and the commit was
+    # accepted in the new generation
+    first, lazy, second = member(), member(30_000), member()
     try:
         for c in (first, lazy):
             subscribe(c, [topic])
