@@ -367,7 +367,7 @@ def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index)
     first (score: their cosine), items without a photo never, the filter applied; a patch
     keeps it. Shop by photo's candidates: the towers' best with their sketches, then the
     channel's nearest the towers lack, scored exactly by the towers' vector."""
-    from mrse.index.base import PHOTO_KEY
+    from mrse.index.base import PHOTO_KEY, sketch_of
 
     ids, vecs, payloads = _catalog(120)
     sk, blobs = _sketch_blobs(120, without={5, 6})
@@ -400,9 +400,9 @@ def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index)
         assert h.score == pytest.approx(float(vecs[0] @ vecs[i]), abs=1e-4)
         assert h.found_by == ("dense" if h.item_id not in near3 else
                               "both" if i in towers[:5] else "photo")  # fmt: skip
-        assert (h.sketch is None) == (i in (5, 6))
-        if h.sketch is not None:
-            assert np.allclose(h.sketch, sk[i], atol=1e-3)
+        assert (sketch_of(h.payload) is None) == (i in (5, 6))
+        if i not in (5, 6):
+            assert np.allclose(sketch_of(h.payload), sk[i], atol=1e-3)
 
 
 def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_path):
@@ -410,7 +410,7 @@ def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_pat
     channel) opens, serves, and answers the photo channel with nothing."""
     import qdrant_edge as qe
 
-    from mrse.index.base import PHOTO_KEY
+    from mrse.index.base import PHOTO_KEY, sketch_of
     from mrse.index.edge import _edge_config
 
     path = tmp_path / "old"
@@ -426,5 +426,5 @@ def test_an_edge_shard_written_before_the_photo_channel_opens_without_it(tmp_pat
     (cands,) = index.photo_candidates(vecs[3:4], sk[3:4], [4], 3, [None])
     assert cands[0].item_id == "item-0003" and len(cands) == 4
     assert all(h.found_by == "dense" for h in cands)
-    assert np.allclose(cands[0].sketch, sk[3], atol=1e-3)
+    assert np.allclose(sketch_of(cands[0].payload), sk[3], atol=1e-3)
     index.close()

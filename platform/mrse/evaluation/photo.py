@@ -98,15 +98,16 @@ def rank_photos(
         (Q, k) rows, best first.
     """
     out = []
+    n = min(PHOTO_CANDIDATES, items.shape[0])
+    if sketches is not None:
+        photo = np.flatnonzero(np.abs(sketches[0]).sum(axis=1) > 0)  # what the channel holds
+        held, m = sketches[0][photo], min(PHOTO_OWN_CANDIDATES, len(photo))
     for s in range(0, len(queries), 256):
         scores = queries[s : s + 256] @ items.T  # (B, N)
         if sketches is None:
             out.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
             continue
-        n = min(PHOTO_CANDIDATES, items.shape[0])
-        photo = np.flatnonzero(np.abs(sketches[0]).sum(axis=1) > 0)  # what the channel holds
-        m = min(PHOTO_OWN_CANDIDATES, len(photo))
-        near = sketches[1][s : s + 256] @ sketches[0][photo].T  # (B, items with a photo)
+        near = sketches[1][s : s + 256] @ held.T  # (B, items with a photo)
         for b, row in enumerate(scores):
             cand = np.argsort(-row, kind="stable")[:n]
             own = photo[np.argsort(-near[b], kind="stable")[:m]]

@@ -213,8 +213,7 @@ class Hit:
     """One result. ``terms``: the item's lexical terms (term id -> weight), when the search
     asked for them; ``lexical``: what the lexical channel added to the score; ``found_by``: the
     channel that brought it (``mrse.index.hybrid.FOUND_BY``; shop by photo: "dense", "photo",
-    "both"); ``sketch``: its (SKETCH_DIM,) photo sketch, when the search asked for it (None:
-    the item has no photo, or it was not asked)."""
+    "both")."""
 
     item_id: str
     score: float
@@ -222,15 +221,17 @@ class Hit:
     terms: dict[int, float] | None = None
     lexical: float = 0.0
     found_by: str = "dense"
-    sketch: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def hit_sketches(hits: Sequence[Hit]) -> np.ndarray:
-    """(n, SKETCH_DIM) float32: the hits' photo sketches (zero rows where none)."""
+    """(n, SKETCH_DIM) float32: the hits' photo sketches, from their payloads' ``PHOTO_KEY``
+    (zero rows where none). Reading the ``PHOTO`` vector back instead costs the engine half as
+    much, and the conversion to Python more than that saves (measured)."""
     out = np.zeros((len(hits), SKETCH_DIM), np.float32)
     for i, h in enumerate(hits):
-        if h.sketch is not None:
-            out[i] = h.sketch
+        sketch = sketch_of(h.payload)
+        if sketch is not None:
+            out[i] = sketch
     return out
 
 
@@ -240,21 +241,17 @@ def dense_part(vector) -> list[float]:
     return vector[""] if isinstance(vector, dict) else vector
 
 
-def point_hit(p, with_terms: bool, item_id: str | None = None, with_photo: bool = False) -> Hit:
+def point_hit(p, with_terms: bool, item_id: str | None = None) -> Hit:
     """A scored point of either backend (``score``, ``payload``, ``vector``) as a ``Hit``, with
-    its lexical terms when ``with_terms`` (empty when it has none) and its photo sketch when
-    ``with_photo`` (decoded from the payload's blob: reading the ``PHOTO`` vector back instead
-    costs the engine half as much, and Python more than it saves, measured). ``item_id``: the
-    point's item when it was read without its payload (the hit's payload is then the id
-    alone)."""
+    its lexical terms when ``with_terms`` (empty when it has none). ``item_id``: the point's
+    item when it was read without its payload (the hit's payload is then the id alone)."""
     terms = None
     if with_terms:
         sparse = p.vector.get(LEXICAL) if isinstance(p.vector, dict) else None
         terms = dict(zip(sparse.indices, sparse.values, strict=True)) if sparse is not None else {}
-    sketch = sketch_of(p.payload or {}) if with_photo else None
     if item_id is not None:
-        return Hit(item_id, float(p.score), {"item_id": item_id}, terms, sketch=sketch)
-    return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms, sketch=sketch)
+        return Hit(item_id, float(p.score), {"item_id": item_id}, terms)
+    return Hit(p.payload["item_id"], float(p.score), dict(p.payload), terms)
 
 
 @dataclass(frozen=True)
@@ -275,7 +272,6 @@ class Fetch:
     stock_default: bool = True  # False: no filter at all when ``filter`` is None (IDF probes)
     ef: int | None = None  # search-time candidates, when not the index's default
     using: str = ""  # the dense vector searched: the towers' ("") or the photo channel's (PHOTO)
-    with_photo: bool = False  # each hit's photo sketch (``Hit.sketch``), from its payload
 
 
 # Equal scores are real (variants of one product under a text-only model share a vector), and
@@ -315,19 +311,16 @@ def search_settled(
     payload: bool | tuple[str, ...] = True,
     ef: int | None = None,
     using: str = "",
-    with_photo: bool = False,
 ) -> list[list[Hit]]:
     """Each request's ``settled`` top ``limit`` through ``fetch`` (the backend's engine, one
     batched call, ties in any order): one call asking ``limit + TIE_MARGIN`` for every
     request, then one more for a request whose run of ties reaches past its window, 4x wider
     each time. ``payload`` False: hits carry their item id only (cheaper to read); a tuple
-    of keys: the item id and those. ``using``: the dense vector searched; ``with_photo``:
-    each hit's photo sketch too."""
+    of keys: the item id and those. ``using``: the dense vector searched."""
     if not requests:
         return []
     first = [Fetch(k + TIE_MARGIN, q, filter=f, exact=exact, with_terms=with_terms,
-                   payload=payload, ef=ef, using=using, with_photo=with_photo)
-             for q, k, f in requests]  # fmt: skip
+                   payload=payload, ef=ef, using=using) for q, k, f in requests]  # fmt: skip
     out = []
     for (_, k, _), request, hits in zip(requests, first, fetch(first), strict=True):
         asked = request.limit
@@ -494,7 +487,7 @@ class FetchingIndex:
         filters: Sequence[SearchFilter | None],
     ) -> list[list[Hit]]:
         towers = search_settled(self._fetch, list(zip(queries, limits, filters, strict=True)),
-                                payload=(PHOTO_KEY,), with_photo=True)  # fmt: skip
+                                payload=(PHOTO_KEY,))  # fmt: skip
         near = self.search_photos(sketches, [own] * len(queries), filters)
         calls = []  # the towers' exact score of the channel's candidates the towers lack
         for n, (q, f, ths, nhs) in enumerate(zip(queries, filters, towers, near, strict=True)):
@@ -502,7 +495,7 @@ class FetchingIndex:
             ids = tuple(h.item_id for h in nhs if h.item_id not in have)
             if ids:
                 calls.append((n, Fetch(len(ids), q, filter=f, ids=ids, exact=True,
-                                       payload=(PHOTO_KEY,), with_photo=True)))  # fmt: skip
+                                       payload=(PHOTO_KEY,))))  # fmt: skip
         extra = dict(zip((n for n, _ in calls), self._fetch([c for _, c in calls]), strict=True))
         out = []
         for n, (ths, nhs) in enumerate(zip(towers, near, strict=True)):
@@ -622,7 +615,7 @@ class VectorIndex(Protocol):
         own: int,
         filters: Sequence[SearchFilter | None],
     ) -> list[list[Hit]]:
-        """Shop by photo's candidates, ids and sketches (``Hit.sketch``) only: for each photo,
+        """Shop by photo's candidates, ids and sketches (``PHOTO_KEY``) only: for each photo,
         the towers' best ``limits[b]`` for ``queries[b]`` (B, dim), then those of the photo
         channel's nearest ``own`` to ``sketches[b]`` (B, SKETCH_DIM) the towers' lack, scored
         exactly by the towers' vector; ``found_by`` "dense", "both" or "photo"."""

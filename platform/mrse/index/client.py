@@ -187,7 +187,7 @@ class ClientIndex(FetchingIndex):
         reqs = [self._request(f) for f in requests]
         res = self.client.query_batch_points(self.collection_name, requests=reqs)
         return [
-            [point_hit(p, f.with_terms, with_photo=f.with_photo) for p in r.points]
+            [point_hit(p, f.with_terms) for p in r.points]
             for f, r in zip(requests, res, strict=True)
         ]
 

@@ -238,10 +238,9 @@ class EdgeIndex(FetchingIndex):
         for f, points, ks in zip(requests, answers, keys, strict=True):
             if f.payload is False:  # a point deleted since the search has no name: left out
                 named = zip(points, (names[k] for k in ks), strict=True)
-                out.append([point_hit(p, f.with_terms, n, f.with_photo)
-                            for p, n in named if n is not None])  # fmt: skip
+                out.append([point_hit(p, f.with_terms, n) for p, n in named if n is not None])
             else:
-                out.append([point_hit(p, f.with_terms, with_photo=f.with_photo) for p in points])
+                out.append([point_hit(p, f.with_terms) for p in points])
         return out
 
     def warm(self) -> None:

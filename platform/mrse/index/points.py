@@ -6,7 +6,7 @@ payload with the filterable attributes (``category``, ``brand``, ``price``, ``st
 models with gated experts, ``_x``: what the explanations need (the gated expert vectors and the
 mixture's norm, float32, base64), and ``_p``: the sketch of its photo for shop by photo
 (``mrse.features.photo``, float16, base64; items without a photo have none; the index also
-searches and reads it as its ``photo`` vector: ``mrse.index.base.PHOTO``). The server reads
+searches it as its ``photo`` vector: ``mrse.index.base.PHOTO``). The server reads
 ``_x`` (and the sketches) from the hits it returns, so it keeps no per-item state of its own.
 """
 

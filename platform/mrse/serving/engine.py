@@ -561,7 +561,7 @@ class SearchEngine:
             order = np.argsort(-fused, kind="stable")[: r.k]
             with _index_failure(bundle):  # read by id: the search applied the filter
                 stored = bundle.index.payloads([hs[i].item_id for i in order])
-            kept.append([(replace(hs[i], payload=stored[hs[i].item_id], sketch=None),
+            kept.append([(replace(hs[i], payload=stored[hs[i].item_id]),
                           float(fused[i]), float(fused[i] - dense[i]))
                          for i in order if hs[i].item_id in stored])  # fmt: skip
         _add(timings, "search", t)
