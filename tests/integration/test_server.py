@@ -1087,6 +1087,10 @@ def test_search_by_photo_finds_the_item_in_any_format_and_refuses_bad_photos(sta
             e = r.explanation
             assert e.text + e.image == pytest.approx(r.score, abs=2e-3) and e.profile == 0
     assert found >= 4  # a cropped, mirrored, recompressed shot of the item
+    # a filter that keeps no item: an empty answer, not an error (both channels find nothing)
+    nothing = [search_pb2.FieldFilter(field="category", any=["no such category"])]
+    resp = stub.SearchByPhoto(search_pb2.SearchByPhotoRequest(photo=shot, k=10, filters=nothing))
+    assert len(resp.results) == 0
     bomb = io.BytesIO()
     Image.new("1", (20_000, 20_000)).save(bomb, format="PNG")
     bad = [

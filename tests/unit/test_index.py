@@ -390,6 +390,8 @@ def test_the_photo_channel_searches_the_sketches_items_with_a_photo_carry(index)
     towers = np.argsort([-float(vecs[0] @ v) for v in vecs], kind="stable")
     assert list(towers).index(7) > 5
     (cands,) = index.photo_candidates(vecs[:1], sk[[7]], [5], 3, [None])
+    nothing = SearchFilter(categories=("no such category",))  # a filter that keeps no item
+    assert index.photo_candidates(vecs[:1], sk[[7]], [5], 3, [nothing]) == [[]]
     by = {h.item_id: h for h in cands}
     assert [h.item_id for h in cands[:5]] == [ids[i] for i in towers[:5]]
     assert by["item-0007"].found_by == "photo"
